@@ -1,0 +1,580 @@
+#include "formats/record_reader.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+
+namespace curation::formats {
+
+using json = nlohmann::json;
+
+// The file's bytes, decompressed when the file is gzip. Counts the stored bytes read so a
+// progress bar can follow the compressed file.
+class ByteSource {
+ public:
+  static constexpr size_t kChunk = 1 << 16;
+
+  ByteSource(std::FILE* file, int64_t total, bool gzip) : file_(file), total_(total), gzip_(gzip) {}
+  ~ByteSource() {
+    if (gzip_ && inflating_) inflateEnd(&zs_);
+    std::fclose(file_);
+  }
+
+  int64_t consumed() const { return consumed_; }
+  int64_t total() const { return total_; }
+
+  // Appends some bytes to *out; returns false (and appends nothing) at the end of the data.
+  absl::StatusOr<bool> Read(std::string* out) {
+    if (!gzip_) {
+      absl::StatusOr<size_t> n = ReadRaw(in_, kChunk);
+      if (!n.ok()) return n.status();
+      out->append(in_, *n);
+      return *n > 0;
+    }
+    return Inflate(out);
+  }
+
+ private:
+  absl::StatusOr<size_t> ReadRaw(char* dst, size_t cap) {
+    size_t n = std::fread(dst, 1, cap, file_);
+    if (n < cap && std::ferror(file_)) {
+      return absl::InternalError(absl::StrCat("read failed: ", std::strerror(errno)));
+    }
+    consumed_ += static_cast<int64_t>(n);
+    return n;
+  }
+
+  absl::StatusOr<bool> Inflate(std::string* out) {
+    char dst[kChunk];
+    while (true) {
+      if (zs_.avail_in == 0) {
+        absl::StatusOr<size_t> n = ReadRaw(in_, kChunk);
+        if (!n.ok()) return n.status();
+        if (*n == 0) {
+          // A file may end only between gzip members.
+          if (inflating_) return absl::DataLossError("truncated gzip stream");
+          return false;
+        }
+        zs_.next_in = reinterpret_cast<Bytef*>(in_);
+        zs_.avail_in = static_cast<uInt>(*n);
+      }
+      if (!inflating_) {
+        // Anything after a finished member must be another member (as gzip(1) writes
+        // them when files are concatenated).
+        zs_.zalloc = Z_NULL;
+        zs_.zfree = Z_NULL;
+        zs_.opaque = Z_NULL;
+        if (inflateInit2(&zs_, 15 + 16) != Z_OK) return absl::InternalError("inflateInit2 failed");
+        inflating_ = true;
+      }
+      zs_.next_out = reinterpret_cast<Bytef*>(dst);
+      zs_.avail_out = sizeof(dst);
+      int rc = inflate(&zs_, Z_NO_FLUSH);
+      size_t produced = sizeof(dst) - zs_.avail_out;
+      out->append(dst, produced);
+      if (rc == Z_STREAM_END) {
+        inflateEnd(&zs_);
+        inflating_ = false;
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        return absl::DataLossError(
+            absl::StrCat("corrupt gzip stream: ", zs_.msg != nullptr ? zs_.msg : "inflate failed"));
+      }
+      if (produced > 0) return true;
+    }
+  }
+
+  std::FILE* file_;
+  int64_t total_;
+  bool gzip_;
+  int64_t consumed_ = 0;
+  char in_[kChunk];
+  z_stream zs_{};
+  bool inflating_ = false;
+};
+
+namespace {
+
+// A record that is well-formed but deliberately not returned.
+struct Skip {
+  std::string reason;
+};
+
+absl::Status FieldError(absl::string_view field, absl::string_view want, const json& got) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("field \"", field, "\" must be ", want, ", got ", got.type_name()));
+}
+
+// Joins conversational messages the way a reader of the text would see them.
+absl::StatusOr<std::string> JoinMessages(absl::string_view field, const json& messages,
+                                         size_t begin = 0) {
+  std::vector<std::string> lines;
+  for (size_t i = begin; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    if (!m.is_object() || !m.contains("content") || !m["content"].is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "field \"", field, "\" message ", i, " must be an object with a string \"content\""));
+    }
+    std::string role = "user";
+    if (auto it = m.find("role"); it != m.end() && it->is_string()) role = *it;
+    lines.push_back(absl::StrCat(role, ": ", m["content"].get_ref<const std::string&>()));
+  }
+  return absl::StrJoin(lines, "\n");
+}
+
+// A text field that TRL allows as a plain string or a list of messages.
+absl::StatusOr<std::string> TextOrMessages(const json& obj, absl::string_view field) {
+  const json& v = obj.at(std::string(field));
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) return JoinMessages(field, v);
+  return FieldError(field, "a string or a list of messages", v);
+}
+
+absl::StatusOr<std::string> StringField(const json& obj, absl::string_view field) {
+  const json& v = obj.at(std::string(field));
+  if (!v.is_string()) return FieldError(field, "a string", v);
+  return v.get<std::string>();
+}
+
+absl::Status ReadEmbedding(const json& obj, absl::string_view field, std::vector<float>* out) {
+  auto it = obj.find(std::string(field));
+  if (it == obj.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_array()) return FieldError(field, "an array of numbers", *it);
+  out->reserve(it->size());
+  for (const json& x : *it) {
+    if (!x.is_number()) return FieldError(field, "an array of numbers", *it);
+    out->push_back(x.get<float>());
+  }
+  return absl::OkStatus();
+}
+
+constexpr absl::string_view kAssistant = "\n\nAssistant:";
+
+void TrimOneLeadingSpace(std::string* s) {
+  if (!s->empty() && (*s)[0] == ' ') s->erase(0, 1);
+}
+
+absl::Status SplitHh(std::string chosen, std::string rejected, Record* out) {
+  size_t cut = std::string::npos;
+  size_t last = absl::string_view(chosen).rfind(kAssistant);
+  if (last == std::string::npos) {
+    return absl::InvalidArgumentError("HH transcript \"chosen\" has no \"\\n\\nAssistant:\" turn");
+  }
+  if (absl::StartsWith(rejected, absl::string_view(chosen).substr(0, last + kAssistant.size()))) {
+    cut = last + kAssistant.size();
+  } else {
+    // The transcripts diverge before chosen's last turn: fall back to the last turn marker
+    // inside their common prefix.
+    size_t common = 0;
+    while (common < chosen.size() && common < rejected.size() &&
+           chosen[common] == rejected[common]) {
+      ++common;
+    }
+    size_t p = absl::string_view(chosen).substr(0, common).rfind(kAssistant);
+    if (p == std::string::npos) {
+      return absl::InvalidArgumentError(
+          "HH transcripts \"chosen\" and \"rejected\" share no prefix ending in "
+          "\"\\n\\nAssistant:\"");
+    }
+    cut = p + kAssistant.size();
+  }
+  out->prompt = chosen.substr(0, cut);
+  out->chosen = chosen.substr(cut);
+  out->rejected = rejected.substr(cut);
+  TrimOneLeadingSpace(&out->chosen);
+  TrimOneLeadingSpace(&out->rejected);
+  return absl::OkStatus();
+}
+
+absl::Status ReadTrl(const json& obj, Record* out) {
+  const json& c = obj["chosen"];
+  const json& r = obj["rejected"];
+  if (!obj.contains("prompt") && c.is_array() && r.is_array()) {
+    // TRL's implicit-prompt conversational form: the shared leading messages are the prompt.
+    size_t shared = 0;
+    while (shared + 1 < c.size() && shared + 1 < r.size() && c[shared] == r[shared]) ++shared;
+    json head = json::array();
+    for (size_t i = 0; i < shared; ++i) head.push_back(c[i]);
+    absl::StatusOr<std::string> p = JoinMessages("chosen", head);
+    absl::StatusOr<std::string> ch = JoinMessages("chosen", c, shared);
+    absl::StatusOr<std::string> rj = JoinMessages("rejected", r, shared);
+    if (!p.ok()) return p.status();
+    if (!ch.ok()) return ch.status();
+    if (!rj.ok()) return rj.status();
+    out->prompt = *std::move(p);
+    out->chosen = *std::move(ch);
+    out->rejected = *std::move(rj);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> p = TextOrMessages(obj, "prompt");
+  if (!p.ok()) return p.status();
+  absl::StatusOr<std::string> ch = TextOrMessages(obj, "chosen");
+  if (!ch.ok()) return ch.status();
+  absl::StatusOr<std::string> rj = TextOrMessages(obj, "rejected");
+  if (!rj.ok()) return rj.status();
+  out->prompt = *std::move(p);
+  out->chosen = *std::move(ch);
+  out->rejected = *std::move(rj);
+  return absl::OkStatus();
+}
+
+absl::Status ReadKto(const json& obj, Record* out) {
+  out->is_pair = false;
+  absl::StatusOr<std::string> p = TextOrMessages(obj, "prompt");
+  if (!p.ok()) return p.status();
+  absl::StatusOr<std::string> c = TextOrMessages(obj, "completion");
+  if (!c.ok()) return c.status();
+  out->prompt = *std::move(p);
+  out->completion = *std::move(c);
+  const json& label = obj["label"];
+  if (label.is_boolean()) {
+    out->desirable = label.get<bool>();
+  } else if (label.is_string()) {
+    std::string l = absl::AsciiStrToLower(label.get<std::string>());
+    if (l == "desirable" || l == "true") {
+      out->desirable = true;
+    } else if (l == "undesirable" || l == "false") {
+      out->desirable = false;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "field \"label\" must be true/false or \"desirable\"/\"undesirable\", got \"",
+          label.get<std::string>(), "\""));
+    }
+  } else {
+    return FieldError("label", "a bool or \"desirable\"/\"undesirable\"", label);
+  }
+  return absl::OkStatus();
+}
+
+// Returns a Skip reason instead of a record when the annotators did not prefer one response.
+absl::StatusOr<std::optional<Skip>> ReadPandaLm(const json& obj, Record* out) {
+  absl::StatusOr<std::string> instruction = StringField(obj, "instruction");
+  if (!instruction.ok()) return instruction.status();
+  std::string input;
+  if (auto it = obj.find("input"); it != obj.end() && !it->is_null()) {
+    if (!it->is_string()) return FieldError("input", "a string", *it);
+    input = it->get<std::string>();
+  }
+  absl::StatusOr<std::string> r1 = StringField(obj, "response1");
+  if (!r1.ok()) return r1.status();
+  absl::StatusOr<std::string> r2 = StringField(obj, "response2");
+  if (!r2.ok()) return r2.status();
+
+  int votes[3] = {0, 0, 0};  // tie, response1, response2
+  int annotators = 0;
+  for (int k = 1;; ++k) {
+    std::string field = absl::StrCat("annotator", k);
+    auto it = obj.find(field);
+    if (it == obj.end()) break;
+    if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 2) {
+      return FieldError(field, "0, 1 or 2", *it);
+    }
+    ++votes[it->get<int64_t>()];
+    ++annotators;
+  }
+  if (annotators == 0) {
+    return absl::InvalidArgumentError("PandaLM record has no \"annotator1\" field");
+  }
+  // A strict majority; with three annotators, two agreeing.
+  int winner = -1;
+  for (int v = 0; v < 3; ++v) {
+    if (2 * votes[v] > annotators) winner = v;
+  }
+  if (winner == -1) return Skip{"pandalm_no_majority"};
+  if (winner == 0) return Skip{"pandalm_tie"};
+
+  out->prompt = *instruction;
+  if (!input.empty()) absl::StrAppend(&out->prompt, "\n\n", input);
+  out->chosen = winner == 1 ? *r1 : *r2;
+  out->rejected = winner == 1 ? *r2 : *r1;
+  return std::nullopt;
+}
+
+std::string Stringify(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  return v.dump();  // numbers: integers exactly, floats in their shortest round-trip form
+}
+
+bool IsPandaLm(const json& obj) { return obj.contains("response1") && obj.contains("response2"); }
+
+// Converts one parsed object into *out, or says why it is skipped.
+absl::StatusOr<std::optional<Skip>> ParseObject(const json& obj, Record* out) {
+  if (!obj.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("expected a JSON object, got ", obj.type_name()));
+  }
+  std::vector<absl::string_view> consumed = {"id", "chosen_embedding", "rejected_embedding",
+                                            "embedding"};
+  std::optional<Skip> skip;
+  if (IsPandaLm(obj)) {
+    absl::StatusOr<std::optional<Skip>> s = ReadPandaLm(obj, out);
+    if (!s.ok()) return s.status();
+    skip = *s;
+    consumed.insert(consumed.end(), {"instruction", "input", "response1", "response2", "idx"});
+  } else if (obj.contains("completion") && obj.contains("label")) {
+    if (!obj.contains("prompt")) return absl::InvalidArgumentError("KTO record has no \"prompt\"");
+    if (absl::Status s = ReadKto(obj, out); !s.ok()) return s;
+    consumed.insert(consumed.end(), {"prompt", "completion", "label"});
+  } else if (obj.contains("chosen") && obj.contains("rejected")) {
+    const json& c = obj["chosen"];
+    const json& r = obj["rejected"];
+    if (obj.contains("prompt") || (c.is_array() && r.is_array())) {
+      if (absl::Status s = ReadTrl(obj, out); !s.ok()) return s;
+    } else {
+      if (!c.is_string()) return FieldError("chosen", "a string", c);
+      if (!r.is_string()) return FieldError("rejected", "a string", r);
+      if (absl::Status s = SplitHh(c.get<std::string>(), r.get<std::string>(), out); !s.ok()) {
+        return s;
+      }
+    }
+    consumed.insert(consumed.end(), {"prompt", "chosen", "rejected"});
+  } else {
+    return absl::InvalidArgumentError(
+        "unrecognised record: expected {prompt, chosen, rejected}, {chosen, rejected}, "
+        "{prompt, completion, label} or PandaLM's {instruction, input, response1, response2, "
+        "annotator1..3}");
+  }
+  if (skip.has_value()) return skip;
+
+  if (auto it = obj.find("id"); it != obj.end() && !it->is_null()) {
+    if (it->is_string()) {
+      out->id = it->get<std::string>();
+    } else if (it->is_number_integer()) {
+      out->id = it->dump();
+    } else {
+      return FieldError("id", "a string or an integer", *it);
+    }
+  }
+  for (absl::string_view f : {"chosen_embedding", "rejected_embedding", "embedding"}) {
+    std::vector<float>* dst = f == "chosen_embedding"     ? &out->chosen_embedding
+                              : f == "rejected_embedding" ? &out->rejected_embedding
+                                                          : &out->embedding;
+    if (absl::Status s = ReadEmbedding(obj, f, dst); !s.ok()) return s;
+  }
+
+  for (const auto& [key, value] : obj.items()) {
+    bool is_consumed = false;
+    for (absl::string_view c : consumed) is_consumed = is_consumed || key == c;
+    if (IsPandaLm(obj) && absl::StartsWith(key, "annotator")) is_consumed = true;
+    if (is_consumed || !(value.is_string() || value.is_number() || value.is_boolean())) continue;
+    out->metadata[key] = Stringify(value);
+  }
+  if (IsPandaLm(obj)) {
+    if (auto it = obj.find("idx"); it != obj.end() && !it->is_null()) {
+      out->metadata["pandalm_idx"] = Stringify(*it);
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<json> ParseJson(absl::string_view text) {
+  // nlohmann reports the position and cause of a syntax error only through its exception;
+  // it is caught right here and never crosses our API.
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed JSON: ", e.what()));
+  }
+}
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+}  // namespace
+
+RecordReader::RecordReader(std::string path, std::unique_ptr<ByteSource> source, bool is_array)
+    : path_(std::move(path)), source_(std::move(source)), is_array_(is_array) {}
+
+RecordReader::~RecordReader() = default;
+
+absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::Open(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    std::string msg = absl::StrCat(path, ": ", std::strerror(errno));
+    return errno == ENOENT ? absl::NotFoundError(msg) : absl::InvalidArgumentError(msg);
+  }
+  int64_t total = 0;
+  unsigned char magic[2] = {0, 0};
+  size_t got = 0;
+  if (std::fseek(f, 0, SEEK_END) == 0) total = std::ftell(f);
+  std::rewind(f);
+  got = std::fread(magic, 1, 2, f);
+  std::rewind(f);
+  bool gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  auto source = std::make_unique<ByteSource>(f, total, gzip);
+
+  // Sniff the container from the first non-space byte of the (decompressed) data, keeping
+  // every byte read so JSON Lines numbering still starts at the file's first line.
+  std::unique_ptr<RecordReader> reader(new RecordReader(path, std::move(source), false));
+  std::string& buf = reader->buf_;
+  size_t i = 0;
+  while (true) {
+    if (i == 0 && absl::StartsWith(buf, "\xEF\xBB\xBF")) i = 3;  // a UTF-8 byte-order mark
+    while (i < buf.size() && IsSpace(buf[i])) ++i;
+    if (i < buf.size()) break;
+    absl::StatusOr<bool> more = reader->source_->Read(&buf);
+    if (!more.ok()) {
+      return absl::Status(more.status().code(), absl::StrCat(path, ": ", more.status().message()));
+    }
+    if (!*more) break;
+  }
+  if (i < buf.size() && buf[i] == '[') {
+    reader->is_array_ = true;
+    reader->pos_ = i;
+    reader->text_line_ = 1 + std::count(buf.begin(), buf.begin() + i, '\n');
+  } else if (i < buf.size() && buf[i] != '{') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not JSON Lines or a JSON array (first character '", std::string(1, buf[i]),
+        "')"));
+  }
+  return reader;
+}
+
+int64_t RecordReader::bytes_consumed() const { return source_->consumed(); }
+int64_t RecordReader::total_bytes() const { return source_->total(); }
+
+std::string RecordReader::Where() const {
+  if (is_array_) return absl::StrCat(path_, ": element ", line_, " (line ", element_line_, ")");
+  return absl::StrCat(path_, ":", line_);
+}
+
+absl::StatusOr<bool> RecordReader::Fill() {
+  if (pos_ < buf_.size()) return true;
+  buf_.clear();
+  pos_ = 0;
+  while (buf_.empty()) {
+    absl::StatusOr<bool> more = source_->Read(&buf_);
+    if (!more.ok()) return more.status();
+    if (!*more) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<bool> RecordReader::NextLine(std::string* text) {
+  text->clear();
+  while (true) {
+    absl::StatusOr<bool> more = Fill();
+    if (!more.ok()) return more.status();
+    if (!*more) return !text->empty();
+    size_t nl = buf_.find('\n', pos_);
+    if (nl == std::string::npos) {
+      text->append(buf_, pos_, std::string::npos);
+      pos_ = buf_.size();
+      continue;
+    }
+    text->append(buf_, pos_, nl - pos_);
+    pos_ = nl + 1;
+    return true;
+  }
+}
+
+absl::StatusOr<bool> RecordReader::NextElement(std::string* text) {
+  text->clear();
+  if (array_done_) return false;
+  // Scans one element by bracket depth, minding strings, so elements stream without parsing
+  // the whole array.
+  int depth = 0;
+  bool in_string = false, escaped = false, started = false;
+  while (true) {
+    absl::StatusOr<bool> more = Fill();
+    if (!more.ok()) return more.status();
+    if (!*more) return absl::DataLossError("unterminated JSON array");
+    char c = buf_[pos_++];
+    if (c == '\n') ++text_line_;
+    if (!array_started_) {
+      // Open() left pos_ on the '['.
+      array_started_ = true;
+      continue;
+    }
+    if (in_string) {
+      text->push_back(c);
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (depth == 0 && (c == ',' || c == ']')) {
+      if (c == ']') array_done_ = true;
+      if (!started) {
+        if (c == ']' && line_ == 0) return false;  // "[]"
+        ++line_;
+        element_line_ = text_line_;
+        sticky_ = absl::InvalidArgumentError(absl::StrCat(Where(), ": empty array element"));
+        return sticky_;
+      }
+      return true;
+    }
+    if (!started && IsSpace(c)) continue;
+    if (!started) {
+      started = true;
+      element_line_ = text_line_;
+    }
+    text->push_back(c);
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+}
+
+absl::StatusOr<bool> RecordReader::NextText(std::string* text) {
+  return is_array_ ? NextElement(text) : NextLine(text);
+}
+
+absl::StatusOr<bool> RecordReader::Next(Record* out) {
+  if (!sticky_.ok()) return sticky_;
+  std::string text;
+  while (true) {
+    absl::StatusOr<bool> got = NextText(&text);
+    if (!got.ok()) {
+      if (!sticky_.ok()) return sticky_;
+      sticky_ = absl::Status(got.status().code(),
+                             absl::StrCat(path_, ": after ", is_array_ ? "element " : "line ",
+                                          line_, ": ", got.status().message()));
+      return sticky_;
+    }
+    if (!*got) return false;
+    if (is_array_) {
+      ++line_;
+    } else {
+      ++line_;
+      if (!text.empty() && text.back() == '\r') text.pop_back();
+      if (line_ == 1 && absl::StartsWith(text, "\xEF\xBB\xBF")) text.erase(0, 3);
+      if (absl::StripAsciiWhitespace(text).empty()) continue;
+    }
+    absl::StatusOr<json> obj = ParseJson(text);
+    if (!obj.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(), ": ", obj.status().message()));
+    }
+    *out = Record{};
+    absl::StatusOr<std::optional<Skip>> skip = ParseObject(*obj, out);
+    if (!skip.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(), ": ", skip.status().message()));
+    }
+    if (skip->has_value()) {
+      ++skipped_;
+      ++skipped_by_reason_[(*skip)->reason];
+      continue;
+    }
+    return true;
+  }
+}
+
+}  // namespace curation::formats

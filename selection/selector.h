@@ -1,0 +1,69 @@
+// The selection library: matrices in, row numbers and scores out.
+//
+// Nothing here knows about gRPC, RocksDB or example ids. A caller lays out one row per
+// selection unit (a pair's mean embedding, or a single completion's embedding), asks a
+// Selector for k rows, and maps the returned row numbers back to its own ids.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace curation::selection {
+
+// A read-only, row-major float32 matrix owned by the caller. It must outlive the call it is
+// passed to.
+struct MatrixView {
+  const float* data = nullptr;
+  int64_t rows = 0;
+  int64_t dim = 0;
+
+  const float* row(int64_t i) const { return data + i * dim; }
+};
+
+// What a Gaussian-mixture fit ended with, reported to users so they can judge the fit.
+struct MixtureFitSummary {
+  int iterations = 0;
+  bool converged = false;
+  double mean_log_likelihood = 0;  // mean over rows of log p(x), in nats
+  std::vector<double> weights;     // component weights, summing to 1
+};
+
+struct SelectionResult {
+  // Selected row numbers in selection order (best first), exactly k of them, no repeats.
+  std::vector<int64_t> rows;
+  // scores[i] belongs to rows[i]; its meaning is the method's (documented per method).
+  std::vector<double> scores;
+  // Set by methods that fit a mixture (ISA).
+  std::optional<MixtureFitSummary> fit;
+};
+
+struct SelectOptions {
+  uint64_t seed = 0;
+  // Called now and then with the share of the work done, in [0, 1]. Returning false cancels
+  // the selection, which then returns a CANCELLED status. May be empty.
+  std::function<bool(double done)> progress;
+};
+
+// One selection method. Implementations are stateless apart from their options and are safe
+// to call from several threads at once.
+class Selector {
+ public:
+  virtual ~Selector() = default;
+
+  // The method's stable name as users spell it ("isa", "random").
+  virtual std::string_view name() const = 0;
+
+  // Chooses k distinct rows of `units`. Requires 0 < k <= units.rows (INVALID_ARGUMENT
+  // otherwise). The same units, k and seed give the same result on every machine.
+  virtual absl::StatusOr<SelectionResult> Select(const MatrixView& units, int64_t k,
+                                                 const SelectOptions& options) const = 0;
+};
+
+}  // namespace curation::selection

@@ -1,0 +1,219 @@
+// Dataset, ingest and example RPCs. Selection RPCs are in selection_rpcs.cc.
+#include "server/curation_service.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "server/validation.h"
+
+namespace curation::server {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+namespace {
+
+grpc::Status Invalid(const FieldError& e) { return ToGrpc(InvalidField(e.field, e.reason)); }
+
+}  // namespace
+
+CurationService::CurationService(store::Store* store, Catalog* catalog,
+                                 const embedding::Embedder* embedder, const Limits& limits)
+    : store_(store),
+      catalog_(catalog),
+      embedder_(embedder),
+      limits_(limits),
+      ingestor_(store, embedder, limits) {}
+
+absl::StatusOr<std::shared_ptr<DatasetState>> CurationService::FindDataset(
+    absl::string_view field, const std::string& name) const {
+  if (auto e = CheckDatasetName(field, name)) return InvalidField(e->field, e->reason);
+  std::shared_ptr<DatasetState> state = catalog_->Find(name);
+  if (state == nullptr) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
+  return state;
+}
+
+v1::Dataset CurationService::View(DatasetState& state) {
+  v1::Dataset view = state.Snapshot().dataset();
+  view.set_indexed_vectors(state.index->vectors());
+  return view;
+}
+
+grpc::Status CurationService::CreateDataset(grpc::ServerContext*,
+                                            const v1::CreateDatasetRequest* request,
+                                            v1::Dataset* response) {
+  if (auto e = CheckNewDataset(request->dataset(), limits_)) return Invalid(*e);
+  storage::DatasetRecord record;
+  v1::Dataset* d = record.mutable_dataset();
+  d->set_name(request->dataset().name());
+  d->set_description(request->dataset().description());
+  d->set_kind(request->dataset().kind() == v1::DATASET_KIND_UNSPECIFIED
+                  ? v1::DATASET_KIND_PAIRS
+                  : request->dataset().kind());
+  v1::EmbeddingConfig* embedding = d->mutable_embedding();
+  if (request->dataset().embedding().source() == v1::EmbeddingConfig::SOURCE_CLIENT) {
+    embedding->set_source(v1::EmbeddingConfig::SOURCE_CLIENT);
+    embedding->set_dim(request->dataset().embedding().dim());
+  } else {
+    embedding->set_source(v1::EmbeddingConfig::SOURCE_BUILTIN);
+    embedding->set_dim(embedder_->dim());
+    embedding->set_embedder(std::string(embedder_->name()));
+  }
+  *d->mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  auto state = catalog_->Create(std::move(record));
+  if (!state.ok()) return ToGrpc(state.status());
+  *response = View(**state);
+  return grpc::Status::OK;
+}
+
+grpc::Status CurationService::GetDataset(grpc::ServerContext*,
+                                         const v1::GetDatasetRequest* request,
+                                         v1::Dataset* response) {
+  auto state = FindDataset("name", request->name());
+  if (!state.ok()) return ToGrpc(state.status());
+  *response = View(**state);
+  return grpc::Status::OK;
+}
+
+grpc::Status CurationService::ListDatasets(grpc::ServerContext*,
+                                           const v1::ListDatasetsRequest* request,
+                                           v1::ListDatasetsResponse* response) {
+  if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
+  const int page_size = request->page_size() == 0
+                            ? 100
+                            : static_cast<int>(std::min<int64_t>(request->page_size(),
+                                                                 limits_.max_page_size));
+  std::string after;
+  if (!request->page_token().empty() &&
+      !absl::WebSafeBase64Unescape(request->page_token(), &after)) {
+    return ToGrpc(InvalidField("page_token", "not a token this server issued"));
+  }
+  // One extra row tells whether another page follows.
+  auto records = store_->ListDatasets(after, page_size + 1);
+  if (!records.ok()) return ToGrpc(records.status());
+  for (int i = 0; i < static_cast<int>(records->size()) && i < page_size; ++i) {
+    const std::string& name = (*records)[i].dataset().name();
+    // The store's record is current, but the live view adds the index count.
+    if (auto state = catalog_->Find(name)) {
+      *response->add_datasets() = View(*state);
+    }
+  }
+  if (static_cast<int>(records->size()) > page_size) {
+    response->set_next_page_token(
+        absl::WebSafeBase64Escape((*records)[page_size - 1].dataset().name()));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CurationService::DeleteDataset(grpc::ServerContext*,
+                                            const v1::DeleteDatasetRequest* request,
+                                            v1::DeleteDatasetResponse* response) {
+  if (auto e = CheckDatasetName("name", request->name())) return Invalid(*e);
+  auto record = catalog_->Delete(request->name());
+  if (!record.ok()) return ToGrpc(record.status());
+  response->set_deleted_examples(record->dataset().example_count());
+  response->set_deleted_selections(record->dataset().selection_count());
+  return grpc::Status::OK;
+}
+
+grpc::Status CurationService::IngestExamples(grpc::ServerContext*,
+                                             const v1::IngestExamplesRequest* request,
+                                             v1::IngestExamplesResponse* response) {
+  auto state = FindDataset("dataset", request->dataset());
+  if (!state.ok()) return ToGrpc(state.status());
+  if (request->examples_size() > limits_.max_records_per_request) {
+    return ToGrpc(InvalidField(
+        "examples", absl::StrCat(request->examples_size(), " records; at most ",
+                                 limits_.max_records_per_request, " per request")));
+  }
+  return ToGrpc(ingestor_.IngestBatch(**state, request->examples(), /*first_index=*/0,
+                                      /*report_ids=*/true, response));
+}
+
+grpc::Status CurationService::IngestStream(
+    grpc::ServerContext*, grpc::ServerReader<v1::IngestExamplesRequest>* reader,
+    v1::IngestExamplesResponse* response) {
+  v1::IngestExamplesRequest request;
+  std::shared_ptr<DatasetState> state;
+  int64_t next_index = 0;
+  int64_t message = 0;
+  while (reader->Read(&request)) {
+    if (state == nullptr || (!request.dataset().empty() &&
+                             request.dataset() != state->Snapshot().dataset().name())) {
+      if (state != nullptr) {
+        return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].dataset"),
+                                   "one stream ingests into one dataset"));
+      }
+      auto found = FindDataset("dataset", request.dataset());
+      if (!found.ok()) return ToGrpc(found.status());
+      state = *std::move(found);
+    }
+    if (request.examples_size() > limits_.max_records_per_request) {
+      return ToGrpc(InvalidField(
+          absl::StrCat("messages[", message, "].examples"),
+          absl::StrCat(request.examples_size(), " records; at most ",
+                       limits_.max_records_per_request, " per message")));
+    }
+    // Each message is written (and durable) before the next is read, so a client that loses
+    // the stream can resend it whole: what was stored comes back as duplicates.
+    if (absl::Status s = ingestor_.IngestBatch(*state, request.examples(), next_index,
+                                               /*report_ids=*/false, response);
+        !s.ok()) {
+      return ToGrpc(s);
+    }
+    next_index += request.examples_size();
+    ++message;
+  }
+  if (state == nullptr) return ToGrpc(InvalidField("dataset", "the stream sent no message"));
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<storage::ExampleRecord> CurationService::LoadExample(uint64_t dataset_id,
+                                                                    const std::string& id) const {
+  auto entry = store_->FindId(dataset_id, id);
+  if (!entry.ok()) return entry.status();
+  if (!entry->has_value()) return absl::NotFoundError(absl::StrCat("example '", id, "' not found"));
+  return store_->GetExample(dataset_id, (*entry)->seq);
+}
+
+grpc::Status CurationService::GetExamples(grpc::ServerContext*,
+                                          const v1::GetExamplesRequest* request,
+                                          v1::GetExamplesResponse* response) {
+  auto state = FindDataset("dataset", request->dataset());
+  if (!state.ok()) return ToGrpc(state.status());
+  if (request->ids_size() > limits_.max_ids_per_get) {
+    return ToGrpc(InvalidField("ids", absl::StrCat("at most ", limits_.max_ids_per_get)));
+  }
+  const storage::DatasetRecord record = (*state)->Snapshot();
+  const int dim = record.dataset().embedding().dim();
+  for (int i = 0; i < request->ids_size(); ++i) {
+    const std::string& id = request->ids(i);
+    auto entry = store_->FindId(record.internal_id(), id);
+    if (!entry.ok()) return ToGrpc(entry.status());
+    if (!entry->has_value()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("ids[", i, "]: example '", id, "' not found"));
+    }
+    auto example = store_->GetExample(record.internal_id(), (*entry)->seq);
+    if (!example.ok()) return ToGrpc(example.status());
+    v1::Example* out = response->add_examples();
+    *out = example->example();
+    if (request->include_embeddings()) {
+      auto vec = store_->GetEmbedding(record.internal_id(), (*entry)->seq);
+      if (!vec.ok()) return ToGrpc(vec.status());
+      if (out->has_pair()) {
+        out->mutable_pair()->mutable_chosen_embedding()->Add(vec->begin(), vec->begin() + dim);
+        out->mutable_pair()->mutable_rejected_embedding()->Add(vec->begin() + dim, vec->end());
+      } else {
+        out->mutable_unpaired()->mutable_embedding()->Add(vec->begin(), vec->end());
+      }
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace curation::server

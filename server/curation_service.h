@@ -1,0 +1,67 @@
+// The gRPC face of the service: one method per RPC of curation.v1.CurationService. Each
+// handler validates its request, then delegates to the catalog, the ingestor, the store or
+// the selection library; no handler holds a lock across a call to another component.
+#pragma once
+
+#include <memory>
+
+#include "curation/v1/curation.grpc.pb.h"
+#include "embedding/embedder.h"
+#include "server/catalog.h"
+#include "server/ingestor.h"
+#include "server/limits.h"
+#include "store/store.h"
+
+namespace curation::server {
+
+class CurationService final : public v1::CurationService::Service {
+ public:
+  CurationService(store::Store* store, Catalog* catalog, const embedding::Embedder* embedder,
+                  const Limits& limits);
+
+  grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,
+                             v1::Dataset*) override;
+  grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*,
+                          v1::Dataset*) override;
+  grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*,
+                            v1::ListDatasetsResponse*) override;
+  grpc::Status DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest*,
+                             v1::DeleteDatasetResponse*) override;
+  grpc::Status IngestExamples(grpc::ServerContext*, const v1::IngestExamplesRequest*,
+                              v1::IngestExamplesResponse*) override;
+  grpc::Status IngestStream(grpc::ServerContext*,
+                            grpc::ServerReader<v1::IngestExamplesRequest>*,
+                            v1::IngestExamplesResponse*) override;
+  grpc::Status GetExamples(grpc::ServerContext*, const v1::GetExamplesRequest*,
+                           v1::GetExamplesResponse*) override;
+  grpc::Status Select(grpc::ServerContext*, const v1::SelectRequest*, v1::Selection*) override;
+  grpc::Status GetSelection(grpc::ServerContext*, const v1::GetSelectionRequest*,
+                            v1::Selection*) override;
+  grpc::Status ListSelections(grpc::ServerContext*, const v1::ListSelectionsRequest*,
+                              v1::ListSelectionsResponse*) override;
+  grpc::Status ExportSelection(grpc::ServerContext*, const v1::ExportSelectionRequest*,
+                               grpc::ServerWriter<v1::ExportSelectionResponse>*) override;
+
+ private:
+  // The open dataset named by `field`, or INVALID_ARGUMENT / NOT_FOUND.
+  absl::StatusOr<std::shared_ptr<DatasetState>> FindDataset(absl::string_view field,
+                                                            const std::string& name) const;
+  // The public view of a dataset, with the live index count.
+  static v1::Dataset View(DatasetState& state);
+  // Reads a stored selection by its public id ("sel-<dataset>-<seq>").
+  absl::StatusOr<v1::Selection> LoadSelection(const std::string& id) const;
+  // Resolves an example id to its stored record.
+  absl::StatusOr<storage::ExampleRecord> LoadExample(uint64_t dataset_id,
+                                                     const std::string& id) const;
+
+  store::Store* store_;
+  Catalog* catalog_;
+  const embedding::Embedder* embedder_;
+  Limits limits_;
+  Ingestor ingestor_;
+};
+
+// absl and gRPC share the canonical status codes.
+grpc::Status ToGrpc(const absl::Status& status);
+
+}  // namespace curation::server

@@ -1,0 +1,190 @@
+#include "server/ingestor.h"
+
+#include <openssl/sha.h>
+
+#include <map>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "server/validation.h"
+
+namespace curation::server {
+namespace {
+
+void AppendField(std::string* out, absl::string_view s) {
+  // Length-prefixed, so ("ab", "c") and ("a", "bc") hash differently.
+  const uint64_t n = s.size();
+  out->append(reinterpret_cast<const char*>(&n), sizeof(n));
+  out->append(s.data(), s.size());
+}
+
+// A record on its way to the store.
+struct Pending {
+  int index = 0;  // in the request
+  std::string id;
+  std::string hash;
+  std::vector<float> embedding;
+};
+
+}  // namespace
+
+std::string Ingestor::ContentHash(const v1::Example& example) {
+  std::string material;
+  if (example.has_pair()) {
+    material = "pair";
+    AppendField(&material, example.pair().prompt());
+    AppendField(&material, example.pair().chosen());
+    AppendField(&material, example.pair().rejected());
+  } else {
+    material = "unpaired";
+    AppendField(&material, example.unpaired().prompt());
+    AppendField(&material, example.unpaired().completion());
+    material.push_back(static_cast<char>(example.unpaired().label()));
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(material.data()), material.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+}
+
+std::string Ingestor::HashId(const std::string& content_hash) {
+  return "h" + absl::BytesToHexString(content_hash.substr(0, 16));
+}
+
+absl::Status Ingestor::IngestBatch(DatasetState& dataset,
+                                   const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+                                   int64_t first_index, bool report_ids,
+                                   v1::IngestExamplesResponse* summary) const {
+  const v1::Dataset config = dataset.Snapshot().dataset();
+  const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
+  const bool builtin = config.embedding().source() != v1::EmbeddingConfig::SOURCE_CLIENT;
+  const int dim = config.embedding().dim();
+  const int n = examples.size();
+
+  std::vector<std::string> ids(n);
+  std::vector<Pending> pending;
+  auto reject = [&](int i, std::string field, std::string reason) {
+    auto* e = summary->add_errors();
+    e->set_index(first_index + i);
+    e->set_field(std::move(field));
+    e->set_reason(std::move(reason));
+    summary->set_rejected(summary->rejected() + 1);
+  };
+
+  // Validation and hashing need no lock; only the id checks against the store must see
+  // every earlier write, so they happen under write_mu below.
+  for (int i = 0; i < n; ++i) {
+    const v1::Example& ex = examples[i];
+    const std::string path = absl::StrCat("examples[", first_index + i, "]");
+    if (auto error = CheckExample(ex, config, limits_, path)) {
+      reject(i, error->field, error->reason);
+      continue;
+    }
+    Pending p;
+    p.index = i;
+    p.hash = ContentHash(ex);
+    p.id = ex.id().empty() ? HashId(p.hash) : ex.id();
+    pending.push_back(std::move(p));
+  }
+
+  // Embedding is the costly step of a bulk load; records are independent, so spread them
+  // over the cores.
+  const int width = pairs ? 2 * dim : dim;
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t j = 0; j < pending.size(); ++j) {
+    Pending& p = pending[j];
+    const v1::Example& ex = examples[p.index];
+    p.embedding.resize(width);
+    if (builtin) {
+      if (pairs) {
+        embedder_->Embed(ex.pair().prompt() + "\n" + ex.pair().chosen(), p.embedding.data());
+        embedder_->Embed(ex.pair().prompt() + "\n" + ex.pair().rejected(),
+                         p.embedding.data() + dim);
+      } else {
+        embedder_->Embed(ex.unpaired().prompt() + "\n" + ex.unpaired().completion(),
+                         p.embedding.data());
+      }
+    } else if (pairs) {
+      std::copy(ex.pair().chosen_embedding().begin(), ex.pair().chosen_embedding().end(),
+                p.embedding.begin());
+      std::copy(ex.pair().rejected_embedding().begin(), ex.pair().rejected_embedding().end(),
+                p.embedding.begin() + dim);
+    } else {
+      std::copy(ex.unpaired().embedding().begin(), ex.unpaired().embedding().end(),
+                p.embedding.begin());
+    }
+  }
+
+  std::lock_guard<std::mutex> lock(dataset.write_mu);
+  if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
+  storage::DatasetRecord updated = dataset.record;
+  v1::Dataset* counts = updated.mutable_dataset();
+  std::vector<store::ExampleWrite> writes;
+  std::map<std::string, const std::string*> batch_ids;  // id -> content hash, this batch
+  std::vector<int64_t> seqs;
+  for (Pending& p : pending) {
+    const v1::Example& ex = examples[p.index];
+    const std::string* seen_hash = nullptr;
+    if (auto it = batch_ids.find(p.id); it != batch_ids.end()) seen_hash = it->second;
+    std::optional<store::IdEntry> stored;
+    if (seen_hash == nullptr) {
+      auto found = store_->FindId(updated.internal_id(), p.id);
+      if (!found.ok()) return found.status();
+      stored = *std::move(found);
+      if (stored) seen_hash = &stored->content_hash;
+    }
+    if (seen_hash != nullptr) {
+      if (*seen_hash == p.hash) {
+        summary->set_duplicates(summary->duplicates() + 1);
+        ids[p.index] = p.id;
+      } else {
+        reject(p.index, absl::StrCat("examples[", first_index + p.index, "].id"),
+               absl::StrCat("id '", p.id, "' already holds a different example"));
+      }
+      continue;
+    }
+    store::ExampleWrite w;
+    w.seq = updated.next_seq();
+    updated.set_next_seq(w.seq + 1);
+    *w.record.mutable_example() = ex;
+    w.record.mutable_example()->set_id(p.id);
+    if (pairs) {
+      w.record.mutable_example()->mutable_pair()->clear_chosen_embedding();
+      w.record.mutable_example()->mutable_pair()->clear_rejected_embedding();
+    } else {
+      w.record.mutable_example()->mutable_unpaired()->clear_embedding();
+      if (ex.unpaired().label() == v1::LABEL_DESIRABLE) {
+        counts->set_desirable_count(counts->desirable_count() + 1);
+      } else {
+        counts->set_undesirable_count(counts->undesirable_count() + 1);
+      }
+    }
+    w.record.set_content_hash(p.hash);
+    w.embedding = std::move(p.embedding);
+    counts->set_example_count(counts->example_count() + 1);
+    counts->set_stored_bytes(counts->stored_bytes() + w.record.ByteSizeLong() +
+                             w.embedding.size() * sizeof(float));
+    ids[p.index] = p.id;
+    batch_ids[p.id] = &p.hash;
+    seqs.push_back(w.seq);
+    writes.push_back(std::move(w));
+  }
+  if (!writes.empty()) {
+    if (absl::Status s = store_->WriteExamples(updated, writes); !s.ok()) {
+      // Nothing of the batch is stored; the counts were only in `updated`.
+      return s;
+    }
+    std::vector<float> values;
+    values.reserve(writes.size() * width);
+    for (const auto& w : writes) values.insert(values.end(), w.embedding.begin(), w.embedding.end());
+    dataset.index->Add(seqs, values.data());
+    dataset.record = std::move(updated);
+  }
+  summary->set_accepted(summary->accepted() + static_cast<int64_t>(writes.size()));
+  summary->set_example_count(dataset.record.dataset().example_count());
+  if (report_ids) {
+    for (auto& id : ids) summary->add_ids(std::move(id));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace curation::server

@@ -1,0 +1,41 @@
+// Turns batches of client examples into durable rows: validates each record, names it
+// (client id or content hash), drops duplicates, embeds it, writes the accepted ones in one
+// RocksDB batch, and only then appends their vectors to the dataset's index.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "curation/v1/curation.pb.h"
+#include "embedding/embedder.h"
+#include "server/catalog.h"
+#include "server/limits.h"
+#include "store/store.h"
+
+namespace curation::server {
+
+class Ingestor {
+ public:
+  Ingestor(store::Store* store, const embedding::Embedder* embedder, const Limits& limits)
+      : store_(store), embedder_(embedder), limits_(limits) {}
+
+  // Ingests `examples` into `dataset` and adds the outcome to `summary` (counts, errors with
+  // indexes offset by `first_index`, and the ids when `report_ids`). A non-OK status means
+  // nothing of this batch was stored (the dataset vanished, or the write failed).
+  absl::Status IngestBatch(DatasetState& dataset,
+                           const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+                           int64_t first_index, bool report_ids,
+                           v1::IngestExamplesResponse* summary) const;
+
+  // The id the server gives an example sent without one: "h" + 32 hex digits of the
+  // SHA-256 of its content (everything but id, metadata and vectors).
+  static std::string ContentHash(const v1::Example& example);
+  static std::string HashId(const std::string& content_hash);
+
+ private:
+  store::Store* store_;
+  const embedding::Embedder* embedder_;
+  Limits limits_;
+};
+
+}  // namespace curation::server

@@ -1,0 +1,35 @@
+// Checks of client input that need no storage: every problem comes back with the path of the
+// offending field, so a client can point at the exact record and field.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "curation/v1/curation.pb.h"
+#include "server/limits.h"
+
+namespace curation::server {
+
+// One problem with one field.
+struct FieldError {
+  std::string field;  // e.g. "examples[3].pair.chosen"
+  std::string reason;
+};
+
+// INVALID_ARGUMENT "<field>: <reason>", the form every RPC reports field errors in.
+absl::Status InvalidField(absl::string_view field, absl::string_view reason);
+
+// Dataset names: 1..64 characters of [A-Za-z0-9._-], starting with a letter or digit.
+std::optional<FieldError> CheckDatasetName(absl::string_view field, absl::string_view name);
+
+// Checks a CreateDataset request's dataset (name, kind, embedding config, description).
+std::optional<FieldError> CheckNewDataset(const v1::Dataset& dataset, const Limits& limits);
+
+// Checks one example against the dataset it goes into. `path` prefixes the field paths of
+// the error, e.g. "examples[3]".
+std::optional<FieldError> CheckExample(const v1::Example& example, const v1::Dataset& dataset,
+                                       const Limits& limits, absl::string_view path);
+
+}  // namespace curation::server

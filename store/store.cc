@@ -1,0 +1,302 @@
+#include "store/store.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/write_batch.h"
+
+namespace curation::store {
+namespace {
+
+constexpr char kNextDatasetIdKey[] = "next_dataset_id";
+
+void AppendBigEndian(std::string* out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
+}
+
+rocksdb::Slice ToSlice(absl::string_view v) { return rocksdb::Slice(v.data(), v.size()); }
+
+uint64_t ReadBigEndian(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::string Prefix(uint64_t dataset_id) {
+  std::string key;
+  AppendBigEndian(&key, dataset_id);
+  return key;
+}
+
+std::string SeqKey(uint64_t dataset_id, int64_t seq) {
+  std::string key = Prefix(dataset_id);
+  AppendBigEndian(&key, static_cast<uint64_t>(seq));
+  return key;
+}
+
+std::string IdKey(uint64_t dataset_id, absl::string_view id) {
+  std::string key = Prefix(dataset_id);
+  key.append(id.data(), id.size());
+  return key;
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(what, ": not found"));
+  return absl::InternalError(absl::StrCat(what, ": rocksdb: ", s.ToString()));
+}
+
+template <typename Message>
+absl::StatusOr<Message> Parse(const std::string& bytes, absl::string_view what) {
+  Message m;
+  if (!m.ParseFromString(bytes)) return absl::DataLossError(absl::StrCat("corrupt ", what));
+  return m;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir,
+                                                   const Options& options) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  // Acknowledged writes must survive a crash: never run without the WAL, and recover to the
+  // last consistent point rather than refuse to open after a torn tail.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.OptimizeLevelStyleCompaction();
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, cf_options},
+      {"datasets", cf_options},
+      {"examples", cf_options},
+      {"embeddings", cf_options},
+      {"ids", cf_options},
+      {"selections", cf_options},
+  };
+  auto store = std::unique_ptr<Store>(new Store());
+  store->sync_ = options.sync;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, families, &store->handles_, &db);
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("open ", dir, ": ", s.ToString()));
+  store->db_.reset(db);
+  store->datasets_ = store->handles_[1];
+  store->examples_ = store->handles_[2];
+  store->embeddings_ = store->handles_[3];
+  store->ids_ = store->handles_[4];
+  store->selections_ = store->handles_[5];
+  return store;
+}
+
+Store::~Store() {
+  if (db_ == nullptr) return;
+  db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
+  for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+  db_->Close().PermitUncheckedError();
+}
+
+absl::StatusOr<storage::DatasetRecord> Store::CreateDataset(storage::DatasetRecord record) {
+  std::lock_guard<std::mutex> lock(create_mu_);
+  const std::string& name = record.dataset().name();
+  std::string existing;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), datasets_, name, &existing);
+  if (s.ok()) return absl::AlreadyExistsError(absl::StrCat("dataset '", name, "' already exists"));
+  if (!s.IsNotFound()) return FromRocks(s, "read dataset");
+
+  uint64_t next_id = 1;
+  std::string id_bytes;
+  s = db_->Get(rocksdb::ReadOptions(), kNextDatasetIdKey, &id_bytes);
+  if (s.ok() && id_bytes.size() == 8) next_id = ReadBigEndian(id_bytes.data());
+  else if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "read next dataset id");
+
+  record.set_internal_id(next_id);
+  std::string next;
+  AppendBigEndian(&next, next_id + 1);
+  rocksdb::WriteBatch batch;
+  batch.Put(kNextDatasetIdKey, next);
+  batch.Put(datasets_, name, record.SerializeAsString());
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  if (absl::Status st = FromRocks(db_->Write(wo, &batch), "create dataset"); !st.ok()) return st;
+  return record;
+}
+
+absl::StatusOr<storage::DatasetRecord> Store::GetDataset(absl::string_view name) const {
+  std::string bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), datasets_, ToSlice(name), &bytes);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
+  if (!s.ok()) return FromRocks(s, "read dataset");
+  return Parse<storage::DatasetRecord>(bytes, "dataset record");
+}
+
+absl::StatusOr<std::vector<storage::DatasetRecord>> Store::ListDatasets(absl::string_view after,
+                                                                        int limit) const {
+  std::vector<storage::DatasetRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), datasets_));
+  for (it->Seek(ToSlice(after)); it->Valid() && static_cast<int>(out.size()) < limit;
+       it->Next()) {
+    if (!after.empty() && it->key() == ToSlice(after)) continue;
+    auto record = Parse<storage::DatasetRecord>(it->value().ToString(), "dataset record");
+    if (!record.ok()) return record.status();
+    out.push_back(*std::move(record));
+  }
+  if (absl::Status st = FromRocks(it->status(), "list datasets"); !st.ok()) return st;
+  return out;
+}
+
+absl::Status Store::DeleteDataset(const storage::DatasetRecord& record) {
+  const std::string begin = Prefix(record.internal_id());
+  const std::string end = Prefix(record.internal_id() + 1);
+  rocksdb::WriteBatch batch;
+  batch.Delete(datasets_, record.dataset().name());
+  for (auto* cf : {examples_, embeddings_, ids_, selections_}) batch.DeleteRange(cf, begin, end);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Write(wo, &batch), "delete dataset");
+}
+
+absl::StatusOr<std::optional<IdEntry>> Store::FindId(uint64_t dataset_id,
+                                                     absl::string_view id) const {
+  std::string bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ids_, IdKey(dataset_id, id), &bytes);
+  if (s.IsNotFound()) return std::optional<IdEntry>();
+  if (!s.ok()) return FromRocks(s, "read id");
+  if (bytes.size() < 8) return absl::DataLossError("corrupt id entry");
+  return std::optional<IdEntry>(
+      IdEntry{static_cast<int64_t>(ReadBigEndian(bytes.data())), bytes.substr(8)});
+}
+
+absl::Status Store::WriteExamples(const storage::DatasetRecord& updated,
+                                  const std::vector<ExampleWrite>& examples) {
+  const uint64_t ds = updated.internal_id();
+  rocksdb::WriteBatch batch;
+  for (const ExampleWrite& w : examples) {
+    const std::string key = SeqKey(ds, w.seq);
+    batch.Put(examples_, key, w.record.SerializeAsString());
+    batch.Put(embeddings_, key,
+              rocksdb::Slice(reinterpret_cast<const char*>(w.embedding.data()),
+                             w.embedding.size() * sizeof(float)));
+    std::string id_value;
+    AppendBigEndian(&id_value, static_cast<uint64_t>(w.seq));
+    id_value += w.record.content_hash();
+    batch.Put(ids_, IdKey(ds, w.record.example().id()), id_value);
+  }
+  batch.Put(datasets_, updated.dataset().name(), updated.SerializeAsString());
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Write(wo, &batch), "write examples");
+}
+
+absl::StatusOr<storage::ExampleRecord> Store::GetExample(uint64_t dataset_id, int64_t seq) const {
+  std::string bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), examples_, SeqKey(dataset_id, seq), &bytes);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("example #", seq));
+  return Parse<storage::ExampleRecord>(bytes, "example record");
+}
+
+absl::StatusOr<std::vector<float>> Store::GetEmbedding(uint64_t dataset_id, int64_t seq) const {
+  std::string bytes;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), embeddings_, SeqKey(dataset_id, seq), &bytes);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("embedding #", seq));
+  std::vector<float> values(bytes.size() / sizeof(float));
+  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
+  return values;
+}
+
+absl::Status Store::ForEachEmbedding(
+    uint64_t dataset_id,
+    const std::function<void(int64_t seq, const float* values, size_t count)>& fn) const {
+  const std::string begin = Prefix(dataset_id);
+  const std::string end = Prefix(dataset_id + 1);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  // A full scan at start-up: keep it out of the block cache.
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, embeddings_));
+  std::vector<float> aligned;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    rocksdb::Slice v = it->value();
+    aligned.resize(v.size() / sizeof(float));
+    std::memcpy(aligned.data(), v.data(), aligned.size() * sizeof(float));
+    fn(static_cast<int64_t>(ReadBigEndian(it->key().data() + 8)), aligned.data(), aligned.size());
+  }
+  return FromRocks(it->status(), "scan embeddings");
+}
+
+absl::Status Store::ForEachExample(
+    uint64_t dataset_id,
+    const std::function<bool(int64_t seq, const storage::ExampleRecord&)>& fn) const {
+  const std::string begin = Prefix(dataset_id);
+  const std::string end = Prefix(dataset_id + 1);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, examples_));
+  storage::ExampleRecord record;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("corrupt example record");
+    }
+    if (!fn(static_cast<int64_t>(ReadBigEndian(it->key().data() + 8)), record)) break;
+  }
+  return FromRocks(it->status(), "scan examples");
+}
+
+absl::Status Store::PutSelection(const storage::DatasetRecord& updated, int64_t seq,
+                                 const v1::Selection& selection) {
+  rocksdb::WriteBatch batch;
+  batch.Put(selections_, SeqKey(updated.internal_id(), seq), selection.SerializeAsString());
+  batch.Put(datasets_, updated.dataset().name(), updated.SerializeAsString());
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Write(wo, &batch), "write selection");
+}
+
+absl::StatusOr<v1::Selection> Store::GetSelection(uint64_t dataset_id, int64_t seq) const {
+  std::string bytes;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), selections_, SeqKey(dataset_id, seq), &bytes);
+  if (s.IsNotFound()) return absl::NotFoundError("selection not found");
+  if (!s.ok()) return FromRocks(s, "read selection");
+  return Parse<v1::Selection>(bytes, "selection");
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, v1::Selection>>> Store::ListSelections(
+    uint64_t dataset_id, int64_t before, int limit) const {
+  std::vector<std::pair<int64_t, v1::Selection>> out;
+  const std::string lower = Prefix(dataset_id);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice lower_bound(lower);
+  ro.iterate_lower_bound = &lower_bound;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, selections_));
+  // Newest first: walk backwards from just below `before`.
+  for (it->SeekForPrev(SeqKey(dataset_id, before - 1));
+       it->Valid() && static_cast<int>(out.size()) < limit; it->Prev()) {
+    v1::Selection selection;
+    if (!selection.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("corrupt selection");
+    }
+    selection.clear_items();
+    out.emplace_back(static_cast<int64_t>(ReadBigEndian(it->key().data() + 8)),
+                     std::move(selection));
+  }
+  if (absl::Status st = FromRocks(it->status(), "list selections"); !st.ok()) return st;
+  return out;
+}
+
+uint64_t Store::GetIntProperty(const std::string& property) const {
+  uint64_t total = 0;
+  for (auto* handle : handles_) {
+    uint64_t value = 0;
+    if (db_->GetIntProperty(handle, property, &value)) total += value;
+  }
+  return total;
+}
+
+}  // namespace curation::store

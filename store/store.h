@@ -1,0 +1,122 @@
+// The durable state of the service: datasets, examples, embeddings and selections in one
+// RocksDB database. This is the source of truth; the vector indexes are rebuilt from it.
+//
+// Layout (one column family each, keys big-endian so that a dataset's rows are contiguous
+// and in sequence order):
+//   datasets    name                          -> storage::DatasetRecord
+//   examples    internal_id(8) seq(8)         -> storage::ExampleRecord (no vectors)
+//   embeddings  internal_id(8) seq(8)         -> float32[dim] (unpaired) or [2*dim] (chosen, rejected)
+//   ids         internal_id(8) example id     -> seq(8) content_hash(32)
+//   selections  internal_id(8) selection seq(8) -> curation.v1.Selection
+//   default     "next_dataset_id"             -> uint64
+//
+// Every mutation is one WriteBatch written with the WAL (fsync'd when Options::sync is set),
+// so a call that returned OK survives a crash of the process. Store is thread-safe; callers
+// serialise read-modify-write sequences on one dataset themselves (see server/catalog.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "curation/storage/records.pb.h"
+#include "curation/v1/curation.pb.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace curation::store {
+
+// One accepted example, ready to be written.
+struct ExampleWrite {
+  int64_t seq = 0;
+  storage::ExampleRecord record;  // record.example carries no embeddings
+  std::vector<float> embedding;   // dim floats, or 2*dim for a pair (chosen then rejected)
+};
+
+// What the ids column family knows about an example id.
+struct IdEntry {
+  int64_t seq = 0;
+  std::string content_hash;
+};
+
+class Store {
+ public:
+  struct Options {
+    // fsync the WAL on every write: acknowledged data then survives power loss too, not only
+    // a crash of the process.
+    bool sync = true;
+  };
+
+  // Opens (creating if missing) the database in `dir`.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, const Options& options);
+  ~Store();
+
+  // Assigns a fresh internal id and stores `record` under its dataset name.
+  // ALREADY_EXISTS if the name is taken. Returns the stored record.
+  absl::StatusOr<storage::DatasetRecord> CreateDataset(storage::DatasetRecord record);
+  // NOT_FOUND if absent.
+  absl::StatusOr<storage::DatasetRecord> GetDataset(absl::string_view name) const;
+  // Up to `limit` datasets with names greater than `after`, in name order.
+  absl::StatusOr<std::vector<storage::DatasetRecord>> ListDatasets(absl::string_view after,
+                                                                   int limit) const;
+  // Removes the dataset and every row that belongs to it, atomically.
+  absl::Status DeleteDataset(const storage::DatasetRecord& record);
+
+  // The id's entry, or nullopt if the dataset has no example with that id.
+  absl::StatusOr<std::optional<IdEntry>> FindId(uint64_t dataset_id, absl::string_view id) const;
+  // Writes the examples, their vectors and ids, and the updated dataset record in one batch.
+  absl::Status WriteExamples(const storage::DatasetRecord& updated,
+                             const std::vector<ExampleWrite>& examples);
+  // NOT_FOUND if absent.
+  absl::StatusOr<storage::ExampleRecord> GetExample(uint64_t dataset_id, int64_t seq) const;
+  absl::StatusOr<std::vector<float>> GetEmbedding(uint64_t dataset_id, int64_t seq) const;
+  // Calls fn for every stored vector row of the dataset, in sequence order. `values` holds
+  // dim or 2*dim floats and is valid only during the call.
+  absl::Status ForEachEmbedding(
+      uint64_t dataset_id,
+      const std::function<void(int64_t seq, const float* values, size_t count)>& fn) const;
+  // Calls fn for every example of the dataset in sequence order; stops early if fn returns
+  // false.
+  absl::Status ForEachExample(
+      uint64_t dataset_id,
+      const std::function<bool(int64_t seq, const storage::ExampleRecord&)>& fn) const;
+
+  // Stores a selection under (dataset, seq) together with the updated dataset record.
+  absl::Status PutSelection(const storage::DatasetRecord& updated, int64_t seq,
+                            const v1::Selection& selection);
+  // NOT_FOUND if absent.
+  absl::StatusOr<v1::Selection> GetSelection(uint64_t dataset_id, int64_t seq) const;
+  // Up to `limit` selections with seq < `before` (newest first), without their items.
+  absl::StatusOr<std::vector<std::pair<int64_t, v1::Selection>>> ListSelections(
+      uint64_t dataset_id, int64_t before, int limit) const;
+
+  // Live figures for operators, e.g. "rocksdb.estimate-live-data-size".
+  uint64_t GetIntProperty(const std::string& property) const;
+
+ private:
+  Store() = default;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* datasets_ = nullptr;
+  rocksdb::ColumnFamilyHandle* examples_ = nullptr;
+  rocksdb::ColumnFamilyHandle* embeddings_ = nullptr;
+  rocksdb::ColumnFamilyHandle* ids_ = nullptr;
+  rocksdb::ColumnFamilyHandle* selections_ = nullptr;
+  bool sync_ = true;
+  // Serialises dataset creation (name check and id allocation).
+  mutable std::mutex create_mu_;
+};
+
+}  // namespace curation::store
