@@ -11,8 +11,7 @@ namespace curation::server {
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 namespace {
@@ -70,8 +69,7 @@ grpc::Status CurationService::CreateDataset(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status CurationService::GetDataset(grpc::ServerContext*,
-                                         const v1::GetDatasetRequest* request,
+grpc::Status CurationService::GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* request,
                                          v1::Dataset* response) {
   auto state = FindDataset("name", request->name());
   if (!state.ok()) return ToGrpc(state.status());
@@ -83,10 +81,10 @@ grpc::Status CurationService::ListDatasets(grpc::ServerContext*,
                                            const v1::ListDatasetsRequest* request,
                                            v1::ListDatasetsResponse* response) {
   if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
-  const int page_size = request->page_size() == 0
-                            ? 100
-                            : static_cast<int>(std::min<int64_t>(request->page_size(),
-                                                                 limits_.max_page_size));
+  const int page_size =
+      request->page_size() == 0
+          ? 100
+          : static_cast<int>(std::min<int64_t>(request->page_size(), limits_.max_page_size));
   std::string after;
   if (!request->page_token().empty() &&
       !absl::WebSafeBase64Unescape(request->page_token(), &after)) {
@@ -126,24 +124,24 @@ grpc::Status CurationService::IngestExamples(grpc::ServerContext*,
   auto state = FindDataset("dataset", request->dataset());
   if (!state.ok()) return ToGrpc(state.status());
   if (request->examples_size() > limits_.max_records_per_request) {
-    return ToGrpc(InvalidField(
-        "examples", absl::StrCat(request->examples_size(), " records; at most ",
-                                 limits_.max_records_per_request, " per request")));
+    return ToGrpc(
+        InvalidField("examples", absl::StrCat(request->examples_size(), " records; at most ",
+                                              limits_.max_records_per_request, " per request")));
   }
   return ToGrpc(ingestor_.IngestBatch(**state, request->examples(), /*first_index=*/0,
                                       /*report_ids=*/true, response));
 }
 
-grpc::Status CurationService::IngestStream(
-    grpc::ServerContext*, grpc::ServerReader<v1::IngestExamplesRequest>* reader,
-    v1::IngestExamplesResponse* response) {
+grpc::Status CurationService::IngestStream(grpc::ServerContext*,
+                                           grpc::ServerReader<v1::IngestExamplesRequest>* reader,
+                                           v1::IngestExamplesResponse* response) {
   v1::IngestExamplesRequest request;
   std::shared_ptr<DatasetState> state;
   int64_t next_index = 0;
   int64_t message = 0;
   while (reader->Read(&request)) {
-    if (state == nullptr || (!request.dataset().empty() &&
-                             request.dataset() != state->Snapshot().dataset().name())) {
+    if (state == nullptr ||
+        (!request.dataset().empty() && request.dataset() != state->Snapshot().dataset().name())) {
       if (state != nullptr) {
         return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].dataset"),
                                    "one stream ingests into one dataset"));
@@ -153,10 +151,9 @@ grpc::Status CurationService::IngestStream(
       state = *std::move(found);
     }
     if (request.examples_size() > limits_.max_records_per_request) {
-      return ToGrpc(InvalidField(
-          absl::StrCat("messages[", message, "].examples"),
-          absl::StrCat(request.examples_size(), " records; at most ",
-                       limits_.max_records_per_request, " per message")));
+      return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].examples"),
+                                 absl::StrCat(request.examples_size(), " records; at most ",
+                                              limits_.max_records_per_request, " per message")));
     }
     // Each message is written (and durable) before the next is read, so a client that loses
     // the stream can resend it whole: what was stored comes back as duplicates.

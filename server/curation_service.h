@@ -29,8 +29,7 @@ class CurationService final : public v1::CurationService::Service {
                              v1::DeleteDatasetResponse*) override;
   grpc::Status IngestExamples(grpc::ServerContext*, const v1::IngestExamplesRequest*,
                               v1::IngestExamplesResponse*) override;
-  grpc::Status IngestStream(grpc::ServerContext*,
-                            grpc::ServerReader<v1::IngestExamplesRequest>*,
+  grpc::Status IngestStream(grpc::ServerContext*, grpc::ServerReader<v1::IngestExamplesRequest>*,
                             v1::IngestExamplesResponse*) override;
   grpc::Status GetExamples(grpc::ServerContext*, const v1::GetExamplesRequest*,
                            v1::GetExamplesResponse*) override;

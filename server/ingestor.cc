@@ -175,7 +175,8 @@ absl::Status Ingestor::IngestBatch(DatasetState& dataset,
     }
     std::vector<float> values;
     values.reserve(writes.size() * width);
-    for (const auto& w : writes) values.insert(values.end(), w.embedding.begin(), w.embedding.end());
+    for (const auto& w : writes)
+      values.insert(values.end(), w.embedding.begin(), w.embedding.end());
     dataset.index->Add(seqs, values.data());
     dataset.record = std::move(updated);
   }

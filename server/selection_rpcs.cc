@@ -5,8 +5,8 @@
 #include <chrono>
 #include <cmath>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "selection/factory.h"
@@ -74,8 +74,7 @@ const char* UnitNoun(bool pair_units) { return pair_units ? "pairs" : "examples"
 
 }  // namespace
 
-grpc::Status CurationService::Select(grpc::ServerContext* context,
-                                     const v1::SelectRequest* request,
+grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::SelectRequest* request,
                                      v1::Selection* response) {
   const auto started = std::chrono::steady_clock::now();
   auto found = FindDataset("dataset", request->dataset());
@@ -148,8 +147,8 @@ grpc::Status CurationService::Select(grpc::ServerContext* context,
   }
   *selection.mutable_requested_budget() = budget;
 
-  auto selector = selection::MakeSelector(
-      method == v1::SELECTION_METHOD_ISA ? "isa" : "random", ToLibrary(selection.isa()));
+  auto selector = selection::MakeSelector(method == v1::SELECTION_METHOD_ISA ? "isa" : "random",
+                                          ToLibrary(selection.isa()));
   if (!selector.ok()) return ToGrpc(selector.status());
   selection::SelectOptions options;
   options.seed = request->seed();
@@ -187,8 +186,10 @@ grpc::Status CurationService::Select(grpc::ServerContext* context,
                                ? example->example().unpaired().label() == v1::LABEL_DESIRABLE
                                : side == 0;
     if (!pair_units) {
-      if (desirable) summary->set_desirable_count(summary->desirable_count() + 1);
-      else summary->set_undesirable_count(summary->undesirable_count() + 1);
+      if (desirable)
+        summary->set_desirable_count(summary->desirable_count() + 1);
+      else
+        summary->set_undesirable_count(summary->undesirable_count() + 1);
     }
   }
   summary->set_min_score(lo);
@@ -252,10 +253,10 @@ grpc::Status CurationService::ListSelections(grpc::ServerContext*,
   auto state = FindDataset("dataset", request->dataset());
   if (!state.ok()) return ToGrpc(state.status());
   if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
-  const int page_size = request->page_size() == 0
-                            ? 100
-                            : static_cast<int>(std::min<int64_t>(request->page_size(),
-                                                                 limits_.max_page_size));
+  const int page_size =
+      request->page_size() == 0
+          ? 100
+          : static_cast<int>(std::min<int64_t>(request->page_size(), limits_.max_page_size));
   int64_t before = INT64_MAX;
   if (!request->page_token().empty()) {
     std::string raw;

@@ -29,13 +29,12 @@ std::optional<FieldError> CheckVector(std::string path,
                                       const v1::EmbeddingConfig& config) {
   if (config.source() != v1::EmbeddingConfig::SOURCE_CLIENT) {
     if (values.empty()) return std::nullopt;
-    return FieldError{std::move(path),
-                      "this dataset uses the built-in embedder; send no vectors"};
+    return FieldError{std::move(path), "this dataset uses the built-in embedder; send no vectors"};
   }
   if (values.size() != config.dim()) {
-    return FieldError{std::move(path), absl::StrCat("has ", values.size(),
-                                                    " values; the dataset's dimension is ",
-                                                    config.dim())};
+    return FieldError{
+        std::move(path),
+        absl::StrCat("has ", values.size(), " values; the dataset's dimension is ", config.dim())};
   }
   for (int i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
@@ -111,14 +110,14 @@ std::optional<FieldError> CheckExample(const v1::Example& example, const v1::Dat
   }
   for (const auto& [key, value] : example.metadata()) {
     if (key.empty() || static_cast<int64_t>(key.size()) > limits.max_metadata_key_bytes) {
-      return FieldError{absl::StrCat(p, ".metadata[\"", key.substr(0, 64), "\"]"),
-                        absl::StrCat("keys must be 1 to ", limits.max_metadata_key_bytes,
-                                     " bytes")};
+      return FieldError{
+          absl::StrCat(p, ".metadata[\"", key.substr(0, 64), "\"]"),
+          absl::StrCat("keys must be 1 to ", limits.max_metadata_key_bytes, " bytes")};
     }
     if (static_cast<int64_t>(value.size()) > limits.max_metadata_value_bytes) {
-      return FieldError{absl::StrCat(p, ".metadata[\"", key, "\"]"),
-                        absl::StrCat("values are at most ", limits.max_metadata_value_bytes,
-                                     " bytes")};
+      return FieldError{
+          absl::StrCat(p, ".metadata[\"", key, "\"]"),
+          absl::StrCat("values are at most ", limits.max_metadata_value_bytes, " bytes")};
     }
   }
 

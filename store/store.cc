@@ -58,8 +58,7 @@ absl::StatusOr<Message> Parse(const std::string& bytes, absl::string_view what) 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir,
-                                                   const Options& options) {
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Options& options) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
@@ -110,8 +109,10 @@ absl::StatusOr<storage::DatasetRecord> Store::CreateDataset(storage::DatasetReco
   uint64_t next_id = 1;
   std::string id_bytes;
   s = db_->Get(rocksdb::ReadOptions(), kNextDatasetIdKey, &id_bytes);
-  if (s.ok() && id_bytes.size() == 8) next_id = ReadBigEndian(id_bytes.data());
-  else if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "read next dataset id");
+  if (s.ok() && id_bytes.size() == 8)
+    next_id = ReadBigEndian(id_bytes.data());
+  else if (!s.ok() && !s.IsNotFound())
+    return FromRocks(s, "read next dataset id");
 
   record.set_internal_id(next_id);
   std::string next;
@@ -137,8 +138,7 @@ absl::StatusOr<std::vector<storage::DatasetRecord>> Store::ListDatasets(absl::st
                                                                         int limit) const {
   std::vector<storage::DatasetRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), datasets_));
-  for (it->Seek(ToSlice(after)); it->Valid() && static_cast<int>(out.size()) < limit;
-       it->Next()) {
+  for (it->Seek(ToSlice(after)); it->Valid() && static_cast<int>(out.size()) < limit; it->Next()) {
     if (!after.empty() && it->key() == ToSlice(after)) continue;
     auto record = Parse<storage::DatasetRecord>(it->value().ToString(), "dataset record");
     if (!record.ok()) return record.status();

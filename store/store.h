@@ -5,10 +5,10 @@
 // and in sequence order):
 //   datasets    name                          -> storage::DatasetRecord
 //   examples    internal_id(8) seq(8)         -> storage::ExampleRecord (no vectors)
-//   embeddings  internal_id(8) seq(8)         -> float32[dim] (unpaired) or [2*dim] (chosen, rejected)
-//   ids         internal_id(8) example id     -> seq(8) content_hash(32)
-//   selections  internal_id(8) selection seq(8) -> curation.v1.Selection
-//   default     "next_dataset_id"             -> uint64
+//   embeddings  internal_id(8) seq(8)         -> float32[dim] (unpaired) or [2*dim] (chosen,
+//   rejected) ids         internal_id(8) example id     -> seq(8) content_hash(32) selections
+//   internal_id(8) selection seq(8) -> curation.v1.Selection default     "next_dataset_id" ->
+//   uint64
 //
 // Every mutation is one WriteBatch written with the WAL (fsync'd when Options::sync is set),
 // so a call that returned OK survives a crash of the process. Store is thread-safe; callers
@@ -17,8 +17,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,7 +59,8 @@ class Store {
   };
 
   // Opens (creating if missing) the database in `dir`.
-  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, const Options& options);
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir,
+                                                     const Options& options);
   ~Store();
 
   // Assigns a fresh internal id and stores `record` under its dataset name.
@@ -98,8 +99,9 @@ class Store {
   // NOT_FOUND if absent.
   absl::StatusOr<v1::Selection> GetSelection(uint64_t dataset_id, int64_t seq) const;
   // Up to `limit` selections with seq < `before` (newest first), without their items.
-  absl::StatusOr<std::vector<std::pair<int64_t, v1::Selection>>> ListSelections(
-      uint64_t dataset_id, int64_t before, int limit) const;
+  absl::StatusOr<std::vector<std::pair<int64_t, v1::Selection>>> ListSelections(uint64_t dataset_id,
+                                                                                int64_t before,
+                                                                                int limit) const;
 
   // Live figures for operators, e.g. "rocksdb.estimate-live-data-size".
   uint64_t GetIntProperty(const std::string& property) const;

@@ -1,0 +1,185 @@
+// `curation datasets ...` and `curation examples get`, plus the helpers every command uses.
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "client/cli/commands.h"
+
+namespace curation::cli {
+
+int Fail(const std::string& what, const grpc::Status& status) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const int code = static_cast<int>(status.error_code());
+  std::fprintf(stderr, "curation: %s: %s: %s\n", what.c_str(),
+               code >= 0 && code <= 16 ? kNames[code] : "?", status.error_message().c_str());
+  return 1;
+}
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "curation: %s (see curation --help)\n", message.c_str());
+  return 2;
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out;
+}
+
+std::unique_ptr<grpc::ClientContext> CallContext(double seconds) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+  return context;
+}
+
+namespace {
+
+void PrintDataset(const v1::Dataset& d) {
+  const bool pairs = d.kind() == v1::DATASET_KIND_PAIRS;
+  std::printf("%s: %lld %s, %lld vectors indexed, %lld selections, %.1f MB\n", d.name().c_str(),
+              static_cast<long long>(d.example_count()), pairs ? "pairs" : "examples",
+              static_cast<long long>(d.indexed_vectors()),
+              static_cast<long long>(d.selection_count()), d.stored_bytes() / 1e6);
+  if (!pairs) {
+    std::printf("  labels: %lld desirable, %lld undesirable\n",
+                static_cast<long long>(d.desirable_count()),
+                static_cast<long long>(d.undesirable_count()));
+  }
+  if (d.embedding().source() == v1::EmbeddingConfig::SOURCE_CLIENT) {
+    std::printf("  embeddings: client-supplied, %d dimensions\n", d.embedding().dim());
+  } else {
+    std::printf("  embeddings: built-in %s, %d dimensions\n", d.embedding().embedder().c_str(),
+                d.embedding().dim());
+  }
+}
+
+}  // namespace
+
+int DatasetsCommand(Context& ctx, const Args& args) {
+  const auto& pos = args.positional();
+  if (pos.empty()) return Usage("datasets: create, list, get or delete?");
+  const std::string& verb = pos[0];
+  if (verb == "create") {
+    if (pos.size() != 2) return Usage("datasets create NAME");
+    if (auto unknown = args.Unknown({"kind", "dim", "description", "json"}); !unknown.empty()) {
+      return Usage("datasets create: unknown option --" + unknown);
+    }
+    v1::CreateDatasetRequest request;
+    v1::Dataset* d = request.mutable_dataset();
+    d->set_name(pos[1]);
+    d->set_description(args.GetOr("description", ""));
+    const std::string kind = args.GetOr("kind", "pairs");
+    if (kind == "pairs") {
+      d->set_kind(v1::DATASET_KIND_PAIRS);
+    } else if (kind == "unpaired") {
+      d->set_kind(v1::DATASET_KIND_UNPAIRED);
+    } else {
+      return Usage("--kind must be pairs or unpaired");
+    }
+    if (auto dim = args.Get("dim")) {
+      d->mutable_embedding()->set_source(v1::EmbeddingConfig::SOURCE_CLIENT);
+      try {
+        d->mutable_embedding()->set_dim(std::stoi(*dim));
+      } catch (...) {
+        return Usage("--dim must be a number");
+      }
+    } else {
+      d->mutable_embedding()->set_source(v1::EmbeddingConfig::SOURCE_BUILTIN);
+    }
+    v1::Dataset reply;
+    grpc::Status s = ctx.stub->CreateDataset(CallContext(30).get(), request, &reply);
+    if (!s.ok()) return Fail("datasets create", s);
+    if (ctx.json) {
+      std::printf("%s\n", ToJson(reply).c_str());
+    } else {
+      std::printf("created ");
+      PrintDataset(reply);
+    }
+    return 0;
+  }
+  if (verb == "list") {
+    v1::ListDatasetsRequest request;
+    request.set_page_size(500);
+    int count = 0;
+    do {
+      v1::ListDatasetsResponse reply;
+      grpc::Status s = ctx.stub->ListDatasets(CallContext(30).get(), request, &reply);
+      if (!s.ok()) return Fail("datasets list", s);
+      for (const auto& d : reply.datasets()) {
+        ++count;
+        if (ctx.json) {
+          std::printf("%s\n", ToJson(d).c_str());
+        } else {
+          PrintDataset(d);
+        }
+      }
+      request.set_page_token(reply.next_page_token());
+    } while (!request.page_token().empty());
+    if (!ctx.json && count == 0) std::printf("no datasets\n");
+    return 0;
+  }
+  if (verb == "get") {
+    if (pos.size() != 2) return Usage("datasets get NAME");
+    v1::GetDatasetRequest request;
+    request.set_name(pos[1]);
+    v1::Dataset reply;
+    grpc::Status s = ctx.stub->GetDataset(CallContext(30).get(), request, &reply);
+    if (!s.ok()) return Fail("datasets get", s);
+    if (ctx.json) {
+      std::printf("%s\n", ToJson(reply).c_str());
+    } else {
+      PrintDataset(reply);
+    }
+    return 0;
+  }
+  if (verb == "delete") {
+    if (pos.size() != 2) return Usage("datasets delete NAME");
+    v1::DeleteDatasetRequest request;
+    request.set_name(pos[1]);
+    v1::DeleteDatasetResponse reply;
+    grpc::Status s = ctx.stub->DeleteDataset(CallContext(60).get(), request, &reply);
+    if (!s.ok()) return Fail("datasets delete", s);
+    std::printf("deleted %s (%lld examples, %lld selections)\n", pos[1].c_str(),
+                static_cast<long long>(reply.deleted_examples()),
+                static_cast<long long>(reply.deleted_selections()));
+    return 0;
+  }
+  return Usage("datasets: unknown verb '" + verb + "'");
+}
+
+int ExamplesCommand(Context& ctx, const Args& args) {
+  const auto& pos = args.positional();
+  if (pos.size() < 3 || pos[0] != "get") return Usage("examples get DATASET ID...");
+  v1::GetExamplesRequest request;
+  request.set_dataset(pos[1]);
+  for (size_t i = 2; i < pos.size(); ++i) request.add_ids(pos[i]);
+  request.set_include_embeddings(args.Has("embeddings"));
+  v1::GetExamplesResponse reply;
+  grpc::Status s = ctx.stub->GetExamples(CallContext(60).get(), request, &reply);
+  if (!s.ok()) return Fail("examples get", s);
+  for (const auto& e : reply.examples()) std::printf("%s\n", ToJson(e).c_str());
+  return 0;
+}
+
+}  // namespace curation::cli
