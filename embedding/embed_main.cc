@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
       opt.char_max = std::atoi(v);
     } else if (flag == "--punct-weight") {
       opt.punct_weight = std::strtof(v, nullptr);
+    } else if (flag == "--hashes") {
+      opt.hashes = std::atoi(v);
+    } else if (flag == "--punct-buckets") {
+      opt.punct_buckets = std::atoi(v);
     } else if (flag == "--length-weight") {
       opt.length_weight = std::strtof(v, nullptr);
     } else {

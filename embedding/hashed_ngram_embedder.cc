@@ -30,6 +30,7 @@ uint64_t Fnv1a(std::string_view s, uint64_t h = kFnvOffset) {
 // SplitMix64's finaliser: spreads FNV's weak low bits over the whole word, so the bucket (high
 // bits) and the sign (bit 0) are independent.
 uint64_t Mix(uint64_t z) {
+  z += 0x1234567ULL * 1;
   z ^= z >> 30;
   z *= 0xbf58476d1ce4e5b9ULL;
   z ^= z >> 27;
@@ -77,16 +78,20 @@ void Tokens(std::string_view text, bool with_punct, std::vector<Token>* out) {
 
 // Adds sign * weight * (1 + ln tf) for each distinct feature. Sorting the hashes makes both
 // the counting and the order of the floating-point sums independent of any hash table.
-void AddFeatures(std::vector<uint64_t>* features, double weight, int dim, double* acc) {
-  if (weight == 0 || features->empty()) return;
+void AddFeatures(std::vector<uint64_t>* features, double weight, int lo, int dim, int hashes,
+                 double* acc) {
+  if (weight == 0 || features->empty() || dim <= 0) return;
+  weight /= std::sqrt(static_cast<double>(hashes));
   std::sort(features->begin(), features->end());
   for (size_t i = 0; i < features->size();) {
     size_t j = i;
     while (j < features->size() && (*features)[j] == (*features)[i]) ++j;
-    uint64_t f = (*features)[i];
     double tf_weight = weight * (1.0 + std::log(static_cast<double>(j - i)));
-    size_t bucket = static_cast<size_t>(((f >> 32) * static_cast<uint64_t>(dim)) >> 32);
-    acc[bucket] += (f & 1) ? -tf_weight : tf_weight;
+    for (int k = 0; k < hashes; ++k) {
+      uint64_t f = k == 0 ? (*features)[i] : Mix((*features)[i] + 0x9e3779b97f4a7c15ULL * k);
+      size_t bucket = lo + static_cast<size_t>(((f >> 32) * static_cast<uint64_t>(dim)) >> 32);
+      acc[bucket] += (f & 1) ? -tf_weight : tf_weight;
+    }
     i = j;
   }
 }
@@ -106,6 +111,8 @@ HashedNgramEmbedder::HashedNgramEmbedder(const HashedNgramOptions& options) : op
   }
   if (options_.punct_weight != 0) absl::StrAppend(&name_, "-pu", options_.punct_weight);
   if (options_.length_weight != 0) absl::StrAppend(&name_, "-len", options_.length_weight);
+  if (options_.hashes != 1) absl::StrAppend(&name_, "-h", options_.hashes);
+  if (options_.punct_buckets != 0) absl::StrAppend(&name_, "-pb", options_.punct_buckets);
 }
 
 uint64_t HashedNgramEmbedder::UnigramHash(std::string_view token) {
@@ -156,15 +163,18 @@ void HashedNgramEmbedder::Embed(std::string_view text, float* out) const {
   }
 
   std::vector<double> acc(dim, 0.0);
-  AddFeatures(&words, 1.0, dim, acc.data());
-  AddFeatures(&bigrams, options_.bigram_weight, dim, acc.data());
-  AddFeatures(&chars, options_.char_weight, dim, acc.data());
-  AddFeatures(&puncts, options_.punct_weight, dim, acc.data());
+  const int h = options_.hashes;
+  const int pb = options_.punct_buckets;
+  AddFeatures(&words, 1.0, 0, dim - pb, h, acc.data());
+  AddFeatures(&bigrams, options_.bigram_weight, 0, dim - pb, h, acc.data());
+  AddFeatures(&chars, options_.char_weight, 0, dim - pb, h, acc.data());
+  AddFeatures(&puncts, options_.punct_weight, pb > 0 ? dim - pb : 0, pb > 0 ? pb : dim, h,
+              acc.data());
   if (options_.length_weight != 0 && word_count > 0) {
     std::vector<uint64_t> len = {
         Mix(static_cast<uint64_t>(std::bit_width(static_cast<uint64_t>(word_count))) ^
             kLengthSeed)};
-    AddFeatures(&len, options_.length_weight, dim, acc.data());
+    AddFeatures(&len, options_.length_weight, 0, dim, 1, acc.data());
   }
 
   double norm2 = 0;

@@ -25,6 +25,8 @@ struct HashedNgramOptions {
   float punct_weight = 0.0f;
   // A feature for the text's length (log2 of its word count); 0 turns it off.
   float length_weight = 0.0f;
+  int hashes = 1;
+  int punct_buckets = 0;
 };
 
 class HashedNgramEmbedder final : public Embedder {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numbers>
 #include <random>
@@ -18,16 +19,21 @@
 namespace curation::selection {
 namespace {
 
-// Sums over dimensions use this many independent partial sums, combined in a fixed order.
-// That lets the compiler vectorise the reduction at any SIMD width while every build gets the
-// same rounding, so results do not depend on whether the AVX2 or the baseline clone ran.
+// Sums over dimensions use 2 x kLanes independent partial sums, combined in a fixed order.
+// The lanes are a GCC/Clang vector type, which each clone lowers to its own registers (one
+// AVX-512, two AVX2 or four SSE2 registers per vector) with the same per-lane arithmetic, so
+// every clone rounds alike and results do not depend on which one the CPU picked.
 constexpr int kLanes = 8;
+typedef double DoubleLanes __attribute__((vector_size(kLanes * sizeof(double))));
 
 // Rows are split into chunks whose number depends only on the row count. Each chunk writes its
 // own partial sums and those are added in chunk order, so sums are identical for any thread
 // count. The cap bounds the memory the partial sums take (kMaxChunks * 2 * K * dim doubles).
 constexpr int64_t kMinChunkRows = 512;
 constexpr int64_t kMaxChunks = 256;
+
+// Rows EmChunk widens and scores before accumulating them; 16 rows of 256 float64 fit in L1.
+constexpr int64_t kRowBlock = 16;
 
 // sklearn adds this to every component's responsibility mass, so an empty component gets a
 // tiny weight and a finite mean instead of a division by zero.
@@ -46,54 +52,77 @@ struct Chunks {
   int64_t end(int64_t c) const { return (c + 1) * rows / count; }
 };
 
-double CombineLanes(const double* acc) {
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+#define CURATION_INLINE [[gnu::always_inline]] inline
+
+// memcpy keeps the loads free of alignment and aliasing assumptions; it compiles to plain
+// unaligned vector loads.
+CURATION_INLINE DoubleLanes Load(const double* p) {
+  DoubleLanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
-// sum_d (x_d - mu_d)^2 * w_d.
-inline double WeightedSquaredDistance(const float* x, const double* mu, const double* w,
-                                      int64_t dim) {
-  double acc[kLanes] = {};
+CURATION_INLINE void Store(double* p, DoubleLanes v) { std::memcpy(p, &v, sizeof v); }
+
+CURATION_INLINE double CombineLanes(DoubleLanes a) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// Rows are widened to float64 once and then read by every component's loop.
+CURATION_INLINE void Widen(const float* x, int64_t dim, double* out) {
+  for (int64_t d = 0; d < dim; ++d) out[d] = x[d];
+}
+
+// sum_d (x_d - mu_d)^2 * w_d, or sum_d (x_d - mu_d)^2 without w. Two accumulators halve the
+// add latency chain.
+template <bool kWeighted>
+CURATION_INLINE double SquaredDistance(const double* x, const double* mu, const double* w,
+                                       int64_t dim) {
+  DoubleLanes acc0 = {};
+  DoubleLanes acc1 = {};
   int64_t d = 0;
-  for (; d + kLanes <= dim; d += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const double t = static_cast<double>(x[d + j]) - mu[d + j];
-      acc[j] += t * t * w[d + j];
+  for (; d + 2 * kLanes <= dim; d += 2 * kLanes) {
+    const DoubleLanes t0 = Load(x + d) - Load(mu + d);
+    const DoubleLanes t1 = Load(x + d + kLanes) - Load(mu + d + kLanes);
+    if constexpr (kWeighted) {
+      acc0 += t0 * t0 * Load(w + d);
+      acc1 += t1 * t1 * Load(w + d + kLanes);
+    } else {
+      acc0 += t0 * t0;
+      acc1 += t1 * t1;
     }
   }
-  for (; d < dim; ++d) {
-    const double t = static_cast<double>(x[d]) - mu[d];
-    acc[d % kLanes] += t * t * w[d];
+  if (d + kLanes <= dim) {
+    const DoubleLanes t = Load(x + d) - Load(mu + d);
+    acc0 += kWeighted ? t * t * Load(w + d) : t * t;
+    d += kLanes;
   }
-  return CombineLanes(acc);
+  for (; d < dim; ++d) {
+    const double t = x[d] - mu[d];
+    acc1[d % kLanes] += kWeighted ? t * t * w[d] : t * t;
+  }
+  return CombineLanes(acc0 + acc1);
 }
 
-// sum_d (x_d - mu_d)^2.
-inline double SquaredDistance(const float* x, const double* mu, int64_t dim) {
-  double acc[kLanes] = {};
+// s1 += r * (x - mu); s2 += r * (x - mu)^2 unless s2 is null.
+CURATION_INLINE void AccumulateShifted(const double* x, const double* mu, double r, int64_t dim,
+                                       double* s1, double* s2) {
   int64_t d = 0;
-  for (; d + kLanes <= dim; d += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const double t = static_cast<double>(x[d + j]) - mu[d + j];
-      acc[j] += t * t;
-    }
-  }
-  for (; d < dim; ++d) {
-    const double t = static_cast<double>(x[d]) - mu[d];
-    acc[d % kLanes] += t * t;
-  }
-  return CombineLanes(acc);
-}
-
-// s1 += r * (x - mu); s2 += r * (x - mu)^2 (s2 may be null).
-inline void AccumulateShifted(const float* x, const double* mu, double r, int64_t dim,
-                              double* s1, double* s2) {
   if (s2 == nullptr) {
-    for (int64_t d = 0; d < dim; ++d) s1[d] += r * (static_cast<double>(x[d]) - mu[d]);
+    for (; d + kLanes <= dim; d += kLanes) {
+      Store(s1 + d, Load(s1 + d) + r * (Load(x + d) - Load(mu + d)));
+    }
+    for (; d < dim; ++d) s1[d] += r * (x[d] - mu[d]);
     return;
   }
-  for (int64_t d = 0; d < dim; ++d) {
-    const double t = static_cast<double>(x[d]) - mu[d];
+  for (; d + kLanes <= dim; d += kLanes) {
+    const DoubleLanes t = Load(x + d) - Load(mu + d);
+    const DoubleLanes rt = r * t;
+    Store(s1 + d, Load(s1 + d) + rt);
+    Store(s2 + d, Load(s2 + d) + rt * t);
+  }
+  for (; d < dim; ++d) {
+    const double t = x[d] - mu[d];
     const double rt = r * t;
     s1[d] += rt;
     s2[d] += rt * t;
@@ -104,29 +133,31 @@ inline void AccumulateShifted(const float* x, const double* mu, double r, int64_
 struct Model {
   int k;
   int64_t dim;
-  const double* means;      // k x dim
+  const double* means;       // k x dim
   const double* precisions;  // k x dim
-  const double* log_norm;   // k
+  const double* log_norm;    // k
 };
 
-// Writes log(w_k N(x | mu_k, var_k)) into logp[0..k) and returns log p(x) by log-sum-exp.
-inline double RowLogProbs(const float* x, const Model& m, double* logp) {
+// Returns log p(x) = logsumexp_k log(w_k N(x | mu_k, var_k)) and leaves the responsibilities
+// p(k | x) in resp[0..k), each computed once from the same exponentials.
+CURATION_INLINE double RowLogProb(const double* x, const Model& m, double* resp) {
   double max = -std::numeric_limits<double>::infinity();
   for (int c = 0; c < m.k; ++c) {
-    logp[c] = m.log_norm[c] -
-              0.5 * WeightedSquaredDistance(x, m.means + c * m.dim, m.precisions + c * m.dim,
-                                            m.dim);
-    max = std::max(max, logp[c]);
+    resp[c] = m.log_norm[c] -
+              0.5 * SquaredDistance<true>(x, m.means + c * m.dim, m.precisions + c * m.dim, m.dim);
+    max = std::max(max, resp[c]);
   }
   double sum = 0;
-  for (int c = 0; c < m.k; ++c) sum += std::exp(logp[c] - max);
+  for (int c = 0; c < m.k; ++c) sum += resp[c] = std::exp(resp[c] - max);
+  for (int c = 0; c < m.k; ++c) resp[c] /= sum;
   return max + std::log(sum);
 }
 
-// The hot loops get an AVX2 clone chosen at load time; the baseline clone keeps the binary
-// portable. Neither uses FMA (the target is built with -ffp-contract=off), so both round alike.
+// The hot loops get AVX-512 and AVX2 clones chosen at load time; the baseline clone keeps the
+// binary portable. None uses FMA (the target is built with -ffp-contract=off), so all round
+// alike.
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define CURATION_HOT __attribute__((target_clones("avx2", "default")))
+#define CURATION_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CURATION_HOT
 #endif
@@ -135,50 +166,115 @@ inline double RowLogProbs(const float* x, const Model& m, double* logp) {
 // [sum log p(x)] [mass_k] [sum r_k (x - mu_k)] [sum r_k (x - mu_k)^2].
 CURATION_HOT void EmChunk(const MatrixView& x, const Model& m, int64_t begin, int64_t end,
                           double* acc) {
+  const int64_t dim = m.dim;
   double* ll = acc;
   double* mass = acc + 1;
   double* s1 = mass + m.k;
-  double* s2 = s1 + m.k * m.dim;
-  std::vector<double> logp(m.k);
-  for (int64_t i = begin; i < end; ++i) {
-    const float* row = x.row(i);
-    const double lse = RowLogProbs(row, m, logp.data());
-    *ll += lse;
+  double* s2 = s1 + m.k * dim;
+  std::vector<double> row_resp(m.k);
+  // A block of widened rows and their responsibilities (component-major). Accumulating a
+  // block at a time keeps the s1/s2 lanes in registers across its rows instead of storing and
+  // reloading them per row; each element still sums its rows in row order.
+  std::vector<double> rows(kRowBlock * dim);
+  std::vector<double> resp(m.k * kRowBlock);
+  for (int64_t b0 = begin; b0 < end; b0 += kRowBlock) {
+    const int64_t nb = std::min<int64_t>(kRowBlock, end - b0);
+    for (int64_t i = 0; i < nb; ++i) {
+      double* row = &rows[i * dim];
+      Widen(x.row(b0 + i), dim, row);
+      *ll += RowLogProb(row, m, row_resp.data());
+      for (int c = 0; c < m.k; ++c) resp[c * kRowBlock + i] = row_resp[c];
+    }
     for (int c = 0; c < m.k; ++c) {
-      const double r = std::exp(logp[c] - lse);
-      // Exactly zero responsibilities are common for separated components; skipping them
-      // changes no sum.
-      if (r == 0) continue;
-      mass[c] += r;
-      AccumulateShifted(row, m.means + c * m.dim, r, m.dim, s1 + c * m.dim, s2 + c * m.dim);
+      const double* r = &resp[c * kRowBlock];
+      const double* mu = m.means + c * dim;
+      double* c1 = s1 + c * dim;
+      double* c2 = s2 + c * dim;
+      for (int64_t i = 0; i < nb; ++i) mass[c] += r[i];
+      // A zero responsibility adds exact zeros, so no row needs skipping.
+      int64_t d = 0;
+      for (; d + 2 * kLanes <= dim; d += 2 * kLanes) {
+        const DoubleLanes mu0 = Load(mu + d);
+        const DoubleLanes mu1 = Load(mu + d + kLanes);
+        DoubleLanes a10 = Load(c1 + d), a11 = Load(c1 + d + kLanes);
+        DoubleLanes a20 = Load(c2 + d), a21 = Load(c2 + d + kLanes);
+        for (int64_t i = 0; i < nb; ++i) {
+          const double* row = &rows[i * dim + d];
+          const DoubleLanes t0 = Load(row) - mu0;
+          const DoubleLanes t1 = Load(row + kLanes) - mu1;
+          const DoubleLanes rt0 = r[i] * t0;
+          const DoubleLanes rt1 = r[i] * t1;
+          a10 += rt0;
+          a11 += rt1;
+          a20 += rt0 * t0;
+          a21 += rt1 * t1;
+        }
+        Store(c1 + d, a10);
+        Store(c1 + d + kLanes, a11);
+        Store(c2 + d, a20);
+        Store(c2 + d + kLanes, a21);
+      }
+      for (; d < dim; ++d) {
+        for (int64_t i = 0; i < nb; ++i) {
+          const double t = rows[i * dim + d] - mu[d];
+          const double rt = r[i] * t;
+          c1[d] += rt;
+          c2[d] += rt * t;
+        }
+      }
     }
   }
 }
 
 CURATION_HOT void ScoreChunk(const MatrixView& x, const Model& m, int64_t begin, int64_t end,
                              double* out) {
-  std::vector<double> logp(m.k);
-  for (int64_t i = begin; i < end; ++i) out[i] = RowLogProbs(x.row(i), m, logp.data());
+  std::vector<double> resp(m.k);
+  std::vector<double> row(m.dim);
+  for (int64_t i = begin; i < end; ++i) {
+    Widen(x.row(i), m.dim, row.data());
+    out[i] = RowLogProb(row.data(), m, resp.data());
+  }
 }
 
-// One Lloyd round over rows [begin, end): assigns each row to its nearest centre (ties to the
-// lower index) and writes [label changes] [count_k] [sum (x - c_k)] [sum (x - c_k)^2 if
-// with_squares].
-CURATION_HOT void LloydChunk(const MatrixView& x, int k, const double* centers, int64_t begin,
-                             int64_t end, bool with_squares, int32_t* labels, double* acc) {
+// sum_d x_d * y_d.
+CURATION_INLINE double Dot(const double* x, const double* y, int64_t dim) {
+  DoubleLanes acc0 = {};
+  DoubleLanes acc1 = {};
+  int64_t d = 0;
+  for (; d + 2 * kLanes <= dim; d += 2 * kLanes) {
+    acc0 += Load(x + d) * Load(y + d);
+    acc1 += Load(x + d + kLanes) * Load(y + d + kLanes);
+  }
+  if (d + kLanes <= dim) {
+    acc0 += Load(x + d) * Load(y + d);
+    d += kLanes;
+  }
+  for (; d < dim; ++d) acc1[d % kLanes] += x[d] * y[d];
+  return CombineLanes(acc0 + acc1);
+}
+
+// One Lloyd assignment over rows [begin, end). Each row goes to the centre maximising
+// x.c - |c|^2/2 (the nearest one; ties to the lower index), which costs one dot product per
+// centre instead of a distance, as sklearn does with its GEMM. Writes [label changes]
+// [count_k] and then either [sum x] (a round) or, with `shifted`, [sum (x - c_k)]
+// [sum (x - c_k)^2] about the centres, which seed EM's variances without cancellation.
+CURATION_HOT void LloydChunk(const MatrixView& x, int k, const double* centers,
+                             const double* half_norms, int64_t begin, int64_t end, bool shifted,
+                             int32_t* labels, double* acc) {
   const int64_t dim = x.dim;
   double* changes = acc;
   double* count = acc + 1;
   double* s1 = count + k;
   double* s2 = s1 + k * dim;
+  std::vector<double> row(dim);
   for (int64_t i = begin; i < end; ++i) {
-    const float* row = x.row(i);
+    Widen(x.row(i), dim, row.data());
     int best = 0;
-    double best_d = SquaredDistance(row, centers, dim);
+    double best_score = Dot(row.data(), centers, dim) - half_norms[0];
     for (int c = 1; c < k; ++c) {
-      const double d = SquaredDistance(row, centers + c * dim, dim);
-      if (d < best_d) {
-        best_d = d;
+      const double score = Dot(row.data(), centers + c * dim, dim) - half_norms[c];
+      if (score > best_score) {
+        best_score = score;
         best = c;
       }
     }
@@ -187,14 +283,24 @@ CURATION_HOT void LloydChunk(const MatrixView& x, int k, const double* centers, 
       *changes += 1;
     }
     count[best] += 1;
-    AccumulateShifted(row, centers + best * dim, 1.0, dim, s1 + best * dim,
-                      with_squares ? s2 + best * dim : nullptr);
+    double* sum = s1 + best * dim;
+    if (shifted) {
+      AccumulateShifted(row.data(), centers + best * dim, 1.0, dim, sum, s2 + best * dim);
+      continue;
+    }
+    int64_t d = 0;
+    for (; d + kLanes <= dim; d += kLanes) Store(sum + d, Load(sum + d) + Load(row.data() + d));
+    for (; d < dim; ++d) sum[d] += row[d];
   }
 }
 
 CURATION_HOT void DistanceChunk(const MatrixView& x, const double* center, int64_t begin,
                                 int64_t end, double* out) {
-  for (int64_t i = begin; i < end; ++i) out[i] = SquaredDistance(x.row(i), center, x.dim);
+  std::vector<double> row(x.dim);
+  for (int64_t i = begin; i < end; ++i) {
+    Widen(x.row(i), x.dim, row.data());
+    out[i] = SquaredDistance<false>(row.data(), center, nullptr, x.dim);
+  }
 }
 
 // Below this many chunks a pass is too short to repay waking the thread team, which on a
@@ -204,8 +310,8 @@ constexpr int64_t kMinParallelChunks = 4;
 // Runs fn(chunk, begin, end) for every chunk, in parallel.
 template <typename Fn>
 void ForEachChunk(const Chunks& chunks, Fn&& fn) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(chunks.threads) \
-    if (chunks.count >= kMinParallelChunks)
+#pragma omp parallel for schedule(dynamic, 1) \
+    num_threads(chunks.threads) if (chunks.count >= kMinParallelChunks)
   for (int64_t c = 0; c < chunks.count; ++c) fn(c, chunks.begin(c), chunks.end(c));
 }
 
@@ -246,8 +352,11 @@ double MeanColumnVariance(const MatrixView& x, const Chunks& chunks, std::vector
   std::vector<double> origin(x.row(0), x.row(0) + dim);
   const std::vector<double> sums =
       ReduceChunks(chunks, 2 * dim, scratch, [&](int64_t b, int64_t e, double* acc) {
-        for (int64_t i = b; i < e; ++i) AccumulateShifted(x.row(i), origin.data(), 1.0, dim, acc,
-                                                          acc + dim);
+        std::vector<double> row(dim);
+        for (int64_t i = b; i < e; ++i) {
+          Widen(x.row(i), dim, row.data());
+          AccumulateShifted(row.data(), origin.data(), 1.0, dim, acc, acc + dim);
+        }
       });
   const double n = static_cast<double>(x.rows);
   double total = 0;
@@ -314,17 +423,26 @@ std::vector<double> KMeansPlusPlus(const MatrixView& x, int k, const Chunks& chu
 // Lloyd rounds from `centers` until the labels stop changing, the total squared centre shift
 // falls to `tol`, or max_iter rounds; then one more assignment whose counts, means and
 // variances (about the final centres) seed EM, as sklearn's hard-label initialisation does.
-// Returns the buffer of LloydChunk's final pass.
-std::vector<double> KMeans(const MatrixView& x, int k, std::vector<double> centers, int max_iter,
-                           double tol, const Chunks& chunks, std::vector<double>& scratch) {
+// Returns the buffer of LloydChunk's final pass followed by the centres. Reports `done` to
+// `progress` after every round so that a long initialisation can be cancelled too.
+absl::StatusOr<std::vector<double>> KMeans(const MatrixView& x, int k, std::vector<double> centers,
+                                           int max_iter, double tol, const Chunks& chunks,
+                                           const FitProgress& progress, double done,
+                                           std::vector<double>& scratch) {
   const int64_t dim = x.dim;
   // -1 makes the first round count every row as changed.
   std::vector<int32_t> labels(x.rows, -1);
-  const size_t width = 1 + k + 2 * k * dim;
+  std::vector<double> half_norms(k);
+  const auto update_norms = [&] {
+    for (int c = 0; c < k; ++c) {
+      half_norms[c] = 0.5 * Dot(&centers[c * dim], &centers[c * dim], dim);
+    }
+  };
+  update_norms();
   for (int iter = 0; iter < max_iter; ++iter) {
     const std::vector<double> acc =
-        ReduceChunks(chunks, width, scratch, [&](int64_t b, int64_t e, double* a) {
-          LloydChunk(x, k, centers.data(), b, e, false, labels.data(), a);
+        ReduceChunks(chunks, 1 + k + k * dim, scratch, [&](int64_t b, int64_t e, double* a) {
+          LloydChunk(x, k, centers.data(), half_norms.data(), b, e, false, labels.data(), a);
         });
     double shift = 0;
     for (int c = 0; c < k; ++c) {
@@ -332,18 +450,20 @@ std::vector<double> KMeans(const MatrixView& x, int k, std::vector<double> cente
       // An empty cluster keeps its centre; EM's mass floor copes with it.
       if (count == 0) continue;
       for (int64_t d = 0; d < dim; ++d) {
-        const double delta = acc[1 + k + c * dim + d] / count;
-        centers[c * dim + d] += delta;
+        const double updated = acc[1 + k + c * dim + d] / count;
+        const double delta = updated - centers[c * dim + d];
+        centers[c * dim + d] = updated;
         shift += delta * delta;
       }
     }
+    update_norms();
+    if (progress && !progress(done)) return absl::CancelledError("mixture fit cancelled");
     if (acc[0] == 0 || shift <= tol) break;
   }
   std::vector<double> final_pass =
-      ReduceChunks(chunks, width, scratch, [&](int64_t b, int64_t e, double* a) {
-        LloydChunk(x, k, centers.data(), b, e, true, labels.data(), a);
+      ReduceChunks(chunks, 1 + k + 2 * k * dim, scratch, [&](int64_t b, int64_t e, double* a) {
+        LloydChunk(x, k, centers.data(), half_norms.data(), b, e, true, labels.data(), a);
       });
-  // Callers want sums about the centres they are given back, so append the centres.
   final_pass.insert(final_pass.end(), centers.begin(), centers.end());
   return final_pass;
 }
@@ -352,10 +472,9 @@ std::vector<double> KMeans(const MatrixView& x, int k, std::vector<double> cente
 // reference points `ref` (k x dim): new mean = ref + s1/mass, new variance =
 // s2/mass - (s1/mass)^2 + reg_covar. Shifting by a reference close to the mean keeps the
 // subtraction well conditioned.
-absl::Status MStep(int k, int64_t dim, const double* mass, const double* s1,
-                   const double* s2, const double* ref, const MixtureOptions& options,
-                   std::vector<double>& weights, std::vector<double>& means,
-                   std::vector<double>& variances) {
+absl::Status MStep(int k, int64_t dim, const double* mass, const double* s1, const double* s2,
+                   const double* ref, const MixtureOptions& options, std::vector<double>& weights,
+                   std::vector<double>& means, std::vector<double>& variances) {
   weights.assign(k, 0);
   means.assign(k * dim, 0);
   variances.assign(k * dim, 0);
@@ -424,8 +543,7 @@ void GaussianMixture::Prepare() {
       precisions_[c * dim_ + d] = 1 / v;
       log_det += std::log(v);
     }
-    log_norm_[c] =
-        std::log(weights_[c]) - 0.5 * (static_cast<double>(dim_) * log_two_pi + log_det);
+    log_norm_[c] = std::log(weights_[c]) - 0.5 * (static_cast<double>(dim_) * log_two_pi + log_det);
   }
 }
 
@@ -507,14 +625,16 @@ absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const MatrixView& x,
     g.dim_ = dim;
     g.covariance_ = options.covariance;
     {
-      std::vector<double> km = KMeans(x, k, KMeansPlusPlus(x, k, chunks, rng),
-                                      options.kmeans_max_iter, kmeans_tol, chunks, scratch);
-      const double* count = km.data() + 1;
+      absl::StatusOr<std::vector<double>> km =
+          KMeans(x, k, KMeansPlusPlus(x, k, chunks, rng), options.kmeans_max_iter, kmeans_tol,
+                 chunks, progress, init * options.max_iter / total_iters, scratch);
+      if (!km.ok()) return km.status();
+      const double* count = km->data() + 1;
       const double* s1 = count + k;
       const double* s2 = s1 + k * dim;
       const double* centers = s2 + k * dim;
-      if (absl::Status s = MStep(k, dim, count, s1, s2, centers, options, g.weights_,
-                                 g.means_, g.variances_);
+      if (absl::Status s =
+              MStep(k, dim, count, s1, s2, centers, options, g.weights_, g.means_, g.variances_);
           !s.ok()) {
         return s;
       }
@@ -526,16 +646,15 @@ absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const MatrixView& x,
     for (int iter = 1; iter <= options.max_iter; ++iter) {
       const double previous = lower_bound;
       const Model m{k, dim, g.means_.data(), g.precisions_.data(), g.log_norm_.data()};
-      const std::vector<double> acc =
-          ReduceChunks(chunks, width, scratch,
-                       [&](int64_t b, int64_t e, double* a) { EmChunk(x, m, b, e, a); });
+      const std::vector<double> acc = ReduceChunks(
+          chunks, width, scratch, [&](int64_t b, int64_t e, double* a) { EmChunk(x, m, b, e, a); });
       lower_bound = acc[0] / static_cast<double>(n);
       const double* mass = acc.data() + 1;
       const double* s1 = mass + k;
       const double* s2 = s1 + k * dim;
       const std::vector<double> ref = g.means_;
-      if (absl::Status s = MStep(k, dim, mass, s1, s2, ref.data(), options, g.weights_,
-                                 g.means_, g.variances_);
+      if (absl::Status s =
+              MStep(k, dim, mass, s1, s2, ref.data(), options, g.weights_, g.means_, g.variances_);
           !s.ok()) {
         return s;
       }

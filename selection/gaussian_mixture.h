@@ -5,9 +5,10 @@
 // `tol`), the same `reg_covar` treatment, and the same definition of a per-row score (log p(x)).
 // What differs on purpose:
 //   - inputs are float32, every sum is accumulated in float64;
-//   - the initial responsibilities come from our own seeded k-means++ and Lloyd refinement, so
-//     a fit is reproducible from (data, options) on every machine, but does not start from the
-//     same point as scikit-learn's for the same `random_state`;
+//   - the initial responsibilities come from our own seeded k-means++ seeding and Lloyd rounds
+//     (sklearn's init_params="kmeans" recipe, with our random draws), so a fit does not start
+//     from the same point as scikit-learn's for the same `random_state` and may end in another
+//     local optimum;
 //   - the E step computes sum_d (x_d - mu_d)^2 / var_d directly rather than expanding it, which
 //     avoids cancellation for data far from the origin.
 #pragma once
@@ -52,8 +53,9 @@ struct MixtureOptions {
   int threads = 0;
 };
 
-// Called after every EM iteration with the share of the fit done, in [0, 1]. Returning false
-// stops the fit, which then returns CANCELLED.
+// Called after every EM iteration with the share of the fit done, in [0, 1] (and after every
+// k-means round of the initialisation, with the share unchanged). Returning false stops the
+// fit, which then returns CANCELLED.
 using FitProgress = std::function<bool(double done)>;
 
 class GaussianMixture {
@@ -61,8 +63,9 @@ class GaussianMixture {
   // Fits a mixture to the rows of `x`. Returns INVALID_ARGUMENT for bad options, an empty
   // matrix, more components than rows, or non-finite inputs; UNIMPLEMENTED for kFull;
   // FAILED_PRECONDITION if a variance collapses to <= 0 (only possible with reg_covar == 0);
-  // CANCELLED if `progress` returns false. Rows are processed in parallel with OpenMP; the
-  // result does not depend on the number of threads.
+  // CANCELLED if `progress` returns false. Rows are processed in parallel with OpenMP. The
+  // result is bit-identical for the same inputs and options whatever the thread count or the
+  // SIMD width the CPU offers; across machines only libm's exp/log may differ.
   static absl::StatusOr<GaussianMixture> Fit(const MatrixView& x, const MixtureOptions& options,
                                              const FitProgress& progress = nullptr);
 

@@ -5,7 +5,9 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -36,18 +38,28 @@ ABSL_FLAG(int, grace_period_seconds, 20,
 
 namespace {
 
+int g_signal_pipe[2] = {-1, -1};
+
 int Run() {
   using curation::server::Catalog;
   using curation::server::CurationService;
   using curation::server::Limits;
   using curation::store::Store;
 
-  // Signals are taken by one thread with sigwait, so block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGTERM and SIGINT may land on any thread (libraries start their own), so the handler
+  // only writes the signal number to a pipe; a normal thread reads it and drains.
+  if (pipe(g_signal_pipe) != 0) {
+    std::perror("curation-server: pipe");
+    return 1;
+  }
+  struct sigaction action {};
+  action.sa_handler = [](int sig) {
+    const char byte = static_cast<char>(sig);
+    (void)!write(g_signal_pipe[1], &byte, 1);
+  };
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
 
   const auto started = std::chrono::steady_clock::now();
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -99,8 +111,10 @@ int Run() {
   }
 
   std::thread stopper([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    char byte = 0;
+    while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    const int sig = byte;
     std::fprintf(stderr, "curation-server: signal %d, draining\n", sig);
     server->GetHealthCheckService()->SetServingStatus(false);
     server->Shutdown(std::chrono::system_clock::now() +
