@@ -170,7 +170,7 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
   double sum = 0, lo = INFINITY, hi = -INFINITY;
   for (size_t i = 0; i < result->rows.size(); ++i) {
     const int64_t row = result->rows[i];
-    const double score = result->scores[i];
+    const double score = result->scores[i] + 0.0;  // no "-0" for ISA's Delta at l' = 0
     sum += score;
     lo = std::min(lo, score);
     hi = std::max(hi, score);

@@ -125,6 +125,7 @@ int IngestCommand(Context& ctx, const Args& args) {
       std::printf("  skipped %lld: %s\n", static_cast<long long>(count), reason.c_str());
     }
   }
+  std::fflush(stdout);  // the summary first, then the details on stderr
   for (const std::string& e : local_errors) std::fprintf(stderr, "  unreadable: %s\n", e.c_str());
   int shown = 0;
   for (const auto& e : summary.errors()) {

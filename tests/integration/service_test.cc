@@ -1,9 +1,12 @@
 // The whole flow through the generated client against the real server: create, ingest,
 // duplicates, select (ISA and random), read selections back, export.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <set>
 
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_data.h"
 
@@ -357,6 +360,40 @@ TEST_F(ServiceTest, DatasetsListAndDelete) {
   Create(MakeDataset("b", v1::DATASET_KIND_PAIRS, 0));
   EXPECT_EQ(Get("b").example_count(), 0);
   EXPECT_EQ(Get("b").indexed_vectors(), 0);
+}
+
+TEST_F(ServiceTest, HealthAndReflection) {
+  auto channel = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok());
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+
+  // Reflection lets generic tools (grpcurl, Postman) discover the API.
+  auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
+  grpc::ClientContext context;
+  auto stream = reflection->ServerReflectionInfo(&context);
+  grpc::reflection::v1alpha::ServerReflectionRequest list;
+  list.set_list_services("");
+  ASSERT_TRUE(stream->Write(list));
+  grpc::reflection::v1alpha::ServerReflectionResponse reply;
+  ASSERT_TRUE(stream->Read(&reply));
+  std::set<std::string> services;
+  for (const auto& s : reply.list_services_response().service()) services.insert(s.name());
+  EXPECT_TRUE(services.count("curation.v1.CurationService"));
+  EXPECT_TRUE(services.count("grpc.health.v1.Health"));
+  // And the file describing the API comes back whole.
+  grpc::reflection::v1alpha::ServerReflectionRequest file;
+  file.set_file_containing_symbol("curation.v1.CurationService");
+  ASSERT_TRUE(stream->Write(file));
+  ASSERT_TRUE(stream->Read(&reply));
+  ASSERT_GT(reply.file_descriptor_response().file_descriptor_proto_size(), 0);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace
