@@ -5,6 +5,7 @@
 // the index take the index's own shared lock and never wait for a write to disk.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "curation/storage/records.pb.h"
 #include "index/vector_index.h"
+#include "server/tenants.h"
 #include "store/store.h"
 
 namespace curation::server {
@@ -33,15 +35,19 @@ struct DatasetState {
 
 class Catalog {
  public:
-  // Opens every dataset of the store and rebuilds its index from the stored vectors.
-  static absl::StatusOr<std::unique_ptr<Catalog>> Load(store::Store* store);
+  // Opens every dataset of the store, rebuilds its index from the stored vectors, and counts
+  // it into its tenant's usage. `progress(done, total)` is called after each dataset.
+  static absl::StatusOr<std::unique_ptr<Catalog>> Load(
+      store::Store* store, TenantRegistry* tenants,
+      const std::function<void(int64_t done, int64_t total)>& progress = nullptr);
 
-  // The open dataset, or nullptr.
-  std::shared_ptr<DatasetState> Find(const std::string& name) const;
-  // Creates the dataset in the store and opens it. ALREADY_EXISTS if the name is taken.
+  // The tenant's open dataset, or nullptr.
+  std::shared_ptr<DatasetState> Find(const std::string& tenant, const std::string& name) const;
+  // Creates the dataset (of record.tenant()) in the store and opens it. ALREADY_EXISTS if
+  // the tenant has a dataset of that name.
   absl::StatusOr<std::shared_ptr<DatasetState>> Create(storage::DatasetRecord record);
   // Deletes the dataset from the store and closes it. Returns its last record.
-  absl::StatusOr<storage::DatasetRecord> Delete(const std::string& name);
+  absl::StatusOr<storage::DatasetRecord> Delete(const std::string& tenant, const std::string& name);
 
   int64_t size() const;
 
@@ -51,7 +57,7 @@ class Catalog {
 
   store::Store* store_;
   mutable std::shared_mutex mu_;
-  std::map<std::string, std::shared_ptr<DatasetState>> datasets_;
+  std::map<std::string, std::shared_ptr<DatasetState>> datasets_;  // by "tenant/name"
 };
 
 }  // namespace curation::server

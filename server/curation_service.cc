@@ -20,18 +20,37 @@ grpc::Status Invalid(const FieldError& e) { return ToGrpc(InvalidField(e.field, 
 
 }  // namespace
 
-CurationService::CurationService(store::Store* store, Catalog* catalog,
-                                 const embedding::Embedder* embedder, const Limits& limits)
+CurationService::CurationService(store::Store* store, const Authenticator* auth,
+                                 TenantRegistry* tenants, const embedding::Embedder* embedder,
+                                 const Limits& limits)
     : store_(store),
-      catalog_(catalog),
+      auth_(auth),
+      tenants_(tenants),
       embedder_(embedder),
       limits_(limits),
       ingestor_(store, embedder, limits) {}
 
+void CurationService::SetReady(Catalog* catalog) { catalog_.store(catalog); }
+
+absl::StatusOr<CurationService::Scope> CurationService::Enter(const grpc::ServerContext& context,
+                                                              v1::Role role) const {
+  if (catalog_.load() == nullptr) {
+    return absl::UnavailableError("the server is loading its datasets; retry shortly");
+  }
+  auto caller = auth_->Authorize(context, role);
+  if (!caller.ok()) return caller.status();
+  auto tenant = tenants_->Find(caller->tenant);
+  if (!tenant.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the token's tenant '", caller->tenant, "' no longer exists"));
+  }
+  return Scope{*std::move(caller), *std::move(tenant)};
+}
+
 absl::StatusOr<std::shared_ptr<DatasetState>> CurationService::FindDataset(
-    absl::string_view field, const std::string& name) const {
+    const Scope& scope, absl::string_view field, const std::string& name) const {
   if (auto e = CheckDatasetName(field, name)) return InvalidField(e->field, e->reason);
-  std::shared_ptr<DatasetState> state = catalog_->Find(name);
+  std::shared_ptr<DatasetState> state = catalog_.load()->Find(scope.caller.tenant, name);
   if (state == nullptr) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
   return state;
 }
@@ -42,11 +61,14 @@ v1::Dataset CurationService::View(DatasetState& state) {
   return view;
 }
 
-grpc::Status CurationService::CreateDataset(grpc::ServerContext*,
+grpc::Status CurationService::CreateDataset(grpc::ServerContext* context,
                                             const v1::CreateDatasetRequest* request,
                                             v1::Dataset* response) {
+  auto scope = Enter(*context, v1::ROLE_WRITER);
+  if (!scope.ok()) return ToGrpc(scope.status());
   if (auto e = CheckNewDataset(request->dataset(), limits_)) return Invalid(*e);
   storage::DatasetRecord record;
+  record.set_tenant(scope->caller.tenant);
   v1::Dataset* d = record.mutable_dataset();
   d->set_name(request->dataset().name());
   d->set_description(request->dataset().description());
@@ -63,23 +85,32 @@ grpc::Status CurationService::CreateDataset(grpc::ServerContext*,
     embedding->set_embedder(std::string(embedder_->name()));
   }
   *d->mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  auto state = catalog_->Create(std::move(record));
-  if (!state.ok()) return ToGrpc(state.status());
+  if (absl::Status s = tenants_->AdmitDataset(*scope->tenant); !s.ok()) return ToGrpc(s);
+  auto state = catalog_.load()->Create(std::move(record));
+  if (!state.ok()) {
+    tenants_->ReleaseDataset(*scope->tenant, 0, 0);
+    return ToGrpc(state.status());
+  }
   *response = View(**state);
   return grpc::Status::OK;
 }
 
-grpc::Status CurationService::GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* request,
+grpc::Status CurationService::GetDataset(grpc::ServerContext* context,
+                                         const v1::GetDatasetRequest* request,
                                          v1::Dataset* response) {
-  auto state = FindDataset("name", request->name());
+  auto scope = Enter(*context, v1::ROLE_READER);
+  if (!scope.ok()) return ToGrpc(scope.status());
+  auto state = FindDataset(*scope, "name", request->name());
   if (!state.ok()) return ToGrpc(state.status());
   *response = View(**state);
   return grpc::Status::OK;
 }
 
-grpc::Status CurationService::ListDatasets(grpc::ServerContext*,
+grpc::Status CurationService::ListDatasets(grpc::ServerContext* context,
                                            const v1::ListDatasetsRequest* request,
                                            v1::ListDatasetsResponse* response) {
+  auto scope = Enter(*context, v1::ROLE_READER);
+  if (!scope.ok()) return ToGrpc(scope.status());
   if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
   const int page_size =
       request->page_size() == 0
@@ -91,12 +122,12 @@ grpc::Status CurationService::ListDatasets(grpc::ServerContext*,
     return ToGrpc(InvalidField("page_token", "not a token this server issued"));
   }
   // One extra row tells whether another page follows.
-  auto records = store_->ListDatasets(after, page_size + 1);
+  auto records = store_->ListDatasets(scope->caller.tenant, after, page_size + 1);
   if (!records.ok()) return ToGrpc(records.status());
   for (int i = 0; i < static_cast<int>(records->size()) && i < page_size; ++i) {
     const std::string& name = (*records)[i].dataset().name();
     // The store's record is current, but the live view adds the index count.
-    if (auto state = catalog_->Find(name)) {
+    if (auto state = catalog_.load()->Find(scope->caller.tenant, name)) {
       *response->add_datasets() = View(*state);
     }
   }
@@ -107,34 +138,63 @@ grpc::Status CurationService::ListDatasets(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status CurationService::DeleteDataset(grpc::ServerContext*,
+grpc::Status CurationService::DeleteDataset(grpc::ServerContext* context,
                                             const v1::DeleteDatasetRequest* request,
                                             v1::DeleteDatasetResponse* response) {
+  auto scope = Enter(*context, v1::ROLE_WRITER);
+  if (!scope.ok()) return ToGrpc(scope.status());
   if (auto e = CheckDatasetName("name", request->name())) return Invalid(*e);
-  auto record = catalog_->Delete(request->name());
+  auto record = catalog_.load()->Delete(scope->caller.tenant, request->name());
   if (!record.ok()) return ToGrpc(record.status());
+  tenants_->ReleaseDataset(*scope->tenant, record->dataset().example_count(),
+                           record->dataset().stored_bytes());
   response->set_deleted_examples(record->dataset().example_count());
   response->set_deleted_selections(record->dataset().selection_count());
   return grpc::Status::OK;
 }
 
-grpc::Status CurationService::IngestExamples(grpc::ServerContext*,
+absl::Status CurationService::IngestAdmitted(const Scope& scope, DatasetState& dataset,
+                                             const v1::IngestExamplesRequest& request,
+                                             int64_t first_index, bool report_ids,
+                                             v1::IngestExamplesResponse* summary) {
+  if (request.examples_size() == 0) return absl::OkStatus();
+  // Vectors are most of a record's stored size and the request's own size bounds its text,
+  // so reserve both against the tenant's quotas.
+  const int64_t vector_bytes = static_cast<int64_t>(sizeof(float)) * dataset.index->dim() *
+                               (dataset.index->pairs() ? 2 : 1) * request.examples_size();
+  auto reservation =
+      tenants_->AdmitIngest(*scope.tenant, request.examples_size(),
+                            static_cast<int64_t>(request.ByteSizeLong()) + vector_bytes);
+  if (!reservation.ok()) return reservation.status();
+  const int64_t accepted_before = summary->accepted();
+  auto grown = ingestor_.IngestBatch(dataset, request.examples(), first_index, report_ids, summary);
+  tenants_->CommitIngest(*scope.tenant, *reservation,
+                         grown.ok() ? summary->accepted() - accepted_before : 0,
+                         grown.ok() ? *grown : 0);
+  return grown.status();
+}
+
+grpc::Status CurationService::IngestExamples(grpc::ServerContext* context,
                                              const v1::IngestExamplesRequest* request,
                                              v1::IngestExamplesResponse* response) {
-  auto state = FindDataset("dataset", request->dataset());
+  auto scope = Enter(*context, v1::ROLE_WRITER);
+  if (!scope.ok()) return ToGrpc(scope.status());
+  auto state = FindDataset(*scope, "dataset", request->dataset());
   if (!state.ok()) return ToGrpc(state.status());
   if (request->examples_size() > limits_.max_records_per_request) {
     return ToGrpc(
         InvalidField("examples", absl::StrCat(request->examples_size(), " records; at most ",
                                               limits_.max_records_per_request, " per request")));
   }
-  return ToGrpc(ingestor_.IngestBatch(**state, request->examples(), /*first_index=*/0,
-                                      /*report_ids=*/true, response));
+  return ToGrpc(IngestAdmitted(*scope, **state, *request, /*first_index=*/0,
+                               /*report_ids=*/true, response));
 }
 
-grpc::Status CurationService::IngestStream(grpc::ServerContext*,
+grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
                                            grpc::ServerReader<v1::IngestExamplesRequest>* reader,
                                            v1::IngestExamplesResponse* response) {
+  auto scope = Enter(*context, v1::ROLE_WRITER);
+  if (!scope.ok()) return ToGrpc(scope.status());
   v1::IngestExamplesRequest request;
   std::shared_ptr<DatasetState> state;
   int64_t next_index = 0;
@@ -146,7 +206,7 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext*,
         return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].dataset"),
                                    "one stream ingests into one dataset"));
       }
-      auto found = FindDataset("dataset", request.dataset());
+      auto found = FindDataset(*scope, "dataset", request.dataset());
       if (!found.ok()) return ToGrpc(found.status());
       state = *std::move(found);
     }
@@ -157,8 +217,8 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext*,
     }
     // Each message is written (and durable) before the next is read, so a client that loses
     // the stream can resend it whole: what was stored comes back as duplicates.
-    if (absl::Status s = ingestor_.IngestBatch(*state, request.examples(), next_index,
-                                               /*report_ids=*/false, response);
+    if (absl::Status s = IngestAdmitted(*scope, *state, request, next_index,
+                                        /*report_ids=*/false, response);
         !s.ok()) {
       return ToGrpc(s);
     }
@@ -177,10 +237,12 @@ absl::StatusOr<storage::ExampleRecord> CurationService::LoadExample(uint64_t dat
   return store_->GetExample(dataset_id, (*entry)->seq);
 }
 
-grpc::Status CurationService::GetExamples(grpc::ServerContext*,
+grpc::Status CurationService::GetExamples(grpc::ServerContext* context,
                                           const v1::GetExamplesRequest* request,
                                           v1::GetExamplesResponse* response) {
-  auto state = FindDataset("dataset", request->dataset());
+  auto scope = Enter(*context, v1::ROLE_READER);
+  if (!scope.ok()) return ToGrpc(scope.status());
+  auto state = FindDataset(*scope, "dataset", request->dataset());
   if (!state.ok()) return ToGrpc(state.status());
   if (request->ids_size() > limits_.max_ids_per_get) {
     return ToGrpc(InvalidField("ids", absl::StrCat("at most ", limits_.max_ids_per_get)));

@@ -3,21 +3,27 @@
 // the selection library; no handler holds a lock across a call to another component.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "curation/v1/curation.grpc.pb.h"
 #include "embedding/embedder.h"
+#include "server/auth.h"
 #include "server/catalog.h"
 #include "server/ingestor.h"
 #include "server/limits.h"
+#include "server/tenants.h"
 #include "store/store.h"
 
 namespace curation::server {
 
 class CurationService final : public v1::CurationService::Service {
  public:
-  CurationService(store::Store* store, Catalog* catalog, const embedding::Embedder* embedder,
-                  const Limits& limits);
+  CurationService(store::Store* store, const Authenticator* auth, TenantRegistry* tenants,
+                  const embedding::Embedder* embedder, const Limits& limits);
+
+  // Calls before this get UNAVAILABLE: the server serves health while the datasets load.
+  void SetReady(Catalog* catalog);
 
   grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,
                              v1::Dataset*) override;
@@ -42,19 +48,34 @@ class CurationService final : public v1::CurationService::Service {
                                grpc::ServerWriter<v1::ExportSelectionResponse>*) override;
 
  private:
-  // The open dataset named by `field`, or INVALID_ARGUMENT / NOT_FOUND.
-  absl::StatusOr<std::shared_ptr<DatasetState>> FindDataset(absl::string_view field,
+  // Every data RPC starts here: the server must be ready and the caller must hold at least
+  // `role` in a tenant.
+  struct Scope {
+    Caller caller;
+    std::shared_ptr<TenantState> tenant;
+  };
+  absl::StatusOr<Scope> Enter(const grpc::ServerContext& context, v1::Role role) const;
+  // The tenant's open dataset named by `field`, or INVALID_ARGUMENT / NOT_FOUND. Another
+  // tenant's dataset is NOT_FOUND, exactly like a missing one.
+  absl::StatusOr<std::shared_ptr<DatasetState>> FindDataset(const Scope& scope,
+                                                            absl::string_view field,
                                                             const std::string& name) const;
   // The public view of a dataset, with the live index count.
   static v1::Dataset View(DatasetState& state);
-  // Reads a stored selection by its public id ("sel-<dataset>-<seq>").
-  absl::StatusOr<v1::Selection> LoadSelection(const std::string& id) const;
+  // Reads a stored selection of the scope's tenant by its public id ("sel-<dataset>-<seq>").
+  absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id) const;
+  // Ingests one message's batch under the tenant's quotas and rate limit.
+  absl::Status IngestAdmitted(const Scope& scope, DatasetState& dataset,
+                              const v1::IngestExamplesRequest& request, int64_t first_index,
+                              bool report_ids, v1::IngestExamplesResponse* summary);
   // Resolves an example id to its stored record.
   absl::StatusOr<storage::ExampleRecord> LoadExample(uint64_t dataset_id,
                                                      const std::string& id) const;
 
   store::Store* store_;
-  Catalog* catalog_;
+  const Authenticator* auth_;
+  TenantRegistry* tenants_;
+  std::atomic<Catalog*> catalog_{nullptr};
   const embedding::Embedder* embedder_;
   Limits limits_;
   Ingestor ingestor_;

@@ -50,10 +50,9 @@ std::string Ingestor::HashId(const std::string& content_hash) {
   return "h" + absl::BytesToHexString(content_hash.substr(0, 16));
 }
 
-absl::Status Ingestor::IngestBatch(DatasetState& dataset,
-                                   const google::protobuf::RepeatedPtrField<v1::Example>& examples,
-                                   int64_t first_index, bool report_ids,
-                                   v1::IngestExamplesResponse* summary) const {
+absl::StatusOr<int64_t> Ingestor::IngestBatch(
+    DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+    int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary) const {
   const v1::Dataset config = dataset.Snapshot().dataset();
   const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
   const bool builtin = config.embedding().source() != v1::EmbeddingConfig::SOURCE_CLIENT;
@@ -117,6 +116,7 @@ absl::Status Ingestor::IngestBatch(DatasetState& dataset,
   std::lock_guard<std::mutex> lock(dataset.write_mu);
   if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
   storage::DatasetRecord updated = dataset.record;
+  const int64_t bytes_before = updated.dataset().stored_bytes();
   v1::Dataset* counts = updated.mutable_dataset();
   std::vector<store::ExampleWrite> writes;
   std::map<std::string, const std::string*> batch_ids;  // id -> content hash, this batch
@@ -185,7 +185,7 @@ absl::Status Ingestor::IngestBatch(DatasetState& dataset,
   if (report_ids) {
     for (auto& id : ids) summary->add_ids(std::move(id));
   }
-  return absl::OkStatus();
+  return dataset.record.dataset().stored_bytes() - bytes_before;
 }
 
 }  // namespace curation::server

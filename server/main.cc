@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,10 +19,14 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "embedding/embedder.h"
+#include "server/admin_service.h"
+#include "server/auth.h"
 #include "server/catalog.h"
 #include "server/curation_service.h"
+#include "server/tenants.h"
 #include "store/store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "HOST:PORT to serve gRPC on (port 0 picks one)");
@@ -35,15 +40,70 @@ ABSL_FLAG(int64_t, max_records_per_request, 10'000, "Most examples in one ingest
 ABSL_FLAG(int64_t, max_text_bytes, 1 << 20, "Longest prompt or completion, in bytes");
 ABSL_FLAG(int, grace_period_seconds, 20,
           "On SIGTERM, how long in-flight calls may run before they are cancelled");
+ABSL_FLAG(bool, auth, true,
+          "Require bearer tokens. --auth=false serves everyone as an admin of the 'default' "
+          "tenant: for a laptop or a demo, never for a shared deployment");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File whose content (at least 16 characters) is accepted as an admin token");
+ABSL_FLAG(std::string, backup_dir, "", "Where the admin CreateBackup RPC writes backups");
+ABSL_FLAG(std::string, restore_from, "",
+          "Before serving, restore the newest backup of this directory into --data-dir "
+          "(which must be empty)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS with --tls-key");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
 
 namespace {
 
 int g_signal_pipe[2] = {-1, -1};
 
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials() {
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert);
+  const std::string key = absl::GetFlag(FLAGS_tls_key);
+  const std::string ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (cert.empty()) {
+    if (!ca.empty()) return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert");
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions options;
+  auto cert_pem = ReadWholeFile(cert);
+  auto key_pem = ReadWholeFile(key);
+  if (!cert_pem.ok()) return cert_pem.status();
+  if (!key_pem.ok()) return key_pem.status();
+  options.pem_key_cert_pairs.push_back({*key_pem, *cert_pem});
+  if (!ca.empty()) {
+    auto ca_pem = ReadWholeFile(ca);
+    if (!ca_pem.ok()) return ca_pem.status();
+    options.pem_root_certs = *ca_pem;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+int Fatal(const std::string& what, const absl::Status& status) {
+  std::fprintf(stderr, "curation-server: %s: %s\n", what.c_str(), status.ToString().c_str());
+  return 1;
+}
+
 int Run() {
+  using curation::server::AdminService;
+  using curation::server::Authenticator;
   using curation::server::Catalog;
   using curation::server::CurationService;
   using curation::server::Limits;
+  using curation::server::TenantRegistry;
   using curation::store::Store;
 
   // SIGTERM and SIGINT may land on any thread (libraries start their own), so the handler
@@ -63,16 +123,31 @@ int Run() {
 
   const auto started = std::chrono::steady_clock::now();
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
-  auto store = Store::Open(data_dir, Store::Options{.sync = absl::GetFlag(FLAGS_sync_writes)});
-  if (!store.ok()) {
-    std::fprintf(stderr, "curation-server: %s\n", store.status().ToString().c_str());
-    return 1;
+  if (const std::string from = absl::GetFlag(FLAGS_restore_from); !from.empty()) {
+    if (absl::Status s = Store::RestoreLatestBackup(from, data_dir); !s.ok()) {
+      return Fatal("restoring " + from, s);
+    }
+    std::fprintf(stderr, "curation-server: restored the newest backup of %s into %s\n",
+                 from.c_str(), data_dir.c_str());
   }
-  auto catalog = Catalog::Load(store->get());
-  if (!catalog.ok()) {
-    std::fprintf(stderr, "curation-server: loading datasets: %s\n",
-                 catalog.status().ToString().c_str());
-    return 1;
+  auto store = Store::Open(data_dir, Store::Options{.sync = absl::GetFlag(FLAGS_sync_writes)});
+  if (!store.ok()) return Fatal("opening " + data_dir, store.status());
+
+  const bool auth_enabled = absl::GetFlag(FLAGS_auth);
+  std::string admin_token;
+  if (const std::string path = absl::GetFlag(FLAGS_admin_token_file); !path.empty()) {
+    auto content = ReadWholeFile(path);
+    if (!content.ok()) return Fatal("--admin-token-file", content.status());
+    admin_token = std::string(absl::StripAsciiWhitespace(*content));
+  }
+  auto auth = Authenticator::Load(store->get(), auth_enabled, admin_token);
+  if (!auth.ok()) return Fatal("loading tokens", auth.status());
+  auto tenants = TenantRegistry::Load(store->get(), /*ensure_default=*/!auth_enabled);
+  if (!tenants.ok()) return Fatal("loading tenants", tenants.status());
+  if (auth_enabled && admin_token.empty() && (*auth)->ListTokens("").empty()) {
+    std::fprintf(stderr,
+                 "curation-server: warning: authentication is on but there is no admin token; "
+                 "pass --admin-token-file to create tenants\n");
   }
   auto embedder = curation::embedding::MakeBuiltinEmbedder();
 
@@ -80,35 +155,46 @@ int Run() {
   limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   limits.max_records_per_request = absl::GetFlag(FLAGS_max_records_per_request);
   limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
-  CurationService service(store->get(), catalog->get(), embedder.get(), limits);
+  CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits);
+  AdminService admin(store->get(), auth->get(), tenants->get(), absl::GetFlag(FLAGS_backup_dir));
 
+  auto credentials = ServerCredentials();
+  if (!credentials.ok()) return Fatal("TLS", credentials.status());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *credentials, &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(limits.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(limits.max_message_bytes));
   builder.RegisterService(&service);
+  builder.RegisterService(&admin);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr, "curation-server: cannot listen on %s\n",
                  absl::GetFlag(FLAGS_listen).c_str());
     return 1;
   }
-  server->GetHealthCheckService()->SetServingStatus(true);
-
-  const double ready_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::fprintf(stderr,
-               "curation-server: serving on port %d (data %s, %lld datasets, ready in %.2f s)\n",
-               port, data_dir.c_str(), static_cast<long long>((*catalog)->size()), ready_s);
+  // Serving health at once lets orchestrators tell "loading" (NOT_SERVING) from "down".
+  server->GetHealthCheckService()->SetServingStatus(false);
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     // Written whole under a temporary name, so a reader never sees a partial port.
     const std::string tmp = path + ".tmp";
     std::ofstream(tmp) << port << "\n";
     std::rename(tmp.c_str(), path.c_str());
   }
+  std::fprintf(stderr, "curation-server: listening on port %d, loading %s\n", port,
+               data_dir.c_str());
+
+  auto catalog = Catalog::Load(store->get(), tenants->get());
+  if (!catalog.ok()) return Fatal("loading datasets", catalog.status());
+  service.SetReady(catalog->get());
+  server->GetHealthCheckService()->SetServingStatus(true);
+  const double ready_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::fprintf(
+      stderr, "curation-server: serving on port %d (%lld datasets, auth %s, ready in %.2f s)\n",
+      port, static_cast<long long>((*catalog)->size()), auth_enabled ? "on" : "OFF", ready_s);
 
   std::thread stopper([&] {
     char byte = 0;

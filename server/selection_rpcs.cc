@@ -77,7 +77,9 @@ const char* UnitNoun(bool pair_units) { return pair_units ? "pairs" : "examples"
 grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::SelectRequest* request,
                                      v1::Selection* response) {
   const auto started = std::chrono::steady_clock::now();
-  auto found = FindDataset("dataset", request->dataset());
+  auto scope = Enter(*context, v1::ROLE_WRITER);
+  if (!scope.ok()) return ToGrpc(scope.status());
+  auto found = FindDataset(*scope, "dataset", request->dataset());
   if (!found.ok()) return ToGrpc(found.status());
   DatasetState& state = **found;
   const storage::DatasetRecord record = state.Snapshot();
@@ -119,6 +121,8 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
     return ToGrpc(InvalidField("isa", "only for method ISA"));
   }
 
+  auto slot = tenants_->AdmitSelection(scope->tenant);
+  if (!slot.ok()) return ToGrpc(slot.status());
   // The pool is the index as it is now; examples ingested from here on are not in it.
   index::UnitMatrix units = state.index->BuildUnits(pair_units);
   if (units.rows == 0) {
@@ -223,7 +227,8 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
   return grpc::Status::OK;
 }
 
-absl::StatusOr<v1::Selection> CurationService::LoadSelection(const std::string& id) const {
+absl::StatusOr<v1::Selection> CurationService::LoadSelection(const Scope& scope,
+                                                             const std::string& id) const {
   if (id.empty()) return InvalidField("id", "required");
   uint64_t dataset_id = 0;
   int64_t seq = 0;
@@ -234,23 +239,33 @@ absl::StatusOr<v1::Selection> CurationService::LoadSelection(const std::string& 
   if (absl::IsNotFound(selection.status())) {
     return absl::NotFoundError(absl::StrCat("selection '", id, "' not found"));
   }
+  if (!selection.ok()) return selection.status();
+  // Another tenant's selection does not exist for this caller.
+  auto owner = catalog_.load()->Find(scope.caller.tenant, selection->dataset());
+  if (owner == nullptr || owner->Snapshot().internal_id() != dataset_id) {
+    return absl::NotFoundError(absl::StrCat("selection '", id, "' not found"));
+  }
   return selection;
 }
 
-grpc::Status CurationService::GetSelection(grpc::ServerContext*,
+grpc::Status CurationService::GetSelection(grpc::ServerContext* context,
                                            const v1::GetSelectionRequest* request,
                                            v1::Selection* response) {
-  auto selection = LoadSelection(request->id());
+  auto scope = Enter(*context, v1::ROLE_READER);
+  if (!scope.ok()) return ToGrpc(scope.status());
+  auto selection = LoadSelection(*scope, request->id());
   if (!selection.ok()) return ToGrpc(selection.status());
   *response = *std::move(selection);
   if (request->view() == v1::SELECTION_VIEW_BASIC) response->clear_items();
   return grpc::Status::OK;
 }
 
-grpc::Status CurationService::ListSelections(grpc::ServerContext*,
+grpc::Status CurationService::ListSelections(grpc::ServerContext* context,
                                              const v1::ListSelectionsRequest* request,
                                              v1::ListSelectionsResponse* response) {
-  auto state = FindDataset("dataset", request->dataset());
+  auto scope = Enter(*context, v1::ROLE_READER);
+  if (!scope.ok()) return ToGrpc(scope.status());
+  auto state = FindDataset(*scope, "dataset", request->dataset());
   if (!state.ok()) return ToGrpc(state.status());
   if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
   const int page_size =
@@ -281,9 +296,11 @@ grpc::Status CurationService::ListSelections(grpc::ServerContext*,
 grpc::Status CurationService::ExportSelection(
     grpc::ServerContext* context, const v1::ExportSelectionRequest* request,
     grpc::ServerWriter<v1::ExportSelectionResponse>* writer) {
-  auto selection = LoadSelection(request->selection_id());
+  auto scope = Enter(*context, v1::ROLE_READER);
+  if (!scope.ok()) return ToGrpc(scope.status());
+  auto selection = LoadSelection(*scope, request->selection_id());
   if (!selection.ok()) return ToGrpc(selection.status());
-  auto state = FindDataset("dataset", selection->dataset());
+  auto state = FindDataset(*scope, "dataset", selection->dataset());
   if (!state.ok()) return ToGrpc(state.status());
   const storage::DatasetRecord record = (*state)->Snapshot();
   const bool pair_units = selection->unit() == v1::SELECTION_UNIT_PAIR;

@@ -1,11 +1,13 @@
 #include "store/store.h"
 
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "rocksdb/utilities/backup_engine.h"
 #include "rocksdb/write_batch.h"
 
 namespace curation::store {
@@ -23,6 +25,14 @@ uint64_t ReadBigEndian(const char* p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
   return v;
+}
+
+std::string DatasetKey(absl::string_view tenant, absl::string_view name) {
+  return absl::StrCat(tenant, "/", name);
+}
+
+std::string DatasetKey(const storage::DatasetRecord& record) {
+  return DatasetKey(record.tenant(), record.dataset().name());
 }
 
 std::string Prefix(uint64_t dataset_id) {
@@ -76,6 +86,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const
       {"embeddings", cf_options},
       {"ids", cf_options},
       {"selections", cf_options},
+      {"tenants", cf_options},
+      {"tokens", cf_options},
   };
   auto store = std::unique_ptr<Store>(new Store());
   store->sync_ = options.sync;
@@ -88,6 +100,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const
   store->embeddings_ = store->handles_[3];
   store->ids_ = store->handles_[4];
   store->selections_ = store->handles_[5];
+  store->tenants_ = store->handles_[6];
+  store->tokens_ = store->handles_[7];
   return store;
 }
 
@@ -100,10 +114,13 @@ Store::~Store() {
 
 absl::StatusOr<storage::DatasetRecord> Store::CreateDataset(storage::DatasetRecord record) {
   std::lock_guard<std::mutex> lock(create_mu_);
-  const std::string& name = record.dataset().name();
+  const std::string key = DatasetKey(record);
   std::string existing;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), datasets_, name, &existing);
-  if (s.ok()) return absl::AlreadyExistsError(absl::StrCat("dataset '", name, "' already exists"));
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), datasets_, key, &existing);
+  if (s.ok()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("dataset '", record.dataset().name(), "' already exists"));
+  }
   if (!s.IsNotFound()) return FromRocks(s, "read dataset");
 
   uint64_t next_id = 1;
@@ -119,27 +136,33 @@ absl::StatusOr<storage::DatasetRecord> Store::CreateDataset(storage::DatasetReco
   AppendBigEndian(&next, next_id + 1);
   rocksdb::WriteBatch batch;
   batch.Put(kNextDatasetIdKey, next);
-  batch.Put(datasets_, name, record.SerializeAsString());
+  batch.Put(datasets_, key, record.SerializeAsString());
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   if (absl::Status st = FromRocks(db_->Write(wo, &batch), "create dataset"); !st.ok()) return st;
   return record;
 }
 
-absl::StatusOr<storage::DatasetRecord> Store::GetDataset(absl::string_view name) const {
+absl::StatusOr<storage::DatasetRecord> Store::GetDataset(absl::string_view tenant,
+                                                         absl::string_view name) const {
   std::string bytes;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), datasets_, ToSlice(name), &bytes);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), datasets_, DatasetKey(tenant, name), &bytes);
   if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
   if (!s.ok()) return FromRocks(s, "read dataset");
   return Parse<storage::DatasetRecord>(bytes, "dataset record");
 }
 
-absl::StatusOr<std::vector<storage::DatasetRecord>> Store::ListDatasets(absl::string_view after,
+absl::StatusOr<std::vector<storage::DatasetRecord>> Store::ListDatasets(absl::string_view tenant,
+                                                                        absl::string_view after,
                                                                         int limit) const {
   std::vector<storage::DatasetRecord> out;
+  const std::string prefix = DatasetKey(tenant, "");
+  const std::string start = DatasetKey(tenant, after);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), datasets_));
-  for (it->Seek(ToSlice(after)); it->Valid() && static_cast<int>(out.size()) < limit; it->Next()) {
-    if (!after.empty() && it->key() == ToSlice(after)) continue;
+  for (it->Seek(start);
+       it->Valid() && it->key().starts_with(prefix) && static_cast<int>(out.size()) < limit;
+       it->Next()) {
+    if (!after.empty() && it->key() == rocksdb::Slice(start)) continue;
     auto record = Parse<storage::DatasetRecord>(it->value().ToString(), "dataset record");
     if (!record.ok()) return record.status();
     out.push_back(*std::move(record));
@@ -148,11 +171,22 @@ absl::StatusOr<std::vector<storage::DatasetRecord>> Store::ListDatasets(absl::st
   return out;
 }
 
+absl::Status Store::ForEachDataset(
+    const std::function<absl::Status(storage::DatasetRecord)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), datasets_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto record = Parse<storage::DatasetRecord>(it->value().ToString(), "dataset record");
+    if (!record.ok()) return record.status();
+    if (absl::Status s = fn(*std::move(record)); !s.ok()) return s;
+  }
+  return FromRocks(it->status(), "scan datasets");
+}
+
 absl::Status Store::DeleteDataset(const storage::DatasetRecord& record) {
   const std::string begin = Prefix(record.internal_id());
   const std::string end = Prefix(record.internal_id() + 1);
   rocksdb::WriteBatch batch;
-  batch.Delete(datasets_, record.dataset().name());
+  batch.Delete(datasets_, DatasetKey(record));
   for (auto* cf : {examples_, embeddings_, ids_, selections_}) batch.DeleteRange(cf, begin, end);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
@@ -185,7 +219,7 @@ absl::Status Store::WriteExamples(const storage::DatasetRecord& updated,
     id_value += w.record.content_hash();
     batch.Put(ids_, IdKey(ds, w.record.example().id()), id_value);
   }
-  batch.Put(datasets_, updated.dataset().name(), updated.SerializeAsString());
+  batch.Put(datasets_, DatasetKey(updated), updated.SerializeAsString());
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   return FromRocks(db_->Write(wo, &batch), "write examples");
@@ -252,7 +286,7 @@ absl::Status Store::PutSelection(const storage::DatasetRecord& updated, int64_t 
                                  const v1::Selection& selection) {
   rocksdb::WriteBatch batch;
   batch.Put(selections_, SeqKey(updated.internal_id(), seq), selection.SerializeAsString());
-  batch.Put(datasets_, updated.dataset().name(), updated.SerializeAsString());
+  batch.Put(datasets_, DatasetKey(updated), updated.SerializeAsString());
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   return FromRocks(db_->Write(wo, &batch), "write selection");
@@ -288,6 +322,89 @@ absl::StatusOr<std::vector<std::pair<int64_t, v1::Selection>>> Store::ListSelect
   }
   if (absl::Status st = FromRocks(it->status(), "list selections"); !st.ok()) return st;
   return out;
+}
+
+absl::Status Store::CreateTenant(const v1::Tenant& tenant) {
+  std::lock_guard<std::mutex> lock(create_mu_);
+  std::string existing;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), tenants_, tenant.name(), &existing);
+  if (s.ok())
+    return absl::AlreadyExistsError(absl::StrCat("tenant '", tenant.name(), "' already exists"));
+  if (!s.IsNotFound()) return FromRocks(s, "read tenant");
+  return PutTenant(tenant);
+}
+
+absl::Status Store::PutTenant(const v1::Tenant& tenant) {
+  v1::Tenant stored = tenant;
+  stored.clear_usage();  // derived from the datasets at start-up
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Put(wo, tenants_, stored.name(), stored.SerializeAsString()),
+                   "write tenant");
+}
+
+absl::StatusOr<std::vector<v1::Tenant>> Store::ListTenants() const {
+  std::vector<v1::Tenant> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tenants_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto tenant = Parse<v1::Tenant>(it->value().ToString(), "tenant");
+    if (!tenant.ok()) return tenant.status();
+    out.push_back(*std::move(tenant));
+  }
+  if (absl::Status st = FromRocks(it->status(), "list tenants"); !st.ok()) return st;
+  return out;
+}
+
+absl::Status Store::PutToken(const storage::TokenRecord& token) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Put(wo, tokens_, token.token().id(), token.SerializeAsString()),
+                   "write token");
+}
+
+absl::StatusOr<std::vector<storage::TokenRecord>> Store::ListTokens() const {
+  std::vector<storage::TokenRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tokens_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto token = Parse<storage::TokenRecord>(it->value().ToString(), "token");
+    if (!token.ok()) return token.status();
+    out.push_back(*std::move(token));
+  }
+  if (absl::Status st = FromRocks(it->status(), "list tokens"); !st.ok()) return st;
+  return out;
+}
+
+absl::StatusOr<std::pair<uint32_t, int64_t>> Store::CreateBackup(const std::string& backup_dir) {
+  rocksdb::BackupEngine* raw = nullptr;
+  rocksdb::Status s = rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
+                                                  rocksdb::BackupEngineOptions(backup_dir), &raw);
+  if (!s.ok()) return FromRocks(s, "open backup engine");
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+  // Flushing first puts everything in SST files, so the backup needs no WAL replay.
+  s = engine->CreateNewBackup(db_.get(), /*flush_before_backup=*/true);
+  if (!s.ok()) return FromRocks(s, "create backup");
+  std::vector<rocksdb::BackupInfo> infos;
+  engine->GetBackupInfo(&infos);
+  if (infos.empty()) return absl::InternalError("backup vanished");
+  return std::make_pair(infos.back().backup_id, static_cast<int64_t>(infos.back().size));
+}
+
+absl::Status Store::RestoreLatestBackup(const std::string& backup_dir,
+                                        const std::string& data_dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(data_dir) / "CURRENT", ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(data_dir, " already holds a database; restore into an empty directory"));
+  }
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  rocksdb::Status s = rocksdb::BackupEngineReadOnly::Open(
+      rocksdb::Env::Default(), rocksdb::BackupEngineOptions(backup_dir), &raw);
+  if (!s.ok()) return FromRocks(s, "open backups");
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  std::vector<rocksdb::BackupInfo> infos;
+  engine->GetBackupInfo(&infos);
+  if (infos.empty()) return absl::NotFoundError(absl::StrCat("no backup in ", backup_dir));
+  return FromRocks(engine->RestoreDBFromLatestBackup(data_dir, data_dir), "restore");
 }
 
 uint64_t Store::GetIntProperty(const std::string& property) const {

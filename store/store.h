@@ -3,7 +3,9 @@
 //
 // Layout (one column family each, keys big-endian so that a dataset's rows are contiguous
 // and in sequence order):
-//   datasets    name                          -> storage::DatasetRecord
+//   datasets    tenant "/" name               -> storage::DatasetRecord
+//   tenants     name                          -> curation.v1.Tenant (usage not stored)
+//   tokens      token id                      -> storage::TokenRecord
 //   examples    internal_id(8) seq(8)         -> storage::ExampleRecord (no vectors)
 //   embeddings  internal_id(8) seq(8)         -> float32[dim] (unpaired) or [2*dim] (chosen,
 //   rejected) ids         internal_id(8) example id     -> seq(8) content_hash(32) selections
@@ -28,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "curation/storage/records.pb.h"
+#include "curation/v1/admin.pb.h"
 #include "curation/v1/curation.pb.h"
 
 namespace rocksdb {
@@ -63,14 +66,18 @@ class Store {
                                                      const Options& options);
   ~Store();
 
-  // Assigns a fresh internal id and stores `record` under its dataset name.
-  // ALREADY_EXISTS if the name is taken. Returns the stored record.
+  // Assigns a fresh internal id and stores `record` under its tenant and dataset name.
+  // ALREADY_EXISTS if the tenant has a dataset of that name. Returns the stored record.
   absl::StatusOr<storage::DatasetRecord> CreateDataset(storage::DatasetRecord record);
   // NOT_FOUND if absent.
-  absl::StatusOr<storage::DatasetRecord> GetDataset(absl::string_view name) const;
-  // Up to `limit` datasets with names greater than `after`, in name order.
-  absl::StatusOr<std::vector<storage::DatasetRecord>> ListDatasets(absl::string_view after,
+  absl::StatusOr<storage::DatasetRecord> GetDataset(absl::string_view tenant,
+                                                    absl::string_view name) const;
+  // Up to `limit` of the tenant's datasets with names greater than `after`, in name order.
+  absl::StatusOr<std::vector<storage::DatasetRecord>> ListDatasets(absl::string_view tenant,
+                                                                   absl::string_view after,
                                                                    int limit) const;
+  // Every dataset of every tenant, for start-up.
+  absl::Status ForEachDataset(const std::function<absl::Status(storage::DatasetRecord)>& fn) const;
   // Removes the dataset and every row that belongs to it, atomically.
   absl::Status DeleteDataset(const storage::DatasetRecord& record);
 
@@ -103,6 +110,23 @@ class Store {
                                                                                 int64_t before,
                                                                                 int limit) const;
 
+  // Tenants. PutTenant creates or replaces; CreateTenant fails with ALREADY_EXISTS.
+  absl::Status CreateTenant(const v1::Tenant& tenant);
+  absl::Status PutTenant(const v1::Tenant& tenant);
+  absl::StatusOr<std::vector<v1::Tenant>> ListTenants() const;
+
+  // Tokens, by id; PutToken creates or replaces.
+  absl::Status PutToken(const storage::TokenRecord& token);
+  absl::StatusOr<std::vector<storage::TokenRecord>> ListTokens() const;
+
+  // A consistent backup of the whole database as a new backup in `backup_dir` (RocksDB
+  // BackupEngine layout). Returns its id and size.
+  absl::StatusOr<std::pair<uint32_t, int64_t>> CreateBackup(const std::string& backup_dir);
+  // Restores the newest backup of `backup_dir` into `data_dir`, which must not hold a
+  // database yet (FAILED_PRECONDITION otherwise).
+  static absl::Status RestoreLatestBackup(const std::string& backup_dir,
+                                          const std::string& data_dir);
+
   // Live figures for operators, e.g. "rocksdb.estimate-live-data-size".
   uint64_t GetIntProperty(const std::string& property) const;
 
@@ -116,6 +140,8 @@ class Store {
   rocksdb::ColumnFamilyHandle* embeddings_ = nullptr;
   rocksdb::ColumnFamilyHandle* ids_ = nullptr;
   rocksdb::ColumnFamilyHandle* selections_ = nullptr;
+  rocksdb::ColumnFamilyHandle* tenants_ = nullptr;
+  rocksdb::ColumnFamilyHandle* tokens_ = nullptr;
   bool sync_ = true;
   // Serialises dataset creation (name check and id allocation).
   mutable std::mutex create_mu_;

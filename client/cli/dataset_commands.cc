@@ -46,8 +46,9 @@ std::string ToJson(const google::protobuf::Message& message) {
   return out;
 }
 
-std::unique_ptr<grpc::ClientContext> CallContext(double seconds) {
+std::unique_ptr<grpc::ClientContext> Context::Call(double seconds) const {
   auto context = std::make_unique<grpc::ClientContext>();
+  if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
   return context;
@@ -108,7 +109,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
       d->mutable_embedding()->set_source(v1::EmbeddingConfig::SOURCE_BUILTIN);
     }
     v1::Dataset reply;
-    grpc::Status s = ctx.stub->CreateDataset(CallContext(30).get(), request, &reply);
+    grpc::Status s = ctx.stub->CreateDataset(ctx.Call(30).get(), request, &reply);
     if (!s.ok()) return Fail("datasets create", s);
     if (ctx.json) {
       std::printf("%s\n", ToJson(reply).c_str());
@@ -124,7 +125,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     int count = 0;
     do {
       v1::ListDatasetsResponse reply;
-      grpc::Status s = ctx.stub->ListDatasets(CallContext(30).get(), request, &reply);
+      grpc::Status s = ctx.stub->ListDatasets(ctx.Call(30).get(), request, &reply);
       if (!s.ok()) return Fail("datasets list", s);
       for (const auto& d : reply.datasets()) {
         ++count;
@@ -144,7 +145,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     v1::GetDatasetRequest request;
     request.set_name(pos[1]);
     v1::Dataset reply;
-    grpc::Status s = ctx.stub->GetDataset(CallContext(30).get(), request, &reply);
+    grpc::Status s = ctx.stub->GetDataset(ctx.Call(30).get(), request, &reply);
     if (!s.ok()) return Fail("datasets get", s);
     if (ctx.json) {
       std::printf("%s\n", ToJson(reply).c_str());
@@ -158,7 +159,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     v1::DeleteDatasetRequest request;
     request.set_name(pos[1]);
     v1::DeleteDatasetResponse reply;
-    grpc::Status s = ctx.stub->DeleteDataset(CallContext(60).get(), request, &reply);
+    grpc::Status s = ctx.stub->DeleteDataset(ctx.Call(60).get(), request, &reply);
     if (!s.ok()) return Fail("datasets delete", s);
     std::printf("deleted %s (%lld examples, %lld selections)\n", pos[1].c_str(),
                 static_cast<long long>(reply.deleted_examples()),
@@ -176,7 +177,7 @@ int ExamplesCommand(Context& ctx, const Args& args) {
   for (size_t i = 2; i < pos.size(); ++i) request.add_ids(pos[i]);
   request.set_include_embeddings(args.Has("embeddings"));
   v1::GetExamplesResponse reply;
-  grpc::Status s = ctx.stub->GetExamples(CallContext(60).get(), request, &reply);
+  grpc::Status s = ctx.stub->GetExamples(ctx.Call(60).get(), request, &reply);
   if (!s.ok()) return Fail("examples get", s);
   for (const auto& e : reply.examples()) std::printf("%s\n", ToJson(e).c_str());
   return 0;

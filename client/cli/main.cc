@@ -1,13 +1,16 @@
 // curation: the command-line client of the curation service.
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "client/cli/commands.h"
 
 namespace {
 
-constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--json] COMMAND ...
+constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN] [--tls-ca FILE]
+                [--tls-cert FILE --tls-key FILE] [--json] COMMAND ...
 
   datasets create NAME [--kind pairs|unpaired] [--dim D] [--description TEXT]
                           without --dim the server embeds texts with its built-in embedder;
@@ -23,24 +26,60 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--json] COMMA
   selections list DATASET | get SELECTION_ID [--items N]
   export SELECTION_ID [--format trl|kto] [-o FILE]
 
-The server defaults to $CURATION_SERVER, else 127.0.0.1:50051.
+  admin tenants create|set-quotas NAME [--max-examples N] [--max-bytes N] [--max-datasets N]
+                [--max-selections N] [--ingest-rate R] [--ingest-burst B]
+  admin tenants list | get NAME
+  admin tokens create --role reader|writer --tenant NAME | --role admin [--description D]
+  admin tokens list [--tenant NAME] | revoke ID
+  admin backup
+
+The server defaults to $CURATION_SERVER, else 127.0.0.1:50051; the token to $CURATION_TOKEN
+(sent as "authorization: Bearer <token>"). With --tls-ca the connection uses TLS, verified
+against that CA; --tls-cert/--tls-key add a client certificate for mutual TLS.
 )";
+
+std::string ReadFileOrDie(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "curation: cannot read %s\n", path.c_str());
+    std::exit(2);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   using curation::cli::Context;
   Context ctx;
-  const char* env = std::getenv("CURATION_SERVER");
-  ctx.server = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v != nullptr ? v : "");
+  };
+  ctx.server = env("CURATION_SERVER").empty() ? "127.0.0.1:50051" : env("CURATION_SERVER");
+  ctx.token = env("CURATION_TOKEN");
+  std::string tls_ca = env("CURATION_TLS_CA"), tls_cert, tls_key;
   int i = 1;
   // Global options come before the command.
   for (; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--server" && i + 1 < argc) {
-      ctx.server = argv[++i];
-    } else if (arg.rfind("--server=", 0) == 0) {
-      ctx.server = arg.substr(9);
+    std::string* target = nullptr;
+    std::string name = arg.substr(0, arg.find('='));
+    if (name == "--server") target = &ctx.server;
+    if (name == "--token") target = &ctx.token;
+    if (name == "--tls-ca") target = &tls_ca;
+    if (name == "--tls-cert") target = &tls_cert;
+    if (name == "--tls-key") target = &tls_key;
+    if (target != nullptr) {
+      if (arg.find('=') != std::string::npos) {
+        *target = arg.substr(arg.find('=') + 1);
+      } else if (i + 1 < argc) {
+        *target = argv[++i];
+      } else {
+        return curation::cli::Usage(arg + " needs a value");
+      }
     } else if (arg == "--json") {
       ctx.json = true;
     } else if (arg == "-h" || arg == "--help" || arg == "help") {
@@ -59,8 +98,22 @@ int main(int argc, char** argv) {
   // Selections of large datasets are big messages; the server caps them itself.
   channel_args.SetMaxReceiveMessageSize(256 << 20);
   channel_args.SetMaxSendMessageSize(64 << 20);
-  ctx.stub = curation::v1::CurationService::NewStub(
-      grpc::CreateCustomChannel(ctx.server, grpc::InsecureChannelCredentials(), channel_args));
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!tls_ca.empty() || !tls_cert.empty()) {
+    grpc::SslCredentialsOptions tls;
+    if (!tls_ca.empty()) tls.pem_root_certs = ReadFileOrDie(tls_ca);
+    if (tls_cert.empty() != tls_key.empty()) {
+      return curation::cli::Usage("--tls-cert and --tls-key go together");
+    }
+    if (!tls_cert.empty()) {
+      tls.pem_cert_chain = ReadFileOrDie(tls_cert);
+      tls.pem_private_key = ReadFileOrDie(tls_key);
+    }
+    credentials = grpc::SslCredentials(tls);
+  }
+  auto channel = grpc::CreateCustomChannel(ctx.server, credentials, channel_args);
+  ctx.stub = curation::v1::CurationService::NewStub(channel);
+  ctx.admin = curation::v1::AdminService::NewStub(channel);
 
   const curation::cli::Args args(argc, argv, i + 1,
                                  {"strict", "embeddings", "json", "help", "progress"});
@@ -72,6 +125,7 @@ int main(int argc, char** argv) {
   if (command == "select") return SelectCommand(ctx, args);
   if (command == "selections") return SelectionsCommand(ctx, args);
   if (command == "export") return ExportCommand(ctx, args);
+  if (command == "admin") return AdminCommand(ctx, args);
   std::fprintf(stderr, "curation: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

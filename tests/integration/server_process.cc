@@ -59,15 +59,20 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_path,
 
 }  // namespace
 
-std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& data_dir,
-                                                    const std::vector<std::string>& flags) {
+std::unique_ptr<ServerProcess> ServerProcess::Start(
+    const std::string& data_dir, const std::vector<std::string>& flags,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   const std::string port_file = data_dir + ".port";
   fs::remove(port_file);
   std::vector<std::string> argv = {
       CURATION_SERVER_BIN, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
       "--port-file",       port_file};
+  bool auth_flag = false;
+  for (const auto& f : flags) auth_flag |= f.rfind("--auth", 0) == 0;
+  if (!auth_flag) argv.push_back("--auth=false");
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto server = std::unique_ptr<ServerProcess>(new ServerProcess());
+  server->credentials_ = std::move(credentials);
   server->pid_ = Spawn(argv, data_dir + ".out", data_dir + ".log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!fs::exists(port_file)) {
@@ -83,19 +88,27 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::string& data_dir,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   server->address_ = "127.0.0.1:" + std::to_string(std::stoi(ReadFile(port_file)));
-  // The port file is written once serving; confirm through the health service.
-  auto channel = grpc::CreateChannel(server->address_, grpc::InsecureChannelCredentials());
+  // The port file is written once listening; the datasets may still be loading.
+  if (server->WaitServing(std::chrono::seconds(120))) return server;
+  throw std::runtime_error("curation-server did not become SERVING: " +
+                           ReadFile(data_dir + ".log"));
+}
+
+bool ServerProcess::WaitServing(std::chrono::seconds timeout) const {
+  auto channel = grpc::CreateChannel(address_, credentials_);
   auto health = grpc::health::v1::Health::NewStub(channel);
-  grpc::health::v1::HealthCheckRequest request;
-  grpc::health::v1::HealthCheckResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  context.set_wait_for_ready(true);
-  grpc::Status s = health->Check(&context, request, &response);
-  if (!s.ok() || response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
-    throw std::runtime_error("curation-server is not healthy: " + s.error_message());
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    context.set_wait_for_ready(true);
+    grpc::Status s = health->Check(&context, request, &response);
+    if (s.ok() && response.status() == grpc::health::v1::HealthCheckResponse::SERVING) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return server;
+  return false;
 }
 
 ServerProcess::~ServerProcess() {
@@ -106,8 +119,7 @@ std::unique_ptr<v1::CurationService::Stub> ServerProcess::Stub() const {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(256 << 20);
-  return v1::CurationService::NewStub(
-      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
+  return v1::CurationService::NewStub(grpc::CreateCustomChannel(address_, credentials_, args));
 }
 
 int ServerProcess::Signal(int signal) {

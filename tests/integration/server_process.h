@@ -2,8 +2,10 @@
 // loopback with a temporary data directory.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,13 +22,20 @@ std::string TestDataPath(const std::string& file);
 
 class ServerProcess {
  public:
-  // Starts curation-server on 127.0.0.1 with an OS-chosen port and waits until it serves.
-  // Extra flags are appended to the command line.
-  static std::unique_ptr<ServerProcess> Start(const std::string& data_dir,
-                                              const std::vector<std::string>& flags = {});
+  // Starts curation-server on 127.0.0.1 with an OS-chosen port and waits until its health
+  // is SERVING. Extra flags are appended to the command line; without "--auth" among them the
+  // server runs with --auth=false (the tests of auth pass their own).
+  static std::unique_ptr<ServerProcess> Start(
+      const std::string& data_dir, const std::vector<std::string>& flags = {},
+      std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
   ~ServerProcess();
 
   const std::string& address() const { return address_; }
+  // Credentials for clients of this server (TLS tests replace the insecure default).
+  void set_credentials(std::shared_ptr<grpc::ChannelCredentials> c) { credentials_ = std::move(c); }
+  std::shared_ptr<grpc::ChannelCredentials> credentials() const { return credentials_; }
+  // Polls the health service until SERVING or the timeout.
+  bool WaitServing(std::chrono::seconds timeout) const;
   pid_t pid() const { return pid_; }
   std::unique_ptr<v1::CurationService::Stub> Stub() const;
 
@@ -36,6 +45,7 @@ class ServerProcess {
  private:
   pid_t pid_ = -1;
   std::string address_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_ = grpc::InsecureChannelCredentials();
 };
 
 struct CommandResult {

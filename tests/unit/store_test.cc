@@ -16,8 +16,9 @@ std::string TempDir(const std::string& name) {
   return dir.string();
 }
 
-storage::DatasetRecord NewDataset(const std::string& name) {
+storage::DatasetRecord NewDataset(const std::string& name, const std::string& tenant = "t") {
   storage::DatasetRecord r;
+  r.set_tenant(tenant);
   r.mutable_dataset()->set_name(name);
   r.mutable_dataset()->set_kind(v1::DATASET_KIND_PAIRS);
   r.mutable_dataset()->mutable_embedding()->set_dim(2);
@@ -57,7 +58,7 @@ TEST(StoreTest, DatasetsExamplesAndSelectionsRoundTrip) {
   }
   auto store = Store::Open(dir, {});
   ASSERT_TRUE(store.ok());
-  auto a = (*store)->GetDataset("a");
+  auto a = (*store)->GetDataset("t", "a");
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->dataset().example_count(), 2);
   EXPECT_EQ(a->next_selection_seq(), 1);
@@ -82,7 +83,7 @@ TEST(StoreTest, DatasetsExamplesAndSelectionsRoundTrip) {
   EXPECT_EQ(seqs, (std::vector<int64_t>{0, 1}));
   EXPECT_EQ(firsts, (std::vector<float>{1, 5}));
   // Dataset b's rows are separate.
-  auto b = (*store)->GetDataset("b");
+  auto b = (*store)->GetDataset("t", "b");
   int rows = 0;
   ASSERT_TRUE(
       (*store)
@@ -103,12 +104,12 @@ TEST(StoreTest, ListIsOrderedAndPaged) {
   ASSERT_TRUE(store.ok());
   for (const char* name : {"m", "c", "x", "a"})
     ASSERT_TRUE((*store)->CreateDataset(NewDataset(name)).ok());
-  auto first = (*store)->ListDatasets("", 2);
+  auto first = (*store)->ListDatasets("t", "", 2);
   ASSERT_TRUE(first.ok());
   ASSERT_EQ(first->size(), 2u);
   EXPECT_EQ((*first)[0].dataset().name(), "a");
   EXPECT_EQ((*first)[1].dataset().name(), "c");
-  auto second = (*store)->ListDatasets("c", 10);
+  auto second = (*store)->ListDatasets("t", "c", 10);
   ASSERT_EQ(second->size(), 2u);
   EXPECT_EQ((*second)[0].dataset().name(), "m");
   EXPECT_EQ((*second)[1].dataset().name(), "x");
@@ -123,7 +124,7 @@ TEST(StoreTest, DeleteRemovesEveryRowOfTheDataset) {
   ASSERT_TRUE((*store)->WriteExamples(*b, {Write(0, "x", 9)}).ok());
   ASSERT_TRUE((*store)->PutSelection(*a, 0, v1::Selection()).ok());
   ASSERT_TRUE((*store)->DeleteDataset(*a).ok());
-  EXPECT_TRUE(absl::IsNotFound((*store)->GetDataset("a").status()));
+  EXPECT_TRUE(absl::IsNotFound((*store)->GetDataset("t", "a").status()));
   EXPECT_TRUE(absl::IsNotFound((*store)->GetExample(a->internal_id(), 0).status()));
   EXPECT_TRUE(absl::IsNotFound((*store)->GetSelection(a->internal_id(), 0).status()));
   EXPECT_FALSE((*(*store)->FindId(a->internal_id(), "x")).has_value());
@@ -133,6 +134,64 @@ TEST(StoreTest, DeleteRemovesEveryRowOfTheDataset) {
   auto again = (*store)->CreateDataset(NewDataset("a"));
   ASSERT_TRUE(again.ok());
   EXPECT_GT(again->internal_id(), b->internal_id());
+}
+
+TEST(StoreTest, TenantsAreSeparateNamespaces) {
+  auto store = Store::Open(TempDir("tenants"), {});
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->CreateDataset(NewDataset("x", "team-a")).ok());
+  ASSERT_TRUE((*store)->CreateDataset(NewDataset("x", "team-b")).ok());
+  ASSERT_TRUE((*store)->CreateDataset(NewDataset("y", "team-ab")).ok());
+  auto a = (*store)->ListDatasets("team-a", "", 10);
+  ASSERT_TRUE(a.ok());
+  // "team-ab/y" shares the prefix "team-a" but belongs to another tenant.
+  ASSERT_EQ(a->size(), 1u);
+  EXPECT_EQ((*a)[0].tenant(), "team-a");
+  EXPECT_TRUE(absl::IsNotFound((*store)->GetDataset("team-c", "x").status()));
+  int all = 0;
+  ASSERT_TRUE((*store)
+                  ->ForEachDataset([&](storage::DatasetRecord) {
+                    ++all;
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(all, 3);
+}
+
+TEST(StoreTest, TenantsTokensAndBackupRestore) {
+  const std::string dir = TempDir("backup-db");
+  const std::string backups = TempDir("backup-dir");
+  const std::string restored = TempDir("backup-restored");
+  {
+    auto store = Store::Open(dir, {});
+    ASSERT_TRUE(store.ok());
+    v1::Tenant tenant;
+    tenant.set_name("team");
+    tenant.mutable_quotas()->set_max_examples(10);
+    ASSERT_TRUE((*store)->CreateTenant(tenant).ok());
+    EXPECT_TRUE(absl::IsAlreadyExists((*store)->CreateTenant(tenant)));
+    storage::TokenRecord token;
+    token.mutable_token()->set_id("abc");
+    token.set_secret_hash("hash");
+    ASSERT_TRUE((*store)->PutToken(token).ok());
+    auto d = (*store)->CreateDataset(NewDataset("d"));
+    ASSERT_TRUE((*store)->WriteExamples(*d, {Write(0, "x", 1)}).ok());
+    auto backup = (*store)->CreateBackup(backups);
+    ASSERT_TRUE(backup.ok()) << backup.status();
+    EXPECT_GT(backup->second, 0);
+  }
+  ASSERT_TRUE(Store::RestoreLatestBackup(backups, restored).ok());
+  // Never over an existing database.
+  EXPECT_TRUE(absl::IsFailedPrecondition(Store::RestoreLatestBackup(backups, restored)));
+  auto store = Store::Open(restored, {});
+  ASSERT_TRUE(store.ok());
+  auto tenants = (*store)->ListTenants();
+  ASSERT_EQ(tenants->size(), 1u);
+  EXPECT_EQ((*tenants)[0].quotas().max_examples(), 10);
+  EXPECT_EQ((*store)->ListTokens()->size(), 1u);
+  auto d = (*store)->GetDataset("t", "d");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE((*store)->GetExample(d->internal_id(), 0).ok());
 }
 
 }  // namespace

@@ -1,0 +1,70 @@
+// Who is calling: bearer tokens, their roles and tenants.
+//
+// A token is "cur_<id>_<secret>": the id names it in lists and logs, the secret is random
+// (256 bits). The server stores only SHA-256(token), so a leaked database holds no usable
+// token. The first admin token comes from a file at start-up and is never stored.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "curation/storage/records.pb.h"
+#include "curation/v1/admin.pb.h"
+#include "store/store.h"
+
+namespace grpc {
+class ServerContext;
+}
+
+namespace curation::server {
+
+// The authenticated caller of one RPC.
+struct Caller {
+  std::string tenant;  // empty for admin tokens
+  v1::Role role = v1::ROLE_UNSPECIFIED;
+  std::string token_id;
+};
+
+// The tenant every call acts for when authentication is off.
+inline constexpr char kDefaultTenant[] = "default";
+
+class Authenticator {
+ public:
+  // With `enabled` false every call is an admin of kDefaultTenant. `bootstrap_admin_token`,
+  // if not empty, is accepted as an admin token.
+  static absl::StatusOr<std::unique_ptr<Authenticator>> Load(
+      store::Store* store, bool enabled, const std::string& bootstrap_admin_token);
+
+  bool enabled() const { return enabled_; }
+
+  // The caller of `context`, from its "authorization: Bearer <token>" metadata.
+  // UNAUTHENTICATED if the header is missing or the token unknown or revoked.
+  absl::StatusOr<Caller> Authenticate(const grpc::ServerContext& context) const;
+  // Like Authenticate, for a raw header value (used by the logging interceptor).
+  absl::StatusOr<Caller> Resolve(const std::string& authorization) const;
+
+  // For data RPCs: the caller's tenant, if the caller has at least `role` in one.
+  // PERMISSION_DENIED otherwise (admin tokens see no tenant's data).
+  absl::StatusOr<Caller> Authorize(const grpc::ServerContext& context, v1::Role role) const;
+  // For admin RPCs: OK only for admin callers.
+  absl::StatusOr<Caller> AuthorizeAdmin(const grpc::ServerContext& context) const;
+
+  // Creates and stores a token; returns it with its secret (shown once).
+  absl::StatusOr<v1::CreateTokenResponse> CreateToken(const v1::CreateTokenRequest& request);
+  absl::StatusOr<v1::Token> RevokeToken(const std::string& id);
+  std::vector<v1::Token> ListTokens(const std::string& tenant) const;
+
+ private:
+  Authenticator(store::Store* store, bool enabled) : store_(store), enabled_(enabled) {}
+
+  store::Store* store_;
+  const bool enabled_;
+  mutable std::shared_mutex mu_;
+  std::map<std::string, v1::Token> by_hash_;           // SHA-256(token) -> token
+  std::map<std::string, storage::TokenRecord> by_id_;  // id -> stored record
+};
+
+}  // namespace curation::server

@@ -1,0 +1,215 @@
+#include "server/tenants.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/auth.h"
+
+namespace curation::server {
+
+v1::Tenant TenantState::View() {
+  std::lock_guard<std::mutex> lock(mu);
+  v1::Tenant view = tenant;
+  v1::TenantUsage* usage = view.mutable_usage();
+  usage->set_examples(examples);
+  usage->set_stored_bytes(stored_bytes);
+  usage->set_datasets(datasets);
+  usage->set_running_selections(running_selections);
+  return view;
+}
+
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(store::Store* store,
+                                                                     bool ensure_default) {
+  auto registry = std::unique_ptr<TenantRegistry>(new TenantRegistry(store));
+  auto tenants = store->ListTenants();
+  if (!tenants.ok()) return tenants.status();
+  for (v1::Tenant& tenant : *tenants) {
+    auto state = std::make_shared<TenantState>();
+    state->tenant = std::move(tenant);
+    registry->tenants_[state->tenant.name()] = state;
+  }
+  if (ensure_default && !registry->tenants_.count(kDefaultTenant)) {
+    v1::Tenant tenant;
+    tenant.set_name(kDefaultTenant);
+    if (auto created = registry->Create(tenant); !created.ok()) return created.status();
+  }
+  return registry;
+}
+
+absl::StatusOr<std::shared_ptr<TenantState>> TenantRegistry::Find(const std::string& name) const {
+  std::shared_lock lock(mu_);
+  auto it = tenants_.find(name);
+  if (it == tenants_.end())
+    return absl::NotFoundError(absl::StrCat("tenant '", name, "' not found"));
+  return it->second;
+}
+
+absl::StatusOr<v1::Tenant> TenantRegistry::Create(const v1::Tenant& tenant) {
+  auto state = std::make_shared<TenantState>();
+  state->tenant.set_name(tenant.name());
+  *state->tenant.mutable_quotas() = tenant.quotas();
+  *state->tenant.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  std::unique_lock lock(mu_);
+  if (absl::Status s = store_->CreateTenant(state->tenant); !s.ok()) return s;
+  tenants_[tenant.name()] = state;
+  lock.unlock();
+  return state->View();
+}
+
+absl::StatusOr<v1::Tenant> TenantRegistry::UpdateQuotas(const std::string& name,
+                                                        const v1::Quotas& quotas) {
+  auto state = Find(name);
+  if (!state.ok()) return state.status();
+  {
+    std::lock_guard<std::mutex> lock((*state)->mu);
+    v1::Tenant updated = (*state)->tenant;
+    *updated.mutable_quotas() = quotas;
+    if (absl::Status s = store_->PutTenant(updated); !s.ok()) return s;
+    (*state)->tenant = std::move(updated);
+    (*state)->bucket = -1;  // a new rate starts with a full bucket
+  }
+  return (*state)->View();
+}
+
+std::vector<v1::Tenant> TenantRegistry::List() const {
+  std::vector<std::shared_ptr<TenantState>> states;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [name, state] : tenants_) states.push_back(state);
+  }
+  std::vector<v1::Tenant> out;
+  for (auto& state : states) out.push_back(state->View());
+  return out;
+}
+
+void TenantRegistry::CountLoadedDataset(const std::string& tenant, int64_t examples,
+                                        int64_t bytes) {
+  std::unique_lock lock(mu_);
+  auto& state = tenants_[tenant];
+  if (state == nullptr) {
+    // A dataset whose tenant record is missing (e.g. written with authentication off):
+    // give it an unlimited tenant so its data stays reachable.
+    state = std::make_shared<TenantState>();
+    state->tenant.set_name(tenant);
+    (void)store_->PutTenant(state->tenant);
+  }
+  std::lock_guard<std::mutex> tlock(state->mu);
+  state->examples += examples;
+  state->stored_bytes += bytes;
+  state->datasets += 1;
+}
+
+absl::Status TenantRegistry::Reject(const TenantState& t, const std::string& limit,
+                                    const std::string& message) {
+  if (on_reject_) on_reject_(t.tenant.name(), limit);
+  return absl::ResourceExhaustedError(message);
+}
+
+absl::StatusOr<IngestReservation> TenantRegistry::AdmitIngest(TenantState& t, int64_t records,
+                                                              int64_t bytes) {
+  std::unique_lock<std::mutex> lock(t.mu);
+  const v1::Quotas& q = t.tenant.quotas();
+  const std::string& name = t.tenant.name();
+  if (q.max_examples() > 0 && t.examples + t.reserved_examples + records > q.max_examples()) {
+    lock.unlock();
+    return Reject(t, "max_examples",
+                  absl::StrCat("quota max_examples of tenant '", name, "' is ", q.max_examples(),
+                               "; ", t.examples, " are stored and this request adds up to ",
+                               records, ". Delete data or ask an admin to raise the quota."));
+  }
+  if (q.max_stored_bytes() > 0 &&
+      t.stored_bytes + t.reserved_bytes + bytes > q.max_stored_bytes()) {
+    lock.unlock();
+    return Reject(
+        t, "max_stored_bytes",
+        absl::StrCat("quota max_stored_bytes of tenant '", name, "' is ", q.max_stored_bytes(),
+                     "; ", t.stored_bytes, " are stored and this request adds about ", bytes,
+                     ". Delete data or ask an admin to raise the quota."));
+  }
+  if (q.ingest_records_per_second() > 0) {
+    const double rate = q.ingest_records_per_second();
+    // A burst below one request's size would refuse that request forever.
+    const double burst =
+        std::max<double>(q.ingest_burst_records() > 0 ? q.ingest_burst_records() : rate, 1.0);
+    const auto now = std::chrono::steady_clock::now();
+    if (t.bucket < 0) {
+      t.bucket = burst;
+    } else {
+      t.bucket = std::min(
+          burst, t.bucket + rate * std::chrono::duration<double>(now - t.bucket_time).count());
+    }
+    t.bucket_time = now;
+    if (records > burst) {
+      lock.unlock();
+      return Reject(
+          t, "ingest_burst_records",
+          absl::StrCat("tenant '", name, "' may ingest at most ", static_cast<int64_t>(burst),
+                       " records at once; split the request"));
+    }
+    if (t.bucket < records) {
+      const double wait = (records - t.bucket) / rate;
+      lock.unlock();
+      return Reject(t, "ingest_records_per_second",
+                    absl::StrFormat("ingest rate limit of tenant '%s' (%.0f records/s) reached; "
+                                    "retry in %.2f s",
+                                    name, rate, wait));
+    }
+    t.bucket -= records;
+  }
+  t.reserved_examples += records;
+  t.reserved_bytes += bytes;
+  return IngestReservation{records, bytes};
+}
+
+void TenantRegistry::CommitIngest(TenantState& t, const IngestReservation& r, int64_t examples,
+                                  int64_t bytes) {
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.reserved_examples -= r.examples;
+  t.reserved_bytes -= r.bytes;
+  t.examples += examples;
+  t.stored_bytes += bytes;
+}
+
+absl::Status TenantRegistry::AdmitDataset(TenantState& t) {
+  std::unique_lock<std::mutex> lock(t.mu);
+  const int64_t max = t.tenant.quotas().max_datasets();
+  if (max > 0 && t.datasets >= max) {
+    lock.unlock();
+    return Reject(t, "max_datasets",
+                  absl::StrCat("quota max_datasets of tenant '", t.tenant.name(), "' is ", max,
+                               "; delete a dataset or ask an admin to raise the quota"));
+  }
+  t.datasets += 1;
+  return absl::OkStatus();
+}
+
+void TenantRegistry::ReleaseDataset(TenantState& t, int64_t examples, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.datasets -= 1;
+  t.examples -= examples;
+  t.stored_bytes -= bytes;
+}
+
+TenantRegistry::SelectionSlot::~SelectionSlot() {
+  std::lock_guard<std::mutex> lock(t_->mu);
+  t_->running_selections -= 1;
+}
+
+absl::StatusOr<std::unique_ptr<TenantRegistry::SelectionSlot>> TenantRegistry::AdmitSelection(
+    std::shared_ptr<TenantState> t) {
+  std::unique_lock<std::mutex> lock(t->mu);
+  const int32_t max = t->tenant.quotas().max_concurrent_selections();
+  if (max > 0 && t->running_selections >= max) {
+    lock.unlock();
+    return Reject(*t, "max_concurrent_selections",
+                  absl::StrCat("tenant '", t->tenant.name(), "' already runs ", max,
+                               " selections, its quota; retry when one finishes"));
+  }
+  t->running_selections += 1;
+  return std::make_unique<SelectionSlot>(std::move(t));
+}
+
+}  // namespace curation::server

@@ -1,0 +1,72 @@
+// Quota arithmetic of the tenant registry on a real store.
+#include "server/tenants.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace curation::server {
+namespace {
+
+std::unique_ptr<store::Store> OpenStore(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("curation-tenants-" + std::to_string(getpid()) + "-" + name);
+  std::filesystem::remove_all(dir);
+  return *store::Store::Open(dir.string(), {});
+}
+
+TEST(TenantRegistryTest, ConcurrentSelectionSlots) {
+  auto store = OpenStore("slots");
+  auto registry = *TenantRegistry::Load(store.get(), false);
+  v1::Tenant t;
+  t.set_name("t");
+  t.mutable_quotas()->set_max_concurrent_selections(2);
+  ASSERT_TRUE(registry->Create(t).ok());
+  auto state = *registry->Find("t");
+  std::vector<std::string> rejected;
+  registry->set_rejection_hook(
+      [&](const std::string& tenant, const std::string& limit) { rejected.push_back(limit); });
+  auto a = registry->AdmitSelection(state);
+  auto b = registry->AdmitSelection(state);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(state->View().usage().running_selections(), 2);
+  EXPECT_TRUE(absl::IsResourceExhausted(registry->AdmitSelection(state).status()));
+  EXPECT_EQ(rejected, std::vector<std::string>{"max_concurrent_selections"});
+  a->reset();  // a selection finished
+  EXPECT_TRUE(registry->AdmitSelection(state).ok());
+}
+
+TEST(TenantRegistryTest, ReservationsCountAgainstTheQuota) {
+  auto store = OpenStore("reserve");
+  auto registry = *TenantRegistry::Load(store.get(), false);
+  v1::Tenant t;
+  t.set_name("t");
+  t.mutable_quotas()->set_max_examples(100);
+  ASSERT_TRUE(registry->Create(t).ok());
+  auto state = *registry->Find("t");
+  // Two requests in flight at once cannot both take the last 60.
+  auto first = registry->AdmitIngest(*state, 60, 1000);
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(registry->AdmitIngest(*state, 60, 1000).status()));
+  // Duplicates are not stored: only what was written counts once committed.
+  registry->CommitIngest(*state, *first, 20, 300);
+  EXPECT_EQ(state->View().usage().examples(), 20);
+  EXPECT_EQ(state->View().usage().stored_bytes(), 300);
+  EXPECT_TRUE(registry->AdmitIngest(*state, 60, 1000).ok());
+}
+
+TEST(TenantRegistryTest, DefaultTenantAndUnknownTenants) {
+  auto store = OpenStore("default");
+  auto registry = *TenantRegistry::Load(store.get(), /*ensure_default=*/true);
+  EXPECT_TRUE(registry->Find("default").ok());
+  EXPECT_TRUE(absl::IsNotFound(registry->Find("nobody").status()));
+  // Quotas persist; usage does not (it is derived from the datasets).
+  v1::Quotas q;
+  q.set_max_datasets(3);
+  ASSERT_TRUE(registry->UpdateQuotas("default", q).ok());
+  auto again = *TenantRegistry::Load(store.get(), true);
+  EXPECT_EQ((*again->Find("default"))->View().quotas().max_datasets(), 3);
+}
+
+}  // namespace
+}  // namespace curation::server
