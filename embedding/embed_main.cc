@@ -2,13 +2,13 @@
 // matrix layout as shared/tools/embed_lsa.py so the proxy tools can score the embedder.
 //
 //   curation-embed PAIRS.jsonl[.gz] OUT_PREFIX [--max-pairs N] [--threads T] [--dim D]
-//       [--bigram-weight W] [--char-weight W --char-min N --char-max N] [--punct-weight W]
-//       [--length-weight W]
+//       [--char-weight W] [--char-min N] [--char-max N] [--punct-weight W] [--bigram-weight W]
 //
 // Writes OUT_PREFIX.f32 (row-major float32; rows = embed(prompt + "\n" + chosen) for every
 // pair, then embed(prompt + "\n" + rejected) for every pair) and OUT_PREFIX.json
 // ({"rows", "dim", "pairs"}), and prints the throughput. Options other than the file names
-// pick a non-default variant of the embedder, for experiments.
+// pick a non-default variant of the built-in embedder (see hashed_ngram_embedder.h), for
+// experiments.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -28,8 +28,8 @@ namespace {
 int Usage() {
   std::fprintf(stderr,
                "usage: curation-embed PAIRS.jsonl[.gz] OUT_PREFIX [--max-pairs N] [--threads T]\n"
-               "       [--dim D] [--bigram-weight W] [--char-weight W] [--char-min N]\n"
-               "       [--char-max N] [--punct-weight W] [--length-weight W]\n");
+               "       [--dim D] [--char-weight W] [--char-min N] [--char-max N]\n"
+               "       [--punct-weight W] [--bigram-weight W]\n");
   return 2;
 }
 
@@ -63,12 +63,6 @@ int main(int argc, char** argv) {
       opt.char_max = std::atoi(v);
     } else if (flag == "--punct-weight") {
       opt.punct_weight = std::strtof(v, nullptr);
-    } else if (flag == "--hashes") {
-      opt.hashes = std::atoi(v);
-    } else if (flag == "--punct-buckets") {
-      opt.punct_buckets = std::atoi(v);
-    } else if (flag == "--length-weight") {
-      opt.length_weight = std::strtof(v, nullptr);
     } else {
       return Usage();
     }

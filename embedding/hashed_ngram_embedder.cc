@@ -1,9 +1,7 @@
 #include "embedding/hashed_ngram_embedder.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -13,24 +11,23 @@ namespace {
 // Fixed constants, never std::hash: the vectors must match across machines and builds.
 constexpr uint64_t kFnvOffset = 14695981039346656037ULL;
 constexpr uint64_t kFnvPrime = 1099511628211ULL;
-constexpr uint64_t kUnigramSeed = 0x9e3779b97f4a7c15ULL;
+constexpr uint64_t kWordSeed = 0x9e3779b97f4a7c15ULL;
 constexpr uint64_t kBigramSeed = 0xc2b2ae3d27d4eb4fULL;
 constexpr uint64_t kCharSeed = 0x165667b19e3779f9ULL;
 constexpr uint64_t kPunctSeed = 0x27d4eb2f165667c5ULL;
-constexpr uint64_t kLengthSeed = 0x85ebca77c2b2ae63ULL;
+constexpr size_t kMaxPunctBytes = 4;
 
-uint64_t Fnv1a(std::string_view s, uint64_t h = kFnvOffset) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= kFnvPrime;
-  }
+uint64_t FnvStep(uint64_t h, unsigned char c) { return (h ^ c) * kFnvPrime; }
+
+uint64_t Fnv1a(std::string_view s) {
+  uint64_t h = kFnvOffset;
+  for (unsigned char c : s) h = FnvStep(h, c);
   return h;
 }
 
 // SplitMix64's finaliser: spreads FNV's weak low bits over the whole word, so the bucket (high
 // bits) and the sign (bit 0) are independent.
 uint64_t Mix(uint64_t z) {
-  z += 0x1234567ULL * 1;
   z ^= z >> 30;
   z *= 0xbf58476d1ce4e5b9ULL;
   z ^= z >> 27;
@@ -39,152 +36,237 @@ uint64_t Mix(uint64_t z) {
   return z;
 }
 
+// Bytes of UTF-8 multibyte sequences count as word characters, so non-Latin words survive
+// without Unicode tables or a locale.
 bool IsWordByte(unsigned char c) {
-  // Bytes of UTF-8 multibyte sequences count as word characters, so non-Latin words survive
-  // without any Unicode tables (and without a locale).
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
 }
 
 bool IsPunctByte(unsigned char c) { return c > ' ' && c < 0x7f && !IsWordByte(c); }
 
-char LowerAscii(unsigned char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+unsigned char Lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c; }
 
-struct Token {
-  std::string text;
-  bool punct;
-};
-
-void Tokens(std::string_view text, bool with_punct, std::vector<Token>* out) {
-  size_t i = 0, n = text.size();
-  while (i < n) {
-    unsigned char c = text[i];
-    if (IsWordByte(c)) {
-      Token t{{}, false};
-      while (i < n && IsWordByte(text[i])) t.text.push_back(LowerAscii(text[i++]));
-      out->push_back(std::move(t));
-    } else if (with_punct && IsPunctByte(c)) {
-      Token t{{}, true};
-      // Long runs ("-----", "=====") carry no more than short ones.
-      while (i < n && IsPunctByte(text[i])) {
-        if (t.text.size() < 4) t.text.push_back(text[i]);
-        ++i;
-      }
-      out->push_back(std::move(t));
-    } else {
-      ++i;
-    }
+// Calls word(std::string_view) and punct(std::string_view) for each token in order. Views
+// point into `lowered`, which is `text` with ASCII lower-cased.
+template <typename WordFn, typename PunctFn>
+void ForEachToken(std::string_view text, std::string* lowered, WordFn word, PunctFn punct) {
+  lowered->resize(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    (*lowered)[i] = static_cast<char>(Lower(static_cast<unsigned char>(text[i])));
   }
-}
-
-// Adds sign * weight * (1 + ln tf) for each distinct feature. Sorting the hashes makes both
-// the counting and the order of the floating-point sums independent of any hash table.
-void AddFeatures(std::vector<uint64_t>* features, double weight, int lo, int dim, int hashes,
-                 double* acc) {
-  if (weight == 0 || features->empty() || dim <= 0) return;
-  weight /= std::sqrt(static_cast<double>(hashes));
-  std::sort(features->begin(), features->end());
-  for (size_t i = 0; i < features->size();) {
-    size_t j = i;
-    while (j < features->size() && (*features)[j] == (*features)[i]) ++j;
-    double tf_weight = weight * (1.0 + std::log(static_cast<double>(j - i)));
-    for (int k = 0; k < hashes; ++k) {
-      uint64_t f = k == 0 ? (*features)[i] : Mix((*features)[i] + 0x9e3779b97f4a7c15ULL * k);
-      size_t bucket = lo + static_cast<size_t>(((f >> 32) * static_cast<uint64_t>(dim)) >> 32);
-      acc[bucket] += (f & 1) ? -tf_weight : tf_weight;
+  std::string_view s(*lowered);
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = s[i];
+    size_t j = i + 1;
+    if (IsWordByte(c)) {
+      while (j < s.size() && IsWordByte(s[j])) ++j;
+      word(s.substr(i, j - i));
+    } else if (IsPunctByte(c)) {
+      // Long runs ("-----", "=====") say no more than short ones.
+      while (j < s.size() && IsPunctByte(s[j])) ++j;
+      punct(s.substr(i, std::min(j - i, kMaxPunctBytes)));
     }
     i = j;
   }
 }
 
+// 1 + ln(tf) from +, -, *, / only, which IEEE 754 rounds the same everywhere; libm's log may
+// differ in the last bit between machines (glibc picks an FMA variant at run time).
+double SublinearTf(uint32_t tf) {
+  if (tf == 1) return 1.0;
+  int e = 0;
+  double m = tf;
+  while (m >= 2.0) {  // exact: halving an integer-valued double
+    m *= 0.5;
+    ++e;
+  }
+  if (m > 1.4142135623730951) {  // keep m in [sqrt(1/2), sqrt(2)) so the series converges fast
+    m *= 0.5;
+    ++e;
+  }
+  // ln m = 2 atanh(z), z = (m - 1) / (m + 1), |z| < 0.172; 12 terms reach double precision.
+  const double z = (m - 1.0) / (m + 1.0);
+  const double z2 = z * z;
+  double sum = 0.0;
+  for (int k = 23; k >= 1; k -= 2) sum = sum * z2 + 1.0 / k;
+  constexpr double kLn2 = 0.6931471805599453;
+  return 1.0 + e * kLn2 + 2.0 * z * sum;
+}
+
+constexpr uint32_t kTfTableSize = 256;
+
+const double* TfTable() {
+  static const auto* table = [] {
+    auto* t = new double[kTfTableSize];
+    for (uint32_t tf = 0; tf < kTfTableSize; ++tf) t[tf] = tf == 0 ? 0.0 : SublinearTf(tf);
+    return t;
+  }();
+  return table;
+}
+
+// Counts equal feature hashes in an open-addressing table. Slots are visited in index order,
+// which depends on the sequence of features alone, so the order of the floating-point sums
+// (and so every bit of the result) is the same on every machine.
+class CountTable {
+ public:
+  struct Slot {
+    uint64_t key;
+    uint32_t count;  // 0 = empty
+    uint32_t token;  // the index of the key's first token (word table only)
+  };
+
+  // Empties the table, sized for up to `n` distinct keys.
+  void Reset(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    slots_.assign(cap, Slot{0, 0, 0});
+    mask_ = cap - 1;
+  }
+
+  // Adds `count` to key's count; returns its slot.
+  Slot* Add(uint64_t key, uint32_t count) {
+    size_t i = static_cast<size_t>(key) & mask_;  // low bits; buckets use the high ones
+    while (slots_[i].count != 0 && slots_[i].key != key) i = (i + 1) & mask_;
+    slots_[i].key = key;
+    slots_[i].count += count;
+    return &slots_[i];
+  }
+
+  const std::vector<Slot>& slots() const { return slots_; }
+
+ private:
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+};
+
+// Adds sign * weight * (1 + ln tf) for each distinct feature of `table`.
+void AddCounts(const CountTable& table, double weight, int dim, double* acc) {
+  if (weight == 0) return;
+  const double* tf_table = TfTable();
+  for (const CountTable::Slot& slot : table.slots()) {
+    const uint32_t tf = slot.count;
+    if (tf == 0) continue;
+    const uint64_t f = slot.key;
+    const double value = weight * (tf < kTfTableSize ? tf_table[tf] : SublinearTf(tf));
+    const size_t bucket = static_cast<size_t>(((f >> 32) * static_cast<uint64_t>(dim)) >> 32);
+    acc[bucket] += (f & 1) ? -value : value;
+  }
+}
+
+void AddFeatures(const std::vector<uint64_t>& features, double weight, int dim, CountTable* table,
+                 double* acc) {
+  if (weight == 0 || features.empty()) return;
+  table->Reset(features.size());
+  for (uint64_t f : features) table->Add(f, 1);
+  AddCounts(*table, weight, dim, acc);
+}
+
+// Per-thread scratch space, so Embed allocates only while a thread's texts keep growing.
+struct Scratch {
+  std::string lowered;
+  std::vector<std::string_view> tokens;  // the words, pointing into `lowered`
+  std::vector<uint64_t> bigrams, puncts;
+  CountTable words, table;
+  std::vector<double> acc;
+};
+
 }  // namespace
 
 HashedNgramEmbedder::HashedNgramEmbedder(const HashedNgramOptions& options) : options_(options) {
-  name_ = absl::StrCat("hashed-ngrams-v1-", options_.dim);
-  HashedNgramOptions defaults;
-  defaults.dim = options_.dim;
-  if (options_.bigram_weight != defaults.bigram_weight) {
-    absl::StrAppend(&name_, "-bi", options_.bigram_weight);
-  }
-  if (options_.char_weight != 0) {
-    absl::StrAppend(&name_, "-ch", options_.char_min, "_", options_.char_max, "x",
+  options_.dim = std::max(1, options_.dim);
+  options_.char_min = std::max(1, options_.char_min);
+  options_.char_max = std::max(options_.char_min, options_.char_max);
+  const HashedNgramOptions d;
+  name_ = "hashed-ngrams-v1";
+  if (options_.dim != d.dim) absl::StrAppend(&name_, "-d", options_.dim);
+  if (options_.char_weight != d.char_weight || options_.char_min != d.char_min ||
+      options_.char_max != d.char_max) {
+    absl::StrAppend(&name_, "-c", options_.char_min, "_", options_.char_max, "x",
                     options_.char_weight);
   }
-  if (options_.punct_weight != 0) absl::StrAppend(&name_, "-pu", options_.punct_weight);
-  if (options_.length_weight != 0) absl::StrAppend(&name_, "-len", options_.length_weight);
-  if (options_.hashes != 1) absl::StrAppend(&name_, "-h", options_.hashes);
-  if (options_.punct_buckets != 0) absl::StrAppend(&name_, "-pb", options_.punct_buckets);
+  if (options_.punct_weight != d.punct_weight) absl::StrAppend(&name_, "-p", options_.punct_weight);
+  if (options_.bigram_weight != d.bigram_weight) {
+    absl::StrAppend(&name_, "-b", options_.bigram_weight);
+  }
 }
 
-uint64_t HashedNgramEmbedder::UnigramHash(std::string_view token) {
-  return Mix(Fnv1a(token) ^ kUnigramSeed);
+uint64_t HashedNgramEmbedder::WordHash(std::string_view word) {
+  return Mix(Fnv1a(word) ^ kWordSeed);
 }
 
-std::vector<std::string> HashedNgramEmbedder::Tokenize(std::string_view text) const {
-  std::vector<Token> tokens;
-  Tokens(text, options_.punct_weight != 0, &tokens);
+std::vector<std::string> HashedNgramEmbedder::Tokenize(std::string_view text) {
   std::vector<std::string> out;
-  out.reserve(tokens.size());
-  for (Token& t : tokens) out.push_back(std::move(t.text));
+  std::string lowered;
+  auto add = [&out](std::string_view t) { out.emplace_back(t); };
+  ForEachToken(text, &lowered, add, add);
   return out;
 }
 
 void HashedNgramEmbedder::Embed(std::string_view text, float* out) const {
+  thread_local Scratch s;
   const int dim = options_.dim;
-  std::vector<Token> tokens;
-  Tokens(text, options_.punct_weight != 0, &tokens);
+  s.acc.assign(dim, 0.0);
+  s.tokens.clear();
+  s.bigrams.clear();
+  s.puncts.clear();
+  const bool want_puncts = options_.punct_weight != 0;
+  ForEachToken(
+      text, &s.lowered, [&](std::string_view w) { s.tokens.push_back(w); },
+      [&](std::string_view p) {
+        if (want_puncts) s.puncts.push_back(Mix(Fnv1a(p) ^ kPunctSeed));
+      });
 
-  std::vector<uint64_t> words, bigrams, chars, puncts;
-  words.reserve(tokens.size());
+  s.words.Reset(s.tokens.size());
+  const bool want_bigrams = options_.bigram_weight != 0;
   uint64_t prev = 0;
-  bool has_prev = false;
-  int64_t word_count = 0;
-  for (const Token& t : tokens) {
-    uint64_t h = Fnv1a(t.text);
-    if (t.punct) {
-      puncts.push_back(Mix(h ^ kPunctSeed));
-      // Punctuation does not break word bigrams: "end. The" still pairs "end" with "the".
-      continue;
-    }
-    ++word_count;
-    words.push_back(Mix(h ^ kUnigramSeed));
-    if (options_.bigram_weight != 0 && has_prev) {
-      bigrams.push_back(Mix(Mix(prev ^ kBigramSeed) ^ h));
-    }
+  for (size_t i = 0; i < s.tokens.size(); ++i) {
+    const std::string_view w = s.tokens[i];
+    const uint64_t h = Fnv1a(w);
+    CountTable::Slot* slot = s.words.Add(Mix(h ^ kWordSeed), 1);
+    if (slot->count == 1) slot->token = static_cast<uint32_t>(i);
+    // Punctuation does not break bigrams: "end. The" still pairs "end" with "the".
+    if (want_bigrams && i > 0) s.bigrams.push_back(Mix(Mix(prev ^ kBigramSeed) ^ h));
     prev = h;
-    has_prev = true;
-    if (options_.char_weight != 0) {
-      std::string padded = absl::StrCat("<", t.text, ">");
-      for (int n = options_.char_min; n <= options_.char_max; ++n) {
-        for (size_t s = 0; s + n <= padded.size(); ++s) {
-          chars.push_back(Mix(Fnv1a(std::string_view(padded).substr(s, n)) ^ kCharSeed));
+  }
+
+  AddCounts(s.words, 1.0, dim, s.acc.data());
+  AddFeatures(s.bigrams, options_.bigram_weight, dim, &s.table, s.acc.data());
+  if (options_.char_weight != 0) {
+    // Each distinct word adds its n-grams once, counted as often as the word occurs. N-grams
+    // of "<w>": FNV-1a extends byte by byte, so each start position hashes its n-grams of
+    // every length in one pass.
+    const size_t cmin = options_.char_min, cmax = options_.char_max;
+    size_t ngrams = 0;
+    for (const CountTable::Slot& slot : s.words.slots()) {
+      if (slot.count != 0) ngrams += (s.tokens[slot.token].size() + 2) * (cmax - cmin + 1);
+    }
+    s.table.Reset(ngrams);
+    for (const CountTable::Slot& slot : s.words.slots()) {
+      if (slot.count == 0) continue;
+      const std::string_view w = s.tokens[slot.token];
+      const size_t padded = w.size() + 2;
+      auto byte_at = [&w, padded](size_t k) -> unsigned char {
+        return k == 0 ? '<' : k + 1 == padded ? '>' : static_cast<unsigned char>(w[k - 1]);
+      };
+      for (size_t start = 0; start + cmin <= padded; ++start) {
+        uint64_t g = kFnvOffset;
+        for (size_t n = 1; n <= cmax && start + n <= padded; ++n) {
+          g = FnvStep(g, byte_at(start + n - 1));
+          if (n >= cmin) s.table.Add(Mix(g ^ kCharSeed), slot.count);
         }
       }
     }
+    AddCounts(s.table, options_.char_weight, dim, s.acc.data());
   }
-
-  std::vector<double> acc(dim, 0.0);
-  const int h = options_.hashes;
-  const int pb = options_.punct_buckets;
-  AddFeatures(&words, 1.0, 0, dim - pb, h, acc.data());
-  AddFeatures(&bigrams, options_.bigram_weight, 0, dim - pb, h, acc.data());
-  AddFeatures(&chars, options_.char_weight, 0, dim - pb, h, acc.data());
-  AddFeatures(&puncts, options_.punct_weight, pb > 0 ? dim - pb : 0, pb > 0 ? pb : dim, h,
-              acc.data());
-  if (options_.length_weight != 0 && word_count > 0) {
-    std::vector<uint64_t> len = {
-        Mix(static_cast<uint64_t>(std::bit_width(static_cast<uint64_t>(word_count))) ^
-            kLengthSeed)};
-    AddFeatures(&len, options_.length_weight, 0, dim, 1, acc.data());
-  }
+  AddFeatures(s.puncts, options_.punct_weight, dim, &s.table, s.acc.data());
 
   double norm2 = 0;
-  for (double v : acc) norm2 += v * v;
-  double inv = norm2 > 0 ? 1.0 / std::sqrt(norm2) : 0.0;
-  for (int i = 0; i < dim; ++i) out[i] = static_cast<float>(acc[i] * inv);
+  for (double v : s.acc) norm2 += v * v;
+  const double inv = norm2 > 0 ? 1.0 / std::sqrt(norm2) : 0.0;
+  for (int i = 0; i < dim; ++i) out[i] = static_cast<float>(s.acc[i] * inv);
 }
 
-std::unique_ptr<Embedder> MakeBuiltinEmbedder() {
-  return std::make_unique<HashedNgramEmbedder>();
-}
+std::unique_ptr<Embedder> MakeBuiltinEmbedder() { return std::make_unique<HashedNgramEmbedder>(); }
 
 }  // namespace curation::embedding

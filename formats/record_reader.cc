@@ -4,9 +4,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -20,16 +25,30 @@ namespace curation::formats {
 
 using json = nlohmann::json;
 
-// The file's bytes, decompressed when the file is gzip. Counts the stored bytes read so a
-// progress bar can follow the compressed file.
+// The file's bytes, decompressed when the file starts with gzip's magic bytes. Counts the
+// stored bytes read so a progress bar can follow the compressed file. Never seeks, so pipes
+// work too.
 class ByteSource {
  public:
   static constexpr size_t kChunk = 1 << 16;
 
-  ByteSource(std::FILE* file, int64_t total, bool gzip) : file_(file), total_(total), gzip_(gzip) {}
+  ByteSource(std::FILE* file, int64_t total) : file_(file), total_(total) {}
   ~ByteSource() {
-    if (gzip_ && inflating_) inflateEnd(&zs_);
+    if (inflating_) inflateEnd(&zs_);
     std::fclose(file_);
+  }
+  ByteSource(const ByteSource&) = delete;
+  ByteSource& operator=(const ByteSource&) = delete;
+
+  // Reads the first chunk and decides between plain and gzip. Call once, before Read.
+  absl::Status Start() {
+    absl::StatusOr<size_t> n = ReadRaw();
+    if (!n.ok()) return n.status();
+    gzip_ = *n >= 2 && static_cast<unsigned char>(in_[0]) == 0x1f &&
+            static_cast<unsigned char>(in_[1]) == 0x8b;
+    zs_.next_in = reinterpret_cast<Bytef*>(in_.data());
+    zs_.avail_in = static_cast<uInt>(*n);
+    return absl::OkStatus();
   }
 
   int64_t consumed() const { return consumed_; }
@@ -37,53 +56,57 @@ class ByteSource {
 
   // Appends some bytes to *out; returns false (and appends nothing) at the end of the data.
   absl::StatusOr<bool> Read(std::string* out) {
-    if (!gzip_) {
-      absl::StatusOr<size_t> n = ReadRaw(in_, kChunk);
-      if (!n.ok()) return n.status();
-      out->append(in_, *n);
-      return *n > 0;
+    while (true) {
+      if (zs_.avail_in == 0) {
+        absl::StatusOr<size_t> n = ReadRaw();
+        if (!n.ok()) return n.status();
+        if (*n == 0) {
+          // A gzip file may end only between members.
+          if (inflating_) return absl::DataLossError("truncated gzip stream");
+          return false;
+        }
+        zs_.next_in = reinterpret_cast<Bytef*>(in_.data());
+        zs_.avail_in = static_cast<uInt>(*n);
+      }
+      if (!gzip_) {
+        out->append(reinterpret_cast<const char*>(zs_.next_in), zs_.avail_in);
+        zs_.avail_in = 0;
+        return true;
+      }
+      absl::StatusOr<size_t> produced = Inflate(out);
+      if (!produced.ok()) return produced.status();
+      if (*produced > 0) return true;
     }
-    return Inflate(out);
   }
 
  private:
-  absl::StatusOr<size_t> ReadRaw(char* dst, size_t cap) {
-    size_t n = std::fread(dst, 1, cap, file_);
-    if (n < cap && std::ferror(file_)) {
+  absl::StatusOr<size_t> ReadRaw() {
+    size_t n = std::fread(in_.data(), 1, in_.size(), file_);
+    if (n < in_.size() && std::ferror(file_)) {
       return absl::InternalError(absl::StrCat("read failed: ", std::strerror(errno)));
     }
     consumed_ += static_cast<int64_t>(n);
     return n;
   }
 
-  absl::StatusOr<bool> Inflate(std::string* out) {
-    char dst[kChunk];
-    while (true) {
-      if (zs_.avail_in == 0) {
-        absl::StatusOr<size_t> n = ReadRaw(in_, kChunk);
-        if (!n.ok()) return n.status();
-        if (*n == 0) {
-          // A file may end only between gzip members.
-          if (inflating_) return absl::DataLossError("truncated gzip stream");
-          return false;
-        }
-        zs_.next_in = reinterpret_cast<Bytef*>(in_);
-        zs_.avail_in = static_cast<uInt>(*n);
-      }
+  // Inflates until some output is produced or the input chunk runs out; returns the number of
+  // bytes appended.
+  absl::StatusOr<size_t> Inflate(std::string* out) {
+    while (zs_.avail_in > 0) {
       if (!inflating_) {
-        // Anything after a finished member must be another member (as gzip(1) writes
-        // them when files are concatenated).
+        // Anything after a finished member must be another member, as `cat a.gz b.gz`
+        // makes them.
         zs_.zalloc = Z_NULL;
         zs_.zfree = Z_NULL;
         zs_.opaque = Z_NULL;
         if (inflateInit2(&zs_, 15 + 16) != Z_OK) return absl::InternalError("inflateInit2 failed");
         inflating_ = true;
       }
-      zs_.next_out = reinterpret_cast<Bytef*>(dst);
-      zs_.avail_out = sizeof(dst);
+      zs_.next_out = reinterpret_cast<Bytef*>(out_.data());
+      zs_.avail_out = static_cast<uInt>(out_.size());
       int rc = inflate(&zs_, Z_NO_FLUSH);
-      size_t produced = sizeof(dst) - zs_.avail_out;
-      out->append(dst, produced);
+      size_t produced = out_.size() - zs_.avail_out;
+      out->append(out_.data(), produced);
       if (rc == Z_STREAM_END) {
         inflateEnd(&zs_);
         inflating_ = false;
@@ -91,15 +114,17 @@ class ByteSource {
         return absl::DataLossError(
             absl::StrCat("corrupt gzip stream: ", zs_.msg != nullptr ? zs_.msg : "inflate failed"));
       }
-      if (produced > 0) return true;
+      if (produced > 0) return produced;
     }
+    return 0;
   }
 
   std::FILE* file_;
   int64_t total_;
-  bool gzip_;
+  bool gzip_ = false;
   int64_t consumed_ = 0;
-  char in_[kChunk];
+  std::vector<char> in_ = std::vector<char>(kChunk);
+  std::vector<char> out_ = std::vector<char>(kChunk);
   z_stream zs_{};
   bool inflating_ = false;
 };
@@ -133,16 +158,29 @@ absl::StatusOr<std::string> JoinMessages(absl::string_view field, const json& me
   return absl::StrJoin(lines, "\n");
 }
 
+// The field's value, or an error naming it when the record lacks it.
+absl::StatusOr<const json*> Field(const json& obj, absl::string_view field) {
+  auto it = obj.find(std::string(field));
+  if (it == obj.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("missing field \"", field, "\""));
+  }
+  return &*it;
+}
+
 // A text field that TRL allows as a plain string or a list of messages.
 absl::StatusOr<std::string> TextOrMessages(const json& obj, absl::string_view field) {
-  const json& v = obj.at(std::string(field));
+  absl::StatusOr<const json*> f = Field(obj, field);
+  if (!f.ok()) return f.status();
+  const json& v = **f;
   if (v.is_string()) return v.get<std::string>();
   if (v.is_array()) return JoinMessages(field, v);
   return FieldError(field, "a string or a list of messages", v);
 }
 
 absl::StatusOr<std::string> StringField(const json& obj, absl::string_view field) {
-  const json& v = obj.at(std::string(field));
+  absl::StatusOr<const json*> f = Field(obj, field);
+  if (!f.ok()) return f.status();
+  const json& v = **f;
   if (!v.is_string()) return FieldError(field, "a string", v);
   return v.get<std::string>();
 }
@@ -154,7 +192,12 @@ absl::Status ReadEmbedding(const json& obj, absl::string_view field, std::vector
   out->reserve(it->size());
   for (const json& x : *it) {
     if (!x.is_number()) return FieldError(field, "an array of numbers", *it);
-    out->push_back(x.get<float>());
+    const double v = x.get<double>();
+    if (!(std::fabs(v) <= std::numeric_limits<float>::max())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field \"", field, "\" holds ", v, ", out of float range"));
+    }
+    out->push_back(static_cast<float>(v));
   }
   return absl::OkStatus();
 }
@@ -257,6 +300,18 @@ absl::Status ReadKto(const json& obj, Record* out) {
   return absl::OkStatus();
 }
 
+// PandaLM's responses are raw model outputs, and a few of them were stored as JSON scalars
+// (the output "true" became the bool true); they are text all the same.
+absl::StatusOr<std::string> ResponseField(const json& obj, absl::string_view field) {
+  absl::StatusOr<const json*> f = Field(obj, field);
+  if (!f.ok()) return f.status();
+  const json& v = **f;
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return std::string(v.get<bool>() ? "true" : "false");
+  if (v.is_number()) return v.dump();
+  return FieldError(field, "a string", v);
+}
+
 // Returns a Skip reason instead of a record when the annotators did not prefer one response.
 absl::StatusOr<std::optional<Skip>> ReadPandaLm(const json& obj, Record* out) {
   absl::StatusOr<std::string> instruction = StringField(obj, "instruction");
@@ -266,9 +321,9 @@ absl::StatusOr<std::optional<Skip>> ReadPandaLm(const json& obj, Record* out) {
     if (!it->is_string()) return FieldError("input", "a string", *it);
     input = it->get<std::string>();
   }
-  absl::StatusOr<std::string> r1 = StringField(obj, "response1");
+  absl::StatusOr<std::string> r1 = ResponseField(obj, "response1");
   if (!r1.ok()) return r1.status();
-  absl::StatusOr<std::string> r2 = StringField(obj, "response2");
+  absl::StatusOr<std::string> r2 = ResponseField(obj, "response2");
   if (!r2.ok()) return r2.status();
 
   int votes[3] = {0, 0, 0};  // tie, response1, response2
@@ -312,10 +367,11 @@ bool IsPandaLm(const json& obj) { return obj.contains("response1") && obj.contai
 // Converts one parsed object into *out, or says why it is skipped.
 absl::StatusOr<std::optional<Skip>> ParseObject(const json& obj, Record* out) {
   if (!obj.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("expected a JSON object, got ", obj.type_name()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a JSON object, got ", obj.type_name()));
   }
   std::vector<absl::string_view> consumed = {"id", "chosen_embedding", "rejected_embedding",
-                                            "embedding"};
+                                             "embedding"};
   std::optional<Skip> skip;
   if (IsPandaLm(obj)) {
     absl::StatusOr<std::optional<Skip>> s = ReadPandaLm(obj, out);
@@ -323,7 +379,6 @@ absl::StatusOr<std::optional<Skip>> ParseObject(const json& obj, Record* out) {
     skip = *s;
     consumed.insert(consumed.end(), {"instruction", "input", "response1", "response2", "idx"});
   } else if (obj.contains("completion") && obj.contains("label")) {
-    if (!obj.contains("prompt")) return absl::InvalidArgumentError("KTO record has no \"prompt\"");
     if (absl::Status s = ReadKto(obj, out); !s.ok()) return s;
     consumed.insert(consumed.end(), {"prompt", "completion", "label"});
   } else if (obj.contains("chosen") && obj.contains("rejected")) {
@@ -383,7 +438,7 @@ absl::StatusOr<json> ParseJson(absl::string_view text) {
   // it is caught right here and never crosses our API.
   try {
     return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e999
     return absl::InvalidArgumentError(absl::StrCat("malformed JSON: ", e.what()));
   }
 }
@@ -403,15 +458,17 @@ absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::Open(const std::stri
     std::string msg = absl::StrCat(path, ": ", std::strerror(errno));
     return errno == ENOENT ? absl::NotFoundError(msg) : absl::InvalidArgumentError(msg);
   }
-  int64_t total = 0;
-  unsigned char magic[2] = {0, 0};
-  size_t got = 0;
-  if (std::fseek(f, 0, SEEK_END) == 0) total = std::ftell(f);
-  std::rewind(f);
-  got = std::fread(magic, 1, 2, f);
-  std::rewind(f);
-  bool gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-  auto source = std::make_unique<ByteSource>(f, total, gzip);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    std::fclose(f);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
+  }
+  // Pipes and other special files have no size; progress is then unknown (0).
+  uintmax_t size = std::filesystem::file_size(path, ec);
+  auto source = std::make_unique<ByteSource>(f, ec ? 0 : static_cast<int64_t>(size));
+  if (absl::Status s = source->Start(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  }
 
   // Sniff the container from the first non-space byte of the (decompressed) data, keeping
   // every byte read so JSON Lines numbering still starts at the file's first line.
@@ -434,8 +491,7 @@ absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::Open(const std::stri
     reader->text_line_ = 1 + std::count(buf.begin(), buf.begin() + i, '\n');
   } else if (i < buf.size() && buf[i] != '{') {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": not JSON Lines or a JSON array (first character '", std::string(1, buf[i]),
-        "')"));
+        path, ": not JSON Lines or a JSON array (first character '", std::string(1, buf[i]), "')"));
   }
   return reader;
 }

@@ -65,8 +65,8 @@ class RecordReader {
   // returned as DataLoss or Internal and every later call returns the same status.
   absl::StatusOr<bool> Next(Record* out);
 
-  // The 1-based line (JSON Lines) or element number (JSON array) of the record last returned
-  // or last failed; 0 before the first call to Next.
+  // The 1-based line (JSON Lines) or element number (JSON array) of the record last read,
+  // whether returned, failed or skipped; 0 before the first call to Next.
   int64_t line() const { return line_; }
 
   // Bytes of the file as stored (compressed, for gzip) read so far, and the file's size. Read
