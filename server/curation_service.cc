@@ -22,12 +22,13 @@ grpc::Status Invalid(const FieldError& e) { return ToGrpc(InvalidField(e.field, 
 
 CurationService::CurationService(store::Store* store, const Authenticator* auth,
                                  TenantRegistry* tenants, const embedding::Embedder* embedder,
-                                 const Limits& limits)
+                                 const Limits& limits, Metrics* metrics)
     : store_(store),
       auth_(auth),
       tenants_(tenants),
       embedder_(embedder),
       limits_(limits),
+      metrics_(metrics),
       ingestor_(store, embedder, limits) {}
 
 void CurationService::SetReady(Catalog* catalog) { catalog_.store(catalog); }
@@ -167,7 +168,14 @@ absl::Status CurationService::IngestAdmitted(const Scope& scope, DatasetState& d
                             static_cast<int64_t>(request.ByteSizeLong()) + vector_bytes);
   if (!reservation.ok()) return reservation.status();
   const int64_t accepted_before = summary->accepted();
+  const int64_t duplicates_before = summary->duplicates();
+  const int64_t rejected_before = summary->rejected();
   auto grown = ingestor_.IngestBatch(dataset, request.examples(), first_index, report_ids, summary);
+  if (metrics_ != nullptr && grown.ok()) {
+    metrics_->RecordIngest(summary->accepted() - accepted_before,
+                           summary->duplicates() - duplicates_before,
+                           summary->rejected() - rejected_before);
+  }
   tenants_->CommitIngest(*scope.tenant, *reservation,
                          grown.ok() ? summary->accepted() - accepted_before : 0,
                          grown.ok() ? *grown : 0);

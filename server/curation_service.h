@@ -12,6 +12,7 @@
 #include "server/catalog.h"
 #include "server/ingestor.h"
 #include "server/limits.h"
+#include "server/telemetry.h"
 #include "server/tenants.h"
 #include "store/store.h"
 
@@ -19,8 +20,9 @@ namespace curation::server {
 
 class CurationService final : public v1::CurationService::Service {
  public:
+  // `metrics` may be null.
   CurationService(store::Store* store, const Authenticator* auth, TenantRegistry* tenants,
-                  const embedding::Embedder* embedder, const Limits& limits);
+                  const embedding::Embedder* embedder, const Limits& limits, Metrics* metrics);
 
   // Calls before this get UNAVAILABLE: the server serves health while the datasets load.
   void SetReady(Catalog* catalog);
@@ -78,6 +80,7 @@ class CurationService final : public v1::CurationService::Service {
   std::atomic<Catalog*> catalog_{nullptr};
   const embedding::Embedder* embedder_;
   Limits limits_;
+  Metrics* metrics_;
   Ingestor ingestor_;
 };
 

@@ -21,11 +21,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "embedding/embedder.h"
 #include "server/admin_service.h"
 #include "server/auth.h"
 #include "server/catalog.h"
 #include "server/curation_service.h"
+#include "server/telemetry.h"
 #include "server/tenants.h"
 #include "store/store.h"
 
@@ -51,6 +53,8 @@ ABSL_FLAG(std::string, restore_from, "",
           "(which must be empty)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS with --tls-key");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT to serve Prometheus metrics on at /metrics (empty: no metrics)");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
 
@@ -93,7 +97,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials() {
 }
 
 int Fatal(const std::string& what, const absl::Status& status) {
-  std::fprintf(stderr, "curation-server: %s: %s\n", what.c_str(), status.ToString().c_str());
+  curation::server::LogEvent("fatal", what, {{"error", status.ToString()}});
   return 1;
 }
 
@@ -103,6 +107,8 @@ int Run() {
   using curation::server::Catalog;
   using curation::server::CurationService;
   using curation::server::Limits;
+  using curation::server::LogEvent;
+  using curation::server::Metrics;
   using curation::server::TenantRegistry;
   using curation::store::Store;
 
@@ -127,8 +133,7 @@ int Run() {
     if (absl::Status s = Store::RestoreLatestBackup(from, data_dir); !s.ok()) {
       return Fatal("restoring " + from, s);
     }
-    std::fprintf(stderr, "curation-server: restored the newest backup of %s into %s\n",
-                 from.c_str(), data_dir.c_str());
+    LogEvent("info", "restored the newest backup", {{"from", from}, {"data_dir", data_dir}});
   }
   auto store = Store::Open(data_dir, Store::Options{.sync = absl::GetFlag(FLAGS_sync_writes)});
   if (!store.ok()) return Fatal("opening " + data_dir, store.status());
@@ -145,9 +150,9 @@ int Run() {
   auto tenants = TenantRegistry::Load(store->get(), /*ensure_default=*/!auth_enabled);
   if (!tenants.ok()) return Fatal("loading tenants", tenants.status());
   if (auth_enabled && admin_token.empty() && (*auth)->ListTokens("").empty()) {
-    std::fprintf(stderr,
-                 "curation-server: warning: authentication is on but there is no admin token; "
-                 "pass --admin-token-file to create tenants\n");
+    LogEvent("warn",
+             "authentication is on but there is no admin token; pass --admin-token-file to "
+             "create tenants");
   }
   auto embedder = curation::embedding::MakeBuiltinEmbedder();
 
@@ -155,7 +160,17 @@ int Run() {
   limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   limits.max_records_per_request = absl::GetFlag(FLAGS_max_records_per_request);
   limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
-  CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits);
+  Metrics metrics(store->get(), tenants->get());
+  (*tenants)->set_rejection_hook([&metrics](const std::string& tenant, const std::string& limit) {
+    metrics.RecordQuotaRejection(tenant, limit);
+  });
+  if (const std::string address = absl::GetFlag(FLAGS_metrics_listen); !address.empty()) {
+    if (!metrics.Serve(address)) return 1;
+    LogEvent("info", "serving metrics",
+             {{"address", address}, {"port", std::to_string(metrics.port())}});
+  }
+  CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits,
+                          &metrics);
   AdminService admin(store->get(), auth->get(), tenants->get(), absl::GetFlag(FLAGS_backup_dir));
 
   auto credentials = ServerCredentials();
@@ -169,10 +184,13 @@ int Run() {
   builder.SetMaxSendMessageSize(static_cast<int>(limits.max_message_bytes));
   builder.RegisterService(&service);
   builder.RegisterService(&admin);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(
+      std::make_unique<curation::server::TelemetryInterceptorFactory>(&metrics, auth->get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "curation-server: cannot listen on %s\n",
-                 absl::GetFlag(FLAGS_listen).c_str());
+    LogEvent("fatal", "cannot listen", {{"address", absl::GetFlag(FLAGS_listen)}});
     return 1;
   }
   // Serving health at once lets orchestrators tell "loading" (NOT_SERVING) from "down".
@@ -183,25 +201,30 @@ int Run() {
     std::ofstream(tmp) << port << "\n";
     std::rename(tmp.c_str(), path.c_str());
   }
-  std::fprintf(stderr, "curation-server: listening on port %d, loading %s\n", port,
-               data_dir.c_str());
+  LogEvent("info", "listening; loading datasets",
+           {{"port", std::to_string(port)}, {"data_dir", data_dir}});
 
   auto catalog = Catalog::Load(store->get(), tenants->get());
   if (!catalog.ok()) return Fatal("loading datasets", catalog.status());
   service.SetReady(catalog->get());
+  metrics.SetCatalog(catalog->get());
   server->GetHealthCheckService()->SetServingStatus(true);
   const double ready_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::fprintf(
-      stderr, "curation-server: serving on port %d (%lld datasets, auth %s, ready in %.2f s)\n",
-      port, static_cast<long long>((*catalog)->size()), auth_enabled ? "on" : "OFF", ready_s);
+  LogEvent("info", "serving",
+           {{"port", std::to_string(port)},
+            {"datasets", std::to_string((*catalog)->size())},
+            {"auth", auth_enabled ? "on" : "OFF"},
+            {"ready_seconds", absl::StrFormat("%.3f", ready_s)}});
 
   std::thread stopper([&] {
     char byte = 0;
     while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
     }
     const int sig = byte;
-    std::fprintf(stderr, "curation-server: signal %d, draining\n", sig);
+    LogEvent("info", "draining",
+             {{"signal", std::to_string(sig)},
+              {"grace_seconds", std::to_string(absl::GetFlag(FLAGS_grace_period_seconds))}});
     server->GetHealthCheckService()->SetServingStatus(false);
     server->Shutdown(std::chrono::system_clock::now() +
                      std::chrono::seconds(absl::GetFlag(FLAGS_grace_period_seconds)));
@@ -210,7 +233,7 @@ int Run() {
   stopper.join();
   server.reset();
   store->reset();  // flushes the WAL and closes RocksDB
-  std::fprintf(stderr, "curation-server: stopped\n");
+  LogEvent("info", "stopped");
   return 0;
 }
 

@@ -168,6 +168,11 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
     return ToGrpc(result.status());
   }
 
+  if (metrics_ != nullptr) {
+    metrics_->RecordSelection(
+        method == v1::SELECTION_METHOD_ISA ? "isa" : "random",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
   v1::SelectionSummary* summary = selection.mutable_summary();
   summary->set_pool_size(units.rows);
   summary->set_selected_count(static_cast<int64_t>(result->rows.size()));
