@@ -57,12 +57,12 @@ int AdminCommand(Context& ctx, const Args& args) {
         v1::CreateTenantRequest request;
         request.mutable_tenant()->set_name(pos[2]);
         *request.mutable_tenant()->mutable_quotas() = quotas;
-        s = ctx.admin->CreateTenant(ctx.Call(30).get(), request, &reply);
+        s = ctx.client->CreateTenant(request, &reply);
       } else {
         v1::UpdateTenantQuotasRequest request;
         request.set_name(pos[2]);
         *request.mutable_quotas() = quotas;
-        s = ctx.admin->UpdateTenantQuotas(ctx.Call(30).get(), request, &reply);
+        s = ctx.client->UpdateTenantQuotas(request, &reply);
       }
       if (!s.ok()) return Fail("admin tenants " + verb, s);
       ctx.json ? (void)std::printf("%s\n", ToJson(reply).c_str()) : PrintTenant(reply);
@@ -72,7 +72,7 @@ int AdminCommand(Context& ctx, const Args& args) {
       v1::GetTenantRequest request;
       request.set_name(pos[2]);
       v1::Tenant reply;
-      grpc::Status s = ctx.admin->GetTenant(ctx.Call(30).get(), request, &reply);
+      grpc::Status s = ctx.client->GetTenant(request, &reply);
       if (!s.ok()) return Fail("admin tenants get", s);
       ctx.json ? (void)std::printf("%s\n", ToJson(reply).c_str()) : PrintTenant(reply);
       return 0;
@@ -81,7 +81,7 @@ int AdminCommand(Context& ctx, const Args& args) {
       v1::ListTenantsRequest request;
       do {
         v1::ListTenantsResponse reply;
-        grpc::Status s = ctx.admin->ListTenants(ctx.Call(30).get(), request, &reply);
+        grpc::Status s = ctx.client->ListTenants(request, &reply);
         if (!s.ok()) return Fail("admin tenants list", s);
         for (const auto& t : reply.tenants()) {
           ctx.json ? (void)std::printf("%s\n", ToJson(t).c_str()) : PrintTenant(t);
@@ -108,7 +108,7 @@ int AdminCommand(Context& ctx, const Args& args) {
       request.set_tenant(args.GetOr("tenant", ""));
       request.set_description(args.GetOr("description", ""));
       v1::CreateTokenResponse reply;
-      grpc::Status s = ctx.admin->CreateToken(ctx.Call(30).get(), request, &reply);
+      grpc::Status s = ctx.client->CreateToken(request, &reply);
       if (!s.ok()) return Fail("admin tokens create", s);
       if (ctx.json) {
         std::printf("%s\n", ToJson(reply).c_str());
@@ -126,7 +126,7 @@ int AdminCommand(Context& ctx, const Args& args) {
       v1::ListTokensRequest request;
       request.set_tenant(args.GetOr("tenant", ""));
       v1::ListTokensResponse reply;
-      grpc::Status s = ctx.admin->ListTokens(ctx.Call(30).get(), request, &reply);
+      grpc::Status s = ctx.client->ListTokens(request, &reply);
       if (!s.ok()) return Fail("admin tokens list", s);
       for (const auto& t : reply.tokens()) {
         ctx.json ? (void)std::printf("%s\n", ToJson(t).c_str()) : PrintToken(t);
@@ -137,7 +137,7 @@ int AdminCommand(Context& ctx, const Args& args) {
       v1::RevokeTokenRequest request;
       request.set_id(pos[2]);
       v1::Token reply;
-      grpc::Status s = ctx.admin->RevokeToken(ctx.Call(30).get(), request, &reply);
+      grpc::Status s = ctx.client->RevokeToken(request, &reply);
       if (!s.ok()) return Fail("admin tokens revoke", s);
       PrintToken(reply);
       return 0;
@@ -147,7 +147,7 @@ int AdminCommand(Context& ctx, const Args& args) {
   if (what == "backup") {
     v1::Backup reply;
     grpc::Status s =
-        ctx.admin->CreateBackup(ctx.Call(3600).get(), v1::CreateBackupRequest(), &reply);
+        ctx.client->CreateBackup(v1::CreateBackupRequest(), &reply, std::chrono::hours(1));
     if (!s.ok()) return Fail("admin backup", s);
     std::printf("backup %u in %s (%lld bytes); restore with curation-server --restore-from %s\n",
                 reply.backup_id(), reply.directory().c_str(),

@@ -8,20 +8,13 @@
 #include <string>
 
 #include "client/cli/args.h"
-#include "curation/v1/admin.grpc.pb.h"
-#include "curation/v1/curation.grpc.pb.h"
+#include "curation/client.h"
 
 namespace curation::cli {
 
 struct Context {
-  std::string server;
-  std::string token;  // bearer token, "" for none
-  std::unique_ptr<v1::CurationService::Stub> stub;
-  std::unique_ptr<v1::AdminService::Stub> admin;
+  std::unique_ptr<client::Client> client;
   bool json = false;  // print replies as JSON instead of prose
-
-  // A ClientContext with the token and a deadline of `seconds` from now.
-  std::unique_ptr<grpc::ClientContext> Call(double seconds) const;
 };
 
 int DatasetsCommand(Context& ctx, const Args& args);
@@ -31,6 +24,7 @@ int SelectCommand(Context& ctx, const Args& args);
 int SelectionsCommand(Context& ctx, const Args& args);
 int ExportCommand(Context& ctx, const Args& args);
 int AdminCommand(Context& ctx, const Args& args);
+int HealthCommand(Context& ctx, const Args& args);
 
 // Prints "curation: <what>: <CODE>: <message>" and returns 1.
 int Fail(const std::string& what, const grpc::Status& status);

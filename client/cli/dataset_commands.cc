@@ -46,14 +46,6 @@ std::string ToJson(const google::protobuf::Message& message) {
   return out;
 }
 
-std::unique_ptr<grpc::ClientContext> Context::Call(double seconds) const {
-  auto context = std::make_unique<grpc::ClientContext>();
-  if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
-  return context;
-}
-
 namespace {
 
 void PrintDataset(const v1::Dataset& d) {
@@ -109,7 +101,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
       d->mutable_embedding()->set_source(v1::EmbeddingConfig::SOURCE_BUILTIN);
     }
     v1::Dataset reply;
-    grpc::Status s = ctx.stub->CreateDataset(ctx.Call(30).get(), request, &reply);
+    grpc::Status s = ctx.client->CreateDataset(request, &reply);
     if (!s.ok()) return Fail("datasets create", s);
     if (ctx.json) {
       std::printf("%s\n", ToJson(reply).c_str());
@@ -125,7 +117,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     int count = 0;
     do {
       v1::ListDatasetsResponse reply;
-      grpc::Status s = ctx.stub->ListDatasets(ctx.Call(30).get(), request, &reply);
+      grpc::Status s = ctx.client->ListDatasets(request, &reply);
       if (!s.ok()) return Fail("datasets list", s);
       for (const auto& d : reply.datasets()) {
         ++count;
@@ -145,7 +137,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     v1::GetDatasetRequest request;
     request.set_name(pos[1]);
     v1::Dataset reply;
-    grpc::Status s = ctx.stub->GetDataset(ctx.Call(30).get(), request, &reply);
+    grpc::Status s = ctx.client->GetDataset(request, &reply);
     if (!s.ok()) return Fail("datasets get", s);
     if (ctx.json) {
       std::printf("%s\n", ToJson(reply).c_str());
@@ -159,7 +151,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     v1::DeleteDatasetRequest request;
     request.set_name(pos[1]);
     v1::DeleteDatasetResponse reply;
-    grpc::Status s = ctx.stub->DeleteDataset(ctx.Call(60).get(), request, &reply);
+    grpc::Status s = ctx.client->DeleteDataset(request, &reply);
     if (!s.ok()) return Fail("datasets delete", s);
     std::printf("deleted %s (%lld examples, %lld selections)\n", pos[1].c_str(),
                 static_cast<long long>(reply.deleted_examples()),
@@ -167,6 +159,16 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     return 0;
   }
   return Usage("datasets: unknown verb '" + verb + "'");
+}
+
+int HealthCommand(Context& ctx, const Args& args) {
+  auto serving = ctx.client->Serving();
+  if (!serving.ok()) {
+    std::fprintf(stderr, "curation: health: %s\n", std::string(serving.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s\n", *serving ? "SERVING" : "NOT_SERVING");
+  return *serving ? 0 : 1;
 }
 
 int ExamplesCommand(Context& ctx, const Args& args) {
@@ -177,7 +179,7 @@ int ExamplesCommand(Context& ctx, const Args& args) {
   for (size_t i = 2; i < pos.size(); ++i) request.add_ids(pos[i]);
   request.set_include_embeddings(args.Has("embeddings"));
   v1::GetExamplesResponse reply;
-  grpc::Status s = ctx.stub->GetExamples(ctx.Call(60).get(), request, &reply);
+  grpc::Status s = ctx.client->GetExamples(request, &reply);
   if (!s.ok()) return Fail("examples get", s);
   for (const auto& e : reply.examples()) std::printf("%s\n", ToJson(e).c_str());
   return 0;

@@ -62,15 +62,15 @@ int IngestCommand(Context& ctx, const Args& args) {
     v1::GetDatasetRequest request;
     request.set_name(dataset);
     v1::Dataset reply;
-    grpc::Status s = ctx.stub->GetDataset(ctx.Call(30).get(), request, &reply);
+    grpc::Status s = ctx.client->GetDataset(request, &reply);
     if (!s.ok()) return Fail("ingest", s);
   }
 
   const auto started = std::chrono::steady_clock::now();
-  auto call = ctx.Call(7 * 24 * 3600);
+  auto call = ctx.client->NewContext(std::chrono::hours(7 * 24));
   v1::IngestExamplesResponse summary;
   std::unique_ptr<grpc::ClientWriter<v1::IngestExamplesRequest>> stream =
-      ctx.stub->IngestStream(call.get(), &summary);
+      ctx.client->curation().IngestStream(call.get(), &summary);
   std::vector<int64_t> line_of;  // file line of every record sent, by stream index
   std::vector<std::string> local_errors;
   int64_t local_rejected = 0;

@@ -32,6 +32,7 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
   admin tokens create --role reader|writer --tenant NAME | --role admin [--description D]
   admin tokens list [--tenant NAME] | revoke ID
   admin backup
+  health                  prints SERVING or NOT_SERVING; exit 0 only when SERVING
 
 The server defaults to $CURATION_SERVER, else 127.0.0.1:50051; the token to $CURATION_TOKEN
 (sent as "authorization: Bearer <token>"). With --tls-ca the connection uses TLS, verified
@@ -58,8 +59,9 @@ int main(int argc, char** argv) {
     const char* v = std::getenv(name);
     return std::string(v != nullptr ? v : "");
   };
-  ctx.server = env("CURATION_SERVER").empty() ? "127.0.0.1:50051" : env("CURATION_SERVER");
-  ctx.token = env("CURATION_TOKEN");
+  curation::client::Options options;
+  if (!env("CURATION_SERVER").empty()) options.server = env("CURATION_SERVER");
+  options.token = env("CURATION_TOKEN");
   std::string tls_ca = env("CURATION_TLS_CA"), tls_cert, tls_key;
   int i = 1;
   // Global options come before the command.
@@ -67,8 +69,8 @@ int main(int argc, char** argv) {
     std::string arg = argv[i];
     std::string* target = nullptr;
     std::string name = arg.substr(0, arg.find('='));
-    if (name == "--server") target = &ctx.server;
-    if (name == "--token") target = &ctx.token;
+    if (name == "--server") target = &options.server;
+    if (name == "--token") target = &options.token;
     if (name == "--tls-ca") target = &tls_ca;
     if (name == "--tls-cert") target = &tls_cert;
     if (name == "--tls-key") target = &tls_key;
@@ -94,26 +96,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string command = argv[i];
-  grpc::ChannelArguments channel_args;
-  // Selections of large datasets are big messages; the server caps them itself.
-  channel_args.SetMaxReceiveMessageSize(256 << 20);
-  channel_args.SetMaxSendMessageSize(64 << 20);
-  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (!tls_ca.empty() || !tls_cert.empty()) {
-    grpc::SslCredentialsOptions tls;
-    if (!tls_ca.empty()) tls.pem_root_certs = ReadFileOrDie(tls_ca);
-    if (tls_cert.empty() != tls_key.empty()) {
-      return curation::cli::Usage("--tls-cert and --tls-key go together");
-    }
-    if (!tls_cert.empty()) {
-      tls.pem_cert_chain = ReadFileOrDie(tls_cert);
-      tls.pem_private_key = ReadFileOrDie(tls_key);
-    }
-    credentials = grpc::SslCredentials(tls);
+  if (!tls_ca.empty()) options.tls_root_certs = ReadFileOrDie(tls_ca);
+  if (tls_cert.empty() != tls_key.empty()) {
+    return curation::cli::Usage("--tls-cert and --tls-key go together");
   }
-  auto channel = grpc::CreateCustomChannel(ctx.server, credentials, channel_args);
-  ctx.stub = curation::v1::CurationService::NewStub(channel);
-  ctx.admin = curation::v1::AdminService::NewStub(channel);
+  if (!tls_cert.empty()) {
+    options.tls_cert_chain = ReadFileOrDie(tls_cert);
+    options.tls_private_key = ReadFileOrDie(tls_key);
+  }
+  auto client = curation::client::Client::Connect(options);
+  if (!client.ok()) return curation::cli::Usage(std::string(client.status().message()));
+  ctx.client = *std::move(client);
 
   const curation::cli::Args args(argc, argv, i + 1,
                                  {"strict", "embeddings", "json", "help", "progress"});
@@ -126,6 +119,7 @@ int main(int argc, char** argv) {
   if (command == "selections") return SelectionsCommand(ctx, args);
   if (command == "export") return ExportCommand(ctx, args);
   if (command == "admin") return AdminCommand(ctx, args);
+  if (command == "health") return HealthCommand(ctx, args);
   std::fprintf(stderr, "curation: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -135,7 +135,7 @@ int SelectCommand(Context& ctx, const Args& args) {
   request.set_display_name(args.GetOr("name", ""));
 
   v1::Selection reply;
-  grpc::Status s = ctx.stub->Select(ctx.Call(3600).get(), request, &reply);
+  grpc::Status s = ctx.client->Select(request, &reply, std::chrono::hours(1));
   if (!s.ok()) return Fail("select", s);
   if (auto path = args.Get("ids-out")) {
     std::ofstream out(*path);
@@ -169,7 +169,7 @@ int SelectionsCommand(Context& ctx, const Args& args) {
     int count = 0;
     do {
       v1::ListSelectionsResponse reply;
-      grpc::Status s = ctx.stub->ListSelections(ctx.Call(30).get(), request, &reply);
+      grpc::Status s = ctx.client->ListSelections(request, &reply);
       if (!s.ok()) return Fail("selections list", s);
       for (const auto& sel : reply.selections()) {
         ++count;
@@ -193,7 +193,7 @@ int SelectionsCommand(Context& ctx, const Args& args) {
     return Usage("--items must be a number");
   }
   v1::Selection reply;
-  grpc::Status s = ctx.stub->GetSelection(ctx.Call(60).get(), request, &reply);
+  grpc::Status s = ctx.client->GetSelection(request, &reply);
   if (!s.ok()) return Fail("selections get", s);
   if (ctx.json) {
     std::printf("%s\n", ToJson(reply).c_str());
@@ -230,8 +230,8 @@ int ExportCommand(Context& ctx, const Args& args) {
     }
   }
   std::ostream& out = file.is_open() ? static_cast<std::ostream&>(file) : std::cout;
-  auto call = ctx.Call(7 * 24 * 3600);
-  auto stream = ctx.stub->ExportSelection(call.get(), request);
+  auto call = ctx.client->NewContext(std::chrono::hours(7 * 24));
+  auto stream = ctx.client->curation().ExportSelection(call.get(), request);
   v1::ExportSelectionResponse message;
   ProgressBar bar("export", "records");
   int64_t written = 0;

@@ -1,0 +1,154 @@
+// The C++ client library of the curation service: one object per server, every call with a
+// deadline, retried with backoff while the server is UNAVAILABLE (restarting, draining,
+// still loading its datasets).
+//
+// Retrying is safe for every RPC but Select: an ingest resent after a lost reply comes back
+// as duplicates (records are keyed by id or content hash), reads have no effect, and a
+// Create that did happen answers ALREADY_EXISTS. A Select whose reply was lost may have
+// stored a selection; the retry stores another one with the same ids.
+//
+//   curation::client::Options options{.server = "curation:50051", .token = token};
+//   auto client = curation::client::Client::Connect(options);
+//   curation::v1::Dataset dataset;
+//   grpc::Status s = (*client)->GetDataset(request, &dataset);
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "curation/v1/admin.grpc.pb.h"
+#include "curation/v1/curation.grpc.pb.h"
+
+namespace curation::client {
+
+struct Options {
+  // HOST:PORT.
+  std::string server = "127.0.0.1:50051";
+  // Sent as "authorization: Bearer <token>" on every call; empty for none.
+  std::string token;
+  // PEM contents (not paths). With tls_root_certs or a client certificate the channel uses
+  // TLS; tls_cert_chain and tls_private_key together make it mutual TLS.
+  std::string tls_root_certs;
+  std::string tls_cert_chain;
+  std::string tls_private_key;
+  // Deadline of one attempt of a unary call.
+  std::chrono::milliseconds timeout{60'000};
+  // Attempts of a call that keeps failing with UNAVAILABLE, the first included.
+  int max_attempts = 5;
+  // Wait before the second attempt; doubles for each further one.
+  std::chrono::milliseconds initial_backoff{200};
+  // Largest reply accepted (selections of big datasets are large).
+  int max_receive_message_bytes = 256 << 20;
+};
+
+class Client {
+ public:
+  // Creates the channel; does not wait for the server. INVALID_ARGUMENT for inconsistent
+  // TLS options.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const Options& options);
+
+  const Options& options() const { return options_; }
+
+  // A context carrying the token, with a deadline `timeout` from now (the options' default
+  // when zero). For streaming calls, which are not retried.
+  std::unique_ptr<grpc::ClientContext> NewContext(
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const;
+
+  // The raw stubs, for streaming calls (use NewContext for their contexts).
+  v1::CurationService::Stub& curation() { return *curation_; }
+  v1::AdminService::Stub& admin() { return *admin_; }
+
+  // The server's grpc.health.v1 status for the whole server: true iff SERVING.
+  absl::StatusOr<bool> Serving();
+
+  // Unary calls of CurationService, with deadline and retries.
+  grpc::Status CreateDataset(const v1::CreateDatasetRequest& r, v1::Dataset* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::CreateDataset, r, out);
+  }
+  grpc::Status GetDataset(const v1::GetDatasetRequest& r, v1::Dataset* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::GetDataset, r, out);
+  }
+  grpc::Status ListDatasets(const v1::ListDatasetsRequest& r, v1::ListDatasetsResponse* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::ListDatasets, r, out);
+  }
+  grpc::Status DeleteDataset(const v1::DeleteDatasetRequest& r, v1::DeleteDatasetResponse* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::DeleteDataset, r, out);
+  }
+  grpc::Status IngestExamples(const v1::IngestExamplesRequest& r, v1::IngestExamplesResponse* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::IngestExamples, r, out);
+  }
+  grpc::Status GetExamples(const v1::GetExamplesRequest& r, v1::GetExamplesResponse* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::GetExamples, r, out);
+  }
+  // Selections can take minutes on large datasets: pass a longer timeout.
+  grpc::Status Select(const v1::SelectRequest& r, v1::Selection* out,
+                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    return Unary(*curation_, &v1::CurationService::Stub::Select, r, out, timeout);
+  }
+  grpc::Status GetSelection(const v1::GetSelectionRequest& r, v1::Selection* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::GetSelection, r, out);
+  }
+  grpc::Status ListSelections(const v1::ListSelectionsRequest& r, v1::ListSelectionsResponse* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::ListSelections, r, out);
+  }
+
+  // Unary calls of AdminService (need an admin token).
+  grpc::Status CreateTenant(const v1::CreateTenantRequest& r, v1::Tenant* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::CreateTenant, r, out);
+  }
+  grpc::Status GetTenant(const v1::GetTenantRequest& r, v1::Tenant* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::GetTenant, r, out);
+  }
+  grpc::Status ListTenants(const v1::ListTenantsRequest& r, v1::ListTenantsResponse* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::ListTenants, r, out);
+  }
+  grpc::Status UpdateTenantQuotas(const v1::UpdateTenantQuotasRequest& r, v1::Tenant* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::UpdateTenantQuotas, r, out);
+  }
+  grpc::Status CreateToken(const v1::CreateTokenRequest& r, v1::CreateTokenResponse* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::CreateToken, r, out);
+  }
+  grpc::Status ListTokens(const v1::ListTokensRequest& r, v1::ListTokensResponse* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::ListTokens, r, out);
+  }
+  grpc::Status RevokeToken(const v1::RevokeTokenRequest& r, v1::Token* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::RevokeToken, r, out);
+  }
+  grpc::Status CreateBackup(const v1::CreateBackupRequest& r, v1::Backup* out,
+                            std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    return Unary(*admin_, &v1::AdminService::Stub::CreateBackup, r, out, timeout);
+  }
+
+ private:
+  explicit Client(Options options) : options_(std::move(options)) {}
+
+  template <typename Stub, typename Request, typename Response>
+  grpc::Status Unary(Stub& stub,
+                     grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                     const Request& request, Response* response,
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    std::chrono::milliseconds backoff = options_.initial_backoff;
+    for (int attempt = 1;; ++attempt) {
+      auto context = NewContext(timeout);
+      grpc::Status status = (stub.*method)(context.get(), request, response);
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+          attempt >= options_.max_attempts) {
+        return status;
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff *= 2;
+    }
+  }
+
+  Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::CurationService::Stub> curation_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+};
+
+}  // namespace curation::client
