@@ -22,13 +22,14 @@ grpc::Status Invalid(const FieldError& e) { return ToGrpc(InvalidField(e.field, 
 
 CurationService::CurationService(store::Store* store, const Authenticator* auth,
                                  TenantRegistry* tenants, const embedding::Embedder* embedder,
-                                 const Limits& limits, Metrics* metrics)
+                                 const Limits& limits, Metrics* metrics, WorkerPool* workers)
     : store_(store),
       auth_(auth),
       tenants_(tenants),
       embedder_(embedder),
       limits_(limits),
       metrics_(metrics),
+      workers_(workers),
       ingestor_(store, embedder, limits) {}
 
 void CurationService::SetReady(Catalog* catalog) { catalog_.store(catalog); }

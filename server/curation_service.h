@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
 
 #include "curation/v1/curation.grpc.pb.h"
@@ -14,15 +16,17 @@
 #include "server/limits.h"
 #include "server/telemetry.h"
 #include "server/tenants.h"
+#include "server/worker_pool.h"
 #include "store/store.h"
 
 namespace curation::server {
 
 class CurationService final : public v1::CurationService::Service {
  public:
-  // `metrics` may be null.
+  // `metrics` may be null. Selections run on `workers`.
   CurationService(store::Store* store, const Authenticator* auth, TenantRegistry* tenants,
-                  const embedding::Embedder* embedder, const Limits& limits, Metrics* metrics);
+                  const embedding::Embedder* embedder, const Limits& limits, Metrics* metrics,
+                  WorkerPool* workers);
 
   // Calls before this get UNAVAILABLE: the server serves health while the datasets load.
   void SetReady(Catalog* catalog);
@@ -42,6 +46,8 @@ class CurationService final : public v1::CurationService::Service {
   grpc::Status GetExamples(grpc::ServerContext*, const v1::GetExamplesRequest*,
                            v1::GetExamplesResponse*) override;
   grpc::Status Select(grpc::ServerContext*, const v1::SelectRequest*, v1::Selection*) override;
+  grpc::Status SelectStream(grpc::ServerContext*, const v1::SelectRequest*,
+                            grpc::ServerWriter<v1::SelectProgress>*) override;
   grpc::Status GetSelection(grpc::ServerContext*, const v1::GetSelectionRequest*,
                             v1::Selection*) override;
   grpc::Status ListSelections(grpc::ServerContext*, const v1::ListSelectionsRequest*,
@@ -66,6 +72,13 @@ class CurationService final : public v1::CurationService::Service {
   static v1::Dataset View(DatasetState& state);
   // Reads a stored selection of the scope's tenant by its public id ("sel-<dataset>-<seq>").
   absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id) const;
+  // Validates a SelectRequest, runs the method on the selection workers and stores the
+  // result. `report`, if set, is called about five times a second while the method runs.
+  using ProgressReport = std::function<void(const std::string& stage, double done,
+                                            std::chrono::steady_clock::time_point started)>;
+  absl::StatusOr<v1::Selection> RunSelect(grpc::ServerContext* context,
+                                          const v1::SelectRequest* request,
+                                          const ProgressReport& report);
   // Ingests one message's batch under the tenant's quotas and rate limit.
   absl::Status IngestAdmitted(const Scope& scope, DatasetState& dataset,
                               const v1::IngestExamplesRequest& request, int64_t first_index,
@@ -81,6 +94,7 @@ class CurationService final : public v1::CurationService::Service {
   const embedding::Embedder* embedder_;
   Limits limits_;
   Metrics* metrics_;
+  WorkerPool* workers_;
   Ingestor ingestor_;
 };
 

@@ -53,6 +53,8 @@ ABSL_FLAG(std::string, restore_from, "",
           "(which must be empty)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS with --tls-key");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(int, selection_threads, 2,
+          "Selections computed at once; more wait in a queue (each may use every core)");
 ABSL_FLAG(std::string, metrics_listen, "",
           "HOST:PORT to serve Prometheus metrics on at /metrics (empty: no metrics)");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -169,8 +171,9 @@ int Run() {
     LogEvent("info", "serving metrics",
              {{"address", address}, {"port", std::to_string(metrics.port())}});
   }
+  curation::server::WorkerPool selection_workers(absl::GetFlag(FLAGS_selection_threads));
   CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits,
-                          &metrics);
+                          &metrics, &selection_workers);
   AdminService admin(store->get(), auth->get(), tenants->get(), absl::GetFlag(FLAGS_backup_dir));
 
   auto credentials = ServerCredentials();

@@ -2,8 +2,10 @@
 // stores the result; Get/List/Export read stored selections back.
 #include <google/protobuf/util/time_util.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <future>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -72,15 +74,26 @@ selection::IsaOptions ToLibrary(const v1::IsaOptions& isa) {
 
 const char* UnitNoun(bool pair_units) { return pair_units ? "pairs" : "examples"; }
 
+// The selection library's name for a method.
+const char* MethodName(v1::SelectionMethod method) {
+  switch (method) {
+    case v1::SELECTION_METHOD_RANDOM:
+      return "random";
+    default:
+      return "isa";
+  }
+}
+
 }  // namespace
 
-grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::SelectRequest* request,
-                                     v1::Selection* response) {
+absl::StatusOr<v1::Selection> CurationService::RunSelect(grpc::ServerContext* context,
+                                                         const v1::SelectRequest* request,
+                                                         const ProgressReport& report) {
   const auto started = std::chrono::steady_clock::now();
   auto scope = Enter(*context, v1::ROLE_WRITER);
-  if (!scope.ok()) return ToGrpc(scope.status());
+  if (!scope.ok()) return scope.status();
   auto found = FindDataset(*scope, "dataset", request->dataset());
-  if (!found.ok()) return ToGrpc(found.status());
+  if (!found.ok()) return found.status();
   DatasetState& state = **found;
   const storage::DatasetRecord record = state.Snapshot();
   const bool pair_dataset = record.dataset().kind() == v1::DATASET_KIND_PAIRS;
@@ -88,7 +101,7 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
   v1::Selection selection;
   selection.set_dataset(request->dataset());
   if (request->display_name().size() > 128) {
-    return ToGrpc(InvalidField("display_name", "at most 128 characters"));
+    return InvalidField("display_name", "at most 128 characters");
   }
   selection.set_display_name(request->display_name());
   selection.set_seed(request->seed());
@@ -96,7 +109,7 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
   v1::SelectionMethod method = request->method();
   if (method == v1::SELECTION_METHOD_UNSPECIFIED) method = v1::SELECTION_METHOD_ISA;
   if (method != v1::SELECTION_METHOD_ISA && method != v1::SELECTION_METHOD_RANDOM) {
-    return ToGrpc(InvalidField("method", "unknown method"));
+    return InvalidField("method", "unknown method");
   }
   selection.set_method(method);
 
@@ -105,29 +118,29 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
     unit = pair_dataset ? v1::SELECTION_UNIT_PAIR : v1::SELECTION_UNIT_EXAMPLE;
   }
   if (unit != v1::SELECTION_UNIT_PAIR && unit != v1::SELECTION_UNIT_EXAMPLE) {
-    return ToGrpc(InvalidField("unit", "unknown unit"));
+    return InvalidField("unit", "unknown unit");
   }
   if (unit == v1::SELECTION_UNIT_PAIR && !pair_dataset) {
-    return ToGrpc(InvalidField("unit", "PAIR needs a pairs dataset; this one is unpaired"));
+    return InvalidField("unit", "PAIR needs a pairs dataset; this one is unpaired");
   }
   selection.set_unit(unit);
   const bool pair_units = unit == v1::SELECTION_UNIT_PAIR;
 
   if (method == v1::SELECTION_METHOD_ISA) {
     v1::IsaOptions isa = request->isa();
-    if (absl::Status s = ResolveIsa(&isa); !s.ok()) return ToGrpc(s);
+    if (absl::Status s = ResolveIsa(&isa); !s.ok()) return s;
     *selection.mutable_isa() = isa;
   } else if (request->has_isa()) {
-    return ToGrpc(InvalidField("isa", "only for method ISA"));
+    return InvalidField("isa", "only for method ISA");
   }
 
   auto slot = tenants_->AdmitSelection(scope->tenant);
-  if (!slot.ok()) return ToGrpc(slot.status());
+  if (!slot.ok()) return slot.status();
   // The pool is the index as it is now; examples ingested from here on are not in it.
   index::UnitMatrix units = state.index->BuildUnits(pair_units);
   if (units.rows == 0) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("dataset '", request->dataset(), "' has no examples yet"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset '", request->dataset(), "' has no examples yet"));
   }
   int64_t k = 0;
   const v1::Budget& budget = request->budget();
@@ -135,42 +148,57 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
     case v1::Budget::kCount:
       k = budget.count();
       if (k < 1 || k > units.rows) {
-        return ToGrpc(InvalidField(
-            "budget.count", absl::StrCat(k, " is outside 1..", units.rows, " (the pool holds ",
-                                         units.rows, " ", UnitNoun(pair_units), ")")));
+        return InvalidField("budget.count",
+                            absl::StrCat(k, " is outside 1..", units.rows, " (the pool holds ",
+                                         units.rows, " ", UnitNoun(pair_units), ")"));
       }
       break;
     case v1::Budget::kFraction:
       if (!(budget.fraction() > 0 && budget.fraction() <= 1)) {
-        return ToGrpc(InvalidField("budget.fraction", "must be in (0, 1]"));
+        return InvalidField("budget.fraction", "must be in (0, 1]");
       }
       k = std::max<int64_t>(1, std::llround(budget.fraction() * static_cast<double>(units.rows)));
       break;
     default:
-      return ToGrpc(InvalidField("budget", "required: a count or a fraction"));
+      return InvalidField("budget", "required: a count or a fraction");
   }
   *selection.mutable_requested_budget() = budget;
 
-  auto selector = selection::MakeSelector(method == v1::SELECTION_METHOD_ISA ? "isa" : "random",
-                                          ToLibrary(selection.isa()));
-  if (!selector.ok()) return ToGrpc(selector.status());
+  auto selector = selection::MakeSelector(MethodName(method), ToLibrary(selection.isa()));
+  if (!selector.ok()) return selector.status();
+  // The method runs on the selection workers, not on this gRPC thread, which meanwhile
+  // relays progress and turns the client's cancellation or deadline into the method's stop.
+  std::atomic<double> done{0};
+  std::atomic<bool> stop{false};
   selection::SelectOptions options;
   options.seed = request->seed();
-  // The client's deadline and cancellation reach into the fit's iterations.
-  options.progress = [context](double) { return !context->IsCancelled(); };
+  options.progress = [&done, &stop](double d) {
+    done.store(d);
+    return !stop.load();
+  };
   const selection::MatrixView view{units.data.data(), units.rows, units.dim};
-  auto result = (*selector)->Select(view, k, options);
+  absl::StatusOr<selection::SelectionResult> result = absl::UnknownError("not run");
+  std::future<void> job = workers_->Submit([&] {
+    result = stop.load() ? absl::CancelledError("cancelled before it started")
+                         : (*selector)->Select(view, k, options);
+  });
+  const std::string stage =
+      absl::StrCat(MethodName(method), " on ", units.rows, " ", UnitNoun(pair_units));
+  while (job.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
+    if (context->IsCancelled()) stop.store(true);
+    if (report) report(stage, done.load(), started);
+  }
   if (!result.ok()) {
     if (absl::IsCancelled(result.status()) &&
         context->deadline() < std::chrono::system_clock::now()) {
-      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "selection ran past the deadline");
+      return absl::DeadlineExceededError("selection ran past the deadline");
     }
-    return ToGrpc(result.status());
+    return result.status();
   }
 
   if (metrics_ != nullptr) {
     metrics_->RecordSelection(
-        method == v1::SELECTION_METHOD_ISA ? "isa" : "random",
+        MethodName(method),
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
   v1::SelectionSummary* summary = selection.mutable_summary();
@@ -184,7 +212,7 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
     lo = std::min(lo, score);
     hi = std::max(hi, score);
     auto example = store_->GetExample(record.internal_id(), units.seq[row]);
-    if (!example.ok()) return ToGrpc(example.status());
+    if (!example.ok()) return example.status();
     v1::SelectedItem* item = selection.add_items();
     item->set_example_id(example->example().id());
     item->set_score(score);
@@ -213,10 +241,17 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
   }
   *selection.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
 
+  // A client that gave up (deadline, cancellation) is not told of a selection, so none is
+  // stored for it.
+  if (context->IsCancelled()) {
+    return context->deadline() < std::chrono::system_clock::now()
+               ? absl::DeadlineExceededError("selection ran past the deadline")
+               : absl::CancelledError("the client cancelled the selection");
+  }
   {
     std::lock_guard<std::mutex> lock(state.write_mu);
     if (state.deleted) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "dataset was deleted during the selection");
+      return absl::NotFoundError("dataset was deleted during the selection");
     }
     storage::DatasetRecord updated = state.record;
     const int64_t seq = updated.next_selection_seq();
@@ -225,10 +260,39 @@ grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::Sel
     selection.set_id(SelectionId(updated.internal_id(), seq));
     summary->set_duration_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (absl::Status s = store_->PutSelection(updated, seq, selection); !s.ok()) return ToGrpc(s);
+    if (absl::Status s = store_->PutSelection(updated, seq, selection); !s.ok()) return s;
     state.record = std::move(updated);
   }
-  *response = std::move(selection);
+  return selection;
+}
+
+grpc::Status CurationService::Select(grpc::ServerContext* context, const v1::SelectRequest* request,
+                                     v1::Selection* response) {
+  auto selection = RunSelect(context, request, nullptr);
+  if (!selection.ok()) return ToGrpc(selection.status());
+  *response = *std::move(selection);
+  return grpc::Status::OK;
+}
+
+grpc::Status CurationService::SelectStream(grpc::ServerContext* context,
+                                           const v1::SelectRequest* request,
+                                           grpc::ServerWriter<v1::SelectProgress>* writer) {
+  auto selection = RunSelect(
+      context, request,
+      [writer](const std::string& stage, double done,
+               std::chrono::steady_clock::time_point started) {
+        v1::SelectProgress message;
+        v1::Progress* progress = message.mutable_progress();
+        progress->set_stage(stage);
+        progress->set_fraction(done);
+        progress->set_elapsed_seconds(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        writer->Write(message);
+      });
+  if (!selection.ok()) return ToGrpc(selection.status());
+  v1::SelectProgress last;
+  *last.mutable_selection() = *std::move(selection);
+  writer->Write(last);
   return grpc::Status::OK;
 }
 

@@ -134,8 +134,22 @@ int SelectCommand(Context& ctx, const Args& args) {
   }
   request.set_display_name(args.GetOr("name", ""));
 
+  // The streaming form, so that a long fit shows its progress.
   v1::Selection reply;
-  grpc::Status s = ctx.client->Select(request, &reply, std::chrono::hours(1));
+  auto call = ctx.client->NewContext(std::chrono::hours(6));
+  auto stream = ctx.client->curation().SelectStream(call.get(), request);
+  ProgressBar bar("select", "s");
+  v1::SelectProgress update;
+  while (stream->Read(&update)) {
+    if (update.has_selection()) {
+      reply = update.selection();
+    } else {
+      bar.Update(update.progress().fraction(), 1.0,
+                 static_cast<int64_t>(update.progress().elapsed_seconds()));
+    }
+  }
+  grpc::Status s = stream->Finish();
+  bar.Finish();
   if (!s.ok()) return Fail("select", s);
   if (auto path = args.Get("ids-out")) {
     std::ofstream out(*path);

@@ -362,6 +362,47 @@ TEST_F(ServiceTest, DatasetsListAndDelete) {
   EXPECT_EQ(Get("b").indexed_vectors(), 0);
 }
 
+TEST_F(ServiceTest, SelectStreamAndDeadlines) {
+  Create(MakeDataset("s", v1::DATASET_KIND_PAIRS, 0));
+  Ingest("s", HhPairs(200));
+  v1::SelectRequest request;
+  request.set_dataset("s");
+  request.mutable_budget()->set_count(20);
+  grpc::ClientContext context;
+  auto stream = stub_->SelectStream(&context, request);
+  v1::SelectProgress update;
+  v1::Selection last;
+  int selections = 0;
+  while (stream->Read(&update)) {
+    if (update.has_selection()) {
+      last = update.selection();
+      ++selections;
+    } else {
+      EXPECT_GE(update.progress().fraction(), 0.0);
+      EXPECT_LE(update.progress().fraction(), 1.0);
+      EXPECT_EQ(update.progress().stage(), "isa on 200 pairs");
+    }
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(selections, 1);
+  EXPECT_EQ(last.items_size(), 20);
+  v1::GetSelectionRequest get;
+  get.set_id(last.id());
+  v1::Selection stored;
+  {
+    grpc::ClientContext c;
+    ASSERT_TRUE(stub_->GetSelection(&c, get, &stored).ok());
+  }
+  EXPECT_EQ(stored.SerializeAsString(), last.SerializeAsString());
+
+  // A deadline already past: DEADLINE_EXCEEDED, and nothing is stored for the caller.
+  v1::Selection sel;
+  grpc::ClientContext late;
+  late.set_deadline(std::chrono::system_clock::now() - std::chrono::seconds(1));
+  EXPECT_EQ(stub_->Select(&late, request, &sel).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(Get("s").selection_count(), 1);
+}
+
 TEST_F(ServiceTest, HealthAndReflection) {
   auto channel = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
   auto health = grpc::health::v1::Health::NewStub(channel);
