@@ -1,0 +1,423 @@
+"""CurationClient: the curation.v1 API for training scripts and orchestrators."""
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+
+import grpc
+
+from curation_client._stubs import curation_pb2 as pb
+from curation_client._stubs import curation_pb2_grpc
+from curation_client.records import RecordError, from_exported, to_example
+
+# The server's own limits (--max-records-per-request, --max-message-bytes defaults); batches
+# stay well under both so that one long text does not fail a whole batch.
+MAX_RECORDS_PER_REQUEST = 10_000
+MAX_BATCH_BYTES = 16 << 20
+
+# Retried by gRPC itself on UNAVAILABLE (a restarting or draining server): calls that change
+# nothing, and IngestExamples, which is idempotent because a re-sent record is a duplicate.
+# Select, CreateDataset and DeleteDataset are not retried: their effect may already be done.
+_RETRIED_METHODS = ("GetDataset", "ListDatasets", "IngestExamples", "GetExamples",
+                    "GetSelection", "ListSelections", "ExportSelection")
+_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": "curation.v1.CurationService", "method": m}
+                 for m in _RETRIED_METHODS],
+        "retryPolicy": {
+            "maxAttempts": 5,
+            "initialBackoff": "0.5s",
+            "maxBackoff": "10s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }]
+})
+
+_KINDS = {"pairs": pb.DATASET_KIND_PAIRS, "unpaired": pb.DATASET_KIND_UNPAIRED}
+_METHODS = {"isa": pb.SELECTION_METHOD_ISA, "random": pb.SELECTION_METHOD_RANDOM}
+_UNITS = {None: pb.SELECTION_UNIT_UNSPECIFIED, "pair": pb.SELECTION_UNIT_PAIR,
+          "example": pb.SELECTION_UNIT_EXAMPLE}
+_COVARIANCES = {None: pb.COVARIANCE_UNSPECIFIED, "diag": pb.COVARIANCE_DIAG,
+                "spherical": pb.COVARIANCE_SPHERICAL, "full": pb.COVARIANCE_FULL}
+_FORMATS = {None: pb.EXPORT_FORMAT_UNSPECIFIED, "trl": pb.EXPORT_FORMAT_TRL,
+            "kto": pb.EXPORT_FORMAT_KTO}
+_HEALTH = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+class CurationError(Exception):
+    """A call the server refused or that failed; code is the grpc.StatusCode."""
+
+    def __init__(self, method, code, details):
+        super().__init__(f"{method}: {code.name}: {details}")
+        self.method = method
+        self.code = code
+        self.details = details
+
+
+@dataclasses.dataclass
+class IngestProgress:
+    """Handed to an ingest progress callback after every acknowledged batch."""
+    dataset: str
+    sent: int  # records read from the iterable so far
+    accepted: int
+    duplicates: int
+    rejected: int
+    total: int | None  # len(records) when it has one
+    elapsed_seconds: float
+    finished: bool  # the last report of this ingest
+
+
+@dataclasses.dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    # One RecordError per rejected record: .index is its position in the iterable, .field
+    # the offending field ("examples[N]..." with N that same position), .reason why.
+    errors: list = dataclasses.field(default_factory=list)
+    # The stored id of every record in input order ("" for rejected ones).
+    ids: list = dataclasses.field(default_factory=list)
+    # The dataset's example count after the last batch.
+    example_count: int = 0
+
+
+def _read(path_or_pem):
+    if path_or_pem is None:
+        return None
+    if isinstance(path_or_pem, bytes):
+        return path_or_pem
+    if path_or_pem.lstrip().startswith("-----BEGIN"):
+        return path_or_pem.encode()
+    with open(path_or_pem, "rb") as f:
+        return f.read()
+
+
+def _choice(what, table, value):
+    if value not in table:
+        names = sorted(k for k in table if k is not None)
+        raise ValueError(f"{what} must be one of {names}, got {value!r}")
+    return table[value]
+
+
+def _budget(budget):
+    """10 or "10" -> count 10; 0.1 or "10%" or "0.1" -> fraction 0.1."""
+    if isinstance(budget, str):
+        text = budget.strip()
+        if text.endswith("%"):
+            return pb.Budget(fraction=float(text[:-1]) / 100)
+        budget = float(text) if any(c in text for c in ".eE") else int(text)
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+        raise ValueError(f"budget must be a count, a fraction or a percentage, got {budget!r}")
+    if isinstance(budget, int):
+        return pb.Budget(count=budget)
+    return pb.Budget(fraction=budget)
+
+
+class CurationClient:
+    """A connection to one curation server.
+
+    target: "host:port"; default $CURATION_SERVER, else 127.0.0.1:50051.
+    token: the API token sent as "authorization: Bearer ..."; default $CURATION_TOKEN.
+    tls_ca: CA certificate (path or PEM) to verify the server with; default $CURATION_TLS_CA.
+      Giving it (or tls=True, which uses the system's roots) turns TLS on.
+    tls_cert, tls_key: a client certificate for mutual TLS.
+    server_name: the name the server's certificate must carry, when it differs from the
+      host of target (e.g. connecting to an IP address).
+    timeout: deadline in seconds of every short call; select() and export() take their own.
+    """
+
+    def __init__(self, target=None, *, token=None, tls=None, tls_ca=None, tls_cert=None,
+                 tls_key=None, server_name=None, timeout=60.0):
+        self.target = target or os.environ.get("CURATION_SERVER") or "127.0.0.1:50051"
+        token = token if token is not None else os.environ.get("CURATION_TOKEN", "")
+        tls_ca = tls_ca if tls_ca is not None else os.environ.get("CURATION_TLS_CA") or None
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [
+            # Selections of large datasets are big messages; the server caps them itself.
+            ("grpc.max_receive_message_length", 256 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+        ]
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if tls or tls_ca or tls_cert:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(tls_ca), private_key=_read(tls_key),
+                certificate_chain=_read(tls_cert))
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self._channel = grpc.secure_channel(self.target, credentials, options)
+        else:
+            self._channel = grpc.insecure_channel(self.target, options)
+        self._stub = curation_pb2_grpc.CurationServiceStub(self._channel)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"CurationClient({self.target!r})"
+
+    def _call(self, name, request, timeout=None):
+        try:
+            return getattr(self._stub, name)(request, timeout=timeout or self.timeout,
+                                             metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise CurationError(name, e.code(), e.details()) from None
+
+    # -------------------------------------------------------------------------------------
+    # Health
+
+    def health(self, timeout=5.0):
+        """The server's grpc.health.v1 status: "SERVING", "NOT_SERVING" (loading indexes or
+        draining), or "UNAVAILABLE" when it cannot be reached."""
+        # Raw bytes instead of generated stubs: the health proto's Python package would be
+        # named `grpc` and shadow grpcio itself. The request is empty (service ""); the reply
+        # has the status as field 1, a varint.
+        check = self._channel.unary_unary("/grpc.health.v1.Health/Check")
+        try:
+            reply = check(b"", timeout=timeout)
+        except grpc.RpcError as e:
+            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return "UNAVAILABLE"
+            raise CurationError("Health/Check", e.code(), e.details()) from None
+        status = reply[1] if len(reply) == 2 and reply[0] == 0x08 else 0
+        return _HEALTH.get(status, "UNKNOWN")
+
+    def wait_until_serving(self, timeout=300.0):
+        """Blocks until the server is SERVING (it loads every index first); raises
+        TimeoutError after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.health(timeout=min(5.0, max(0.1, deadline - time.monotonic())))
+            if status == "SERVING":
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.target} is {status} after {timeout}s")
+            time.sleep(0.5)
+
+    # -------------------------------------------------------------------------------------
+    # Datasets
+
+    def create_dataset(self, name, *, kind="pairs", dim=None, description="", exist_ok=False):
+        """Creates a dataset and returns it (a curation.v1.Dataset).
+
+        kind: "pairs" (DPO, reward models) or "unpaired" (KTO). Without dim the server embeds
+        the texts with its built-in embedder; with dim every record must carry its own
+        dim-dimensional vectors. exist_ok: return the existing dataset of that name instead
+        of raising ALREADY_EXISTS (its kind and embedding are not compared)."""
+        embedding = pb.EmbeddingConfig(source=pb.EmbeddingConfig.SOURCE_BUILTIN)
+        if dim is not None:
+            embedding = pb.EmbeddingConfig(source=pb.EmbeddingConfig.SOURCE_CLIENT, dim=dim)
+        request = pb.CreateDatasetRequest(dataset=pb.Dataset(
+            name=name, kind=_choice("kind", _KINDS, kind), embedding=embedding,
+            description=description))
+        try:
+            return self._call("CreateDataset", request)
+        except CurationError as e:
+            if exist_ok and e.code == grpc.StatusCode.ALREADY_EXISTS:
+                return self.get_dataset(name)
+            raise
+
+    def get_dataset(self, name):
+        return self._call("GetDataset", pb.GetDatasetRequest(name=name))
+
+    def list_datasets(self):
+        """Every dataset the token may see, in name order (all pages)."""
+        datasets, token = [], ""
+        while True:
+            reply = self._call("ListDatasets", pb.ListDatasetsRequest(page_size=1000,
+                                                                      page_token=token))
+            datasets.extend(reply.datasets)
+            token = reply.next_page_token
+            if not token:
+                return datasets
+
+    def delete_dataset(self, name):
+        return self._call("DeleteDataset", pb.DeleteDatasetRequest(name=name))
+
+    # -------------------------------------------------------------------------------------
+    # Ingest
+
+    def ingest(self, dataset, records, *, batch_size=1000, progress=True):
+        """Sends an iterable of dicts (TRL or KTO format, see curation_client.records) in
+        batches and returns an IngestResult. Each batch is durable when acknowledged.
+
+        Safe to run again after a failure: records already stored come back as duplicates.
+        A record that cannot be converted is counted as rejected, like one the server
+        rejects, and the rest go on. progress: True prints to stderr, False is silent, a
+        callable receives an IngestProgress after every batch."""
+        batch_size = max(1, min(batch_size, MAX_RECORDS_PER_REQUEST))
+        if hasattr(records, "iterrows") and hasattr(records, "to_dict"):
+            records = records.to_dict(orient="records")  # a pandas DataFrame: its rows
+        total = len(records) if hasattr(records, "__len__") else None
+        report = self._progress_printer() if progress is True else (progress or None)
+        result = IngestResult()
+        started = time.monotonic()
+        batch, positions, batch_bytes, sent = [], [], 0, 0
+
+        def flush(done, finished=False):
+            nonlocal batch, positions, batch_bytes
+            if batch:
+                reply = self._call("IngestExamples",
+                                   pb.IngestExamplesRequest(dataset=dataset, examples=batch))
+                result.accepted += reply.accepted
+                result.duplicates += reply.duplicates
+                result.rejected += reply.rejected
+                result.example_count = reply.example_count
+                for i, record_id in enumerate(reply.ids):
+                    result.ids[positions[i]] = record_id
+                for error in reply.errors:
+                    # The server numbers records within the batch; callers think in their
+                    # own iterable's positions.
+                    index = positions[error.index]
+                    field = re.sub(r"^examples\[\d+\]", f"examples[{index}]", error.field)
+                    result.errors.append(_rejection(index, field, error.reason))
+            batch, positions, batch_bytes = [], [], 0
+            if report:
+                report(IngestProgress(dataset, done, result.accepted, result.duplicates,
+                                      result.rejected, total, time.monotonic() - started,
+                                      finished))
+
+        for index, record in enumerate(records):
+            sent += 1
+            result.ids.append("")
+            try:
+                example = to_example(record)
+            except RecordError as e:
+                result.rejected += 1
+                result.errors.append(_rejection(index, f"examples[{index}]"
+                                                + (f".{e.field}" if e.field else ""), e.reason))
+                continue
+            size = example.ByteSize()
+            if batch and (len(batch) >= batch_size or batch_bytes + size > MAX_BATCH_BYTES):
+                flush(done=index)
+            batch.append(example)
+            positions.append(index)
+            batch_bytes += size
+        flush(done=sent, finished=True)
+        return result
+
+    @staticmethod
+    def _progress_printer():
+        tty = sys.stderr.isatty()
+        last = [0.0]
+
+        def report(p):
+            now = time.monotonic()
+            # On a terminal, one line redrawn; in a log, a line every 10 seconds and the last.
+            if not tty and not p.finished and now - last[0] < 10:
+                return
+            last[0] = now
+            of = f"/{p.total:,} ({100 * p.sent / max(1, p.total):.0f}%)" if p.total else ""
+            rate = p.sent / max(p.elapsed_seconds, 1e-9)
+            line = (f"ingest {p.dataset}: {p.sent:,}{of} records, accepted {p.accepted:,}, "
+                    f"duplicates {p.duplicates:,}, rejected {p.rejected:,}, {rate:,.0f}/s")
+            sys.stderr.write(("\r" + line + ("\n" if p.finished else "")) if tty else line + "\n")
+            sys.stderr.flush()
+
+        return report
+
+    # -------------------------------------------------------------------------------------
+    # Selection and export
+
+    def select(self, dataset, budget, *, method="isa", unit=None, seed=0, name="",
+               covariance=None, timeout=3600.0):
+        """Chooses a subset and returns the stored curation.v1.Selection (its .id, .summary
+        and .items, best first).
+
+        budget: a count (5000), a fraction (0.1) or a percentage ("10%"). method: "isa" or
+        "random". unit: "pair" or "example" (default: pair for pair datasets). The same
+        dataset contents, parameters and seed give the same selection."""
+        request = pb.SelectRequest(dataset=dataset, budget=_budget(budget),
+                                   method=_choice("method", _METHODS, method),
+                                   unit=_choice("unit", _UNITS, unit), seed=seed,
+                                   display_name=name)
+        if covariance is not None:
+            request.isa.covariance = _choice("covariance", _COVARIANCES, covariance)
+        return self._call("Select", request, timeout=timeout)
+
+    def get_selection(self, selection_id, *, items=True):
+        view = pb.SELECTION_VIEW_FULL if items else pb.SELECTION_VIEW_BASIC
+        return self._call("GetSelection", pb.GetSelectionRequest(id=selection_id, view=view))
+
+    def list_selections(self, dataset):
+        """Every selection of a dataset, newest first, without items (all pages)."""
+        selections, token = [], ""
+        while True:
+            reply = self._call("ListSelections", pb.ListSelectionsRequest(
+                dataset=dataset, page_size=1000, page_token=token))
+            selections.extend(reply.selections)
+            token = reply.next_page_token
+            if not token:
+                return selections
+
+    def export(self, selection, *, format=None, path=None, timeout=3600.0):
+        """The selected examples as training records, in selection order.
+
+        selection: a Selection or its id. format: "trl" ({prompt, chosen, rejected, id}) or
+        "kto" ({prompt, completion, label, id}); default TRL for pair selections, KTO
+        otherwise. Returns a list of dicts, or with path writes them as JSON Lines (the
+        CLI's export format) and returns how many were written."""
+        selection_id = selection if isinstance(selection, str) else selection.id
+        request = pb.ExportSelectionRequest(selection_id=selection_id,
+                                            format=_choice("format", _FORMATS, format))
+        records = []
+        out = open(path, "w", encoding="utf-8") if path else None
+        count = 0
+        try:
+            for reply in self._stub.ExportSelection(request, timeout=timeout,
+                                                    metadata=self._metadata):
+                for record in reply.records:
+                    record = from_exported(record)
+                    if out:
+                        record.pop("metadata", None)
+                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    else:
+                        records.append(record)
+                    count += 1
+        except grpc.RpcError as e:
+            raise CurationError("ExportSelection", e.code(), e.details()) from None
+        finally:
+            if out:
+                out.close()
+        return count if path else records
+
+    # -------------------------------------------------------------------------------------
+    # RPCs the server API does not have yet. Their request messages are not defined, so
+    # these pass keyword arguments straight into the request message; they work as soon
+    # as the proto has the RPC and the build regenerates the stubs.
+
+    def evaluate(self, **request_fields):
+        """EvaluateSelection(EvaluateSelectionRequest(**request_fields)): not in curation.v1
+        yet; raises NotImplementedError until it is."""
+        return self._future_rpc("EvaluateSelection", "EvaluateSelectionRequest",
+                                request_fields)
+
+    def recommend_budget(self, **request_fields):
+        """RecommendBudget(RecommendBudgetRequest(**request_fields)): not in curation.v1
+        yet; raises NotImplementedError until it is."""
+        return self._future_rpc("RecommendBudget", "RecommendBudgetRequest", request_fields)
+
+    def _future_rpc(self, method, request_type, fields):
+        if not hasattr(self._stub, method) or not hasattr(pb, request_type):
+            raise NotImplementedError(
+                f"{method} is not part of the curation.v1 API these stubs were generated "
+                "from; it will be once the server's proto has it")
+        return self._call(method, getattr(pb, request_type)(**fields), timeout=3600.0)
+
+
+def _rejection(index, field, reason):
+    error = RecordError(field, reason)
+    error.index = index
+    return error

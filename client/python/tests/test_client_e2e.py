@@ -1,0 +1,225 @@
+"""CurationClient against the real curation-server (auth on; TLS in its own test case)."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import grpc
+
+import serverproc
+from curation_client import CurationClient, CurationError, IngestProgress
+from curation_client._stubs import admin_pb2, admin_pb2_grpc
+
+SAMPLE = os.path.join(serverproc.TEST_DATA, "hh-rlhf-harmless-sample.jsonl.gz")
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "examples", "dpo_subset.py")
+
+
+def read_sample():
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def make_writer_token(address, admin_token, tenant, channel=None):
+    """A tenant and a writer token for it, through the admin API."""
+    channel = channel or grpc.insecure_channel(address)
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    metadata = (("authorization", f"Bearer {admin_token}"),)
+    admin.CreateTenant(admin_pb2.CreateTenantRequest(tenant=admin_pb2.Tenant(name=tenant)),
+                       metadata=metadata, timeout=30)
+    reply = admin.CreateToken(admin_pb2.CreateTokenRequest(tenant=tenant,
+                                                           role=admin_pb2.ROLE_WRITER),
+                              metadata=metadata, timeout=30)
+    return reply.secret
+
+
+class ClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = serverproc.Server()
+        cls.token = make_writer_token(cls.server.address, cls.server.admin_token, "ml")
+        cls.client = CurationClient(cls.server.address, token=cls.token)
+        cls.client.wait_until_serving(timeout=60)
+        cls.sample = read_sample()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        code = cls.server.stop()
+        assert code == 0, f"curation-server exited with {code}"
+
+    def test_health(self):
+        self.assertEqual(self.client.health(), "SERVING")
+        with CurationClient(f"127.0.0.1:{serverproc.free_port()}") as nobody:
+            self.assertEqual(nobody.health(timeout=1), "UNAVAILABLE")
+
+    def test_five_lines_of_a_training_script(self):
+        # The README's example, as a training script would write it.
+        client = CurationClient(self.server.address, token=self.token)
+        client.create_dataset("hh", exist_ok=True)
+        ingested = client.ingest("hh", self.sample, progress=False)
+        selection = client.select("hh", budget="10%", method="isa")
+        subset = client.export(selection.id)
+
+        self.assertEqual(ingested.accepted + ingested.duplicates + ingested.rejected, 500)
+        self.assertEqual(ingested.example_count, ingested.accepted)
+        self.assertEqual(selection.summary.pool_size, ingested.accepted)
+        self.assertEqual(len(subset), round(0.1 * ingested.accepted))
+        self.assertEqual([r["id"] for r in subset], [i.example_id for i in selection.items])
+        stored = set(ingested.ids)
+        for record in subset:
+            self.assertEqual(set(record) - {"metadata"}, {"prompt", "chosen", "rejected", "id"})
+            self.assertIn(record["id"], stored)
+            self.assertTrue(record["prompt"].endswith("Assistant:"))
+        # exist_ok returns the dataset as it is; a second create without it is refused.
+        self.assertEqual(client.create_dataset("hh", exist_ok=True).example_count,
+                         ingested.accepted)
+        with self.assertRaises(CurationError) as refused:
+            client.create_dataset("hh")
+        self.assertEqual(refused.exception.code, grpc.StatusCode.ALREADY_EXISTS)
+
+    def test_same_ids_as_the_cli_and_export_file_identical(self):
+        # A record ingested from Python gets the id the CLI's file reader gives it: sending
+        # the sample again after the CLI loaded it stores nothing.
+        self.client.create_dataset("via-cli")
+        self.server.cli("ingest", "via-cli", SAMPLE, token=self.token)
+        again = self.client.ingest("via-cli", self.sample, progress=False)
+        self.assertEqual(again.accepted, 0)
+        self.assertEqual(again.duplicates + again.rejected, 500)
+
+        selection = self.client.select("via-cli", budget=25, method="random", seed=7)
+        with tempfile.TemporaryDirectory() as tmp:
+            ours, theirs = os.path.join(tmp, "py.jsonl"), os.path.join(tmp, "cli.jsonl")
+            self.assertEqual(self.client.export(selection, path=ours), 25)
+            self.server.cli("export", selection.id, "-o", theirs, token=self.token)
+            with open(ours, encoding="utf-8") as a, open(theirs, encoding="utf-8") as b:
+                self.assertEqual([json.loads(x) for x in a], [json.loads(x) for x in b])
+
+    def test_kto_records_and_export(self):
+        self.client.create_dataset("kto", kind="unpaired")
+        records = []
+        for i in range(40):
+            records.append({"prompt": f"Question {i}: how do I sort a list of {i} numbers?",
+                            "completion": f"Use sorted() on the {i} numbers, variant {i % 7}.",
+                            "label": [True, False, "desirable", "UNDESIRABLE"][i % 4],
+                            "source": "synthetic", "round": i})
+        # Conversational prompt and completion, as TRL writes them.
+        records.append({"prompt": [{"role": "user", "content": "Hi there"}],
+                        "completion": [{"role": "assistant", "content": "Hello! How can I help?"}],
+                        "label": True})
+        result = self.client.ingest("kto", records, batch_size=16, progress=False)
+        self.assertEqual((result.accepted, result.rejected), (41, 0), result.errors)
+        dataset = self.client.get_dataset("kto")
+        self.assertEqual((dataset.desirable_count, dataset.undesirable_count), (21, 20))
+
+        selection = self.client.select("kto", budget=0.5, method="random", seed=1)
+        subset = self.client.export(selection.id, format="kto")
+        self.assertEqual(len(subset), selection.summary.selected_count)
+        self.assertIn(len(subset), (20, 21))  # half of 41, rounded either way
+        for record in subset:
+            self.assertEqual(set(record) - {"metadata"}, {"prompt", "completion", "label", "id"})
+            self.assertIsInstance(record["label"], bool)
+        tagged = [r for r in subset if "metadata" in r]
+        self.assertTrue(all(r["metadata"]["source"] == "synthetic" for r in tagged))
+
+    def test_rejected_records_are_named_by_their_position(self):
+        self.client.create_dataset("mixed")
+        good = self.sample[:30]
+        records = list(good)
+        records.insert(3, {"prompt": "p", "chosen": "same", "rejected": "same"})
+        records.insert(10, {"prompt": "p", "chosen": "an answer"})  # no rejected: not TRL
+        records.insert(20, "not a dict")
+        records.insert(25, {"prompt": "p", "completion": "c", "label": "maybe"})
+        result = self.client.ingest("mixed", iter(records), batch_size=7, progress=False)
+        self.assertEqual(result.accepted, 30)
+        self.assertEqual(result.rejected, 4)
+        by_index = {e.index: e for e in result.errors}
+        self.assertEqual(sorted(by_index), [3, 10, 20, 25])
+        self.assertTrue(by_index[3].field.startswith("examples[3]"), by_index[3].field)
+        self.assertEqual(by_index[25].field, "examples[25].label")
+        self.assertEqual(len(result.ids), 34)
+        self.assertEqual(result.ids[3], "")
+        self.assertNotEqual(result.ids[4], "")
+
+    def test_progress_is_reported_per_batch(self):
+        self.client.create_dataset("progress")
+        seen = []
+        self.client.ingest("progress", self.sample[:250], batch_size=100, progress=seen.append)
+        self.assertEqual([p.sent for p in seen], [100, 200, 250])
+        self.assertIsInstance(seen[-1], IngestProgress)
+        self.assertEqual(seen[-1].total, 250)
+        self.assertEqual(seen[-1].accepted + seen[-1].duplicates + seen[-1].rejected, 250)
+
+    def test_client_vectors(self):
+        self.client.create_dataset("vectors", dim=4)
+        records = [{"prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}",
+                    "chosen_embedding": [1.0, i, 0.5, -i], "rejected_embedding": (0, 1, i, 2)}
+                   for i in range(12)]
+        records.append({"prompt": "p", "chosen": "x", "rejected": "y",
+                        "chosen_embedding": [1, 2, 3], "rejected_embedding": [1, 2, 3, 4]})
+        result = self.client.ingest("vectors", records, progress=False)
+        self.assertEqual((result.accepted, result.rejected), (12, 1))
+        self.assertIn("chosen_embedding", result.errors[0].field)
+
+    def test_errors_carry_the_status(self):
+        with self.assertRaises(CurationError) as missing:
+            self.client.get_dataset("no-such-dataset")
+        self.assertEqual(missing.exception.code, grpc.StatusCode.NOT_FOUND)
+        with CurationClient(self.server.address, token="") as anonymous:
+            with self.assertRaises(CurationError) as refused:
+                anonymous.list_datasets()
+        self.assertEqual(refused.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+        with self.assertRaises(ValueError):
+            self.client.select("hh", budget=True)
+
+    def test_rpcs_the_api_does_not_have_yet(self):
+        with self.assertRaises(NotImplementedError):
+            self.client.evaluate(selection_id="sel-1")
+        with self.assertRaises(NotImplementedError):
+            self.client.recommend_budget(dataset="hh")
+
+    def test_dpo_example_script(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "subset.jsonl")
+            env = dict(os.environ, CURATION_SERVER=self.server.address, CURATION_TOKEN=self.token)
+            run = subprocess.run([sys.executable, EXAMPLE, SAMPLE, "--dataset", "dpo-example",
+                                  "--budget", "5%", "--output", out],
+                                 env=env, capture_output=True, text=True, timeout=300)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            with open(out, encoding="utf-8") as f:
+                lines = [json.loads(line) for line in f]
+            self.assertEqual(len(lines), 25)
+            self.assertIn("would train DPO on 25 pairs", run.stdout)
+
+
+class TlsTest(unittest.TestCase):
+    def test_token_over_tls(self):
+        server = serverproc.Server(tls=True)
+        try:
+            with open(server.ca, "rb") as f:
+                ca = f.read()
+            channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(ca))
+            token = make_writer_token(server.address, server.admin_token, "secure", channel)
+            client = CurationClient(server.address, token=token, tls_ca=server.ca)
+            client.wait_until_serving(timeout=60)
+            client.create_dataset("tls")
+            result = client.ingest("tls", read_sample()[:20], progress=False)
+            self.assertEqual(result.accepted, 20)
+            self.assertEqual(len(client.export(client.select("tls", budget=5).id)), 5)
+            # The certificate names localhost and 127.0.0.1, not "curation.internal".
+            wrong = CurationClient(server.address, token=token, tls_ca=server.ca,
+                                   server_name="curation.internal")
+            with self.assertRaises(CurationError) as refused:
+                wrong.get_dataset("tls")
+            self.assertEqual(refused.exception.code, grpc.StatusCode.UNAVAILABLE)
+            plaintext = CurationClient(server.address, token=token)
+            self.assertEqual(plaintext.health(timeout=2), "UNAVAILABLE")
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
