@@ -4,31 +4,17 @@
 #include <chrono>
 #include <cstdio>
 
+#include "absl/status/status.h"
 #include "client/cli/commands.h"
 
 namespace curation::cli {
 
 int Fail(const std::string& what, const grpc::Status& status) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  const int code = static_cast<int>(status.error_code());
-  std::fprintf(stderr, "curation: %s: %s: %s\n", what.c_str(),
-               code >= 0 && code <= 16 ? kNames[code] : "?", status.error_message().c_str());
+  // gRPC and absl share the canonical codes, and absl can name them.
+  const std::string code =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+  std::fprintf(stderr, "curation: %s: %s: %s\n", what.c_str(), code.c_str(),
+               status.error_message().c_str());
   return 1;
 }
 
