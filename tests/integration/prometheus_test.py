@@ -79,7 +79,7 @@ scrape_configs:
     cli("datasets", "create", "prom")
     cli("ingest", "prom", sample)
     cli("select", "prom", "--budget", "10%", "--method", "isa")
-    sel = 'curation_rpc_requests_total{method="/curation.v1.CurationService/Select",code="OK"}'
+    sel = 'curation_rpc_requests_total{method="/curation.v1.CurationService/SelectStream",code="OK"}'  # the CLI streams progress
     wait_for("the Select counter", lambda: value(sel) == 1.0)
     accepted = wait_for("accepted records",
                         lambda: value('curation_ingested_records_total{outcome="accepted"}'))
