@@ -27,27 +27,38 @@ using json = nlohmann::json;
 
 // The file's bytes, decompressed when the file starts with gzip's magic bytes. Counts the
 // stored bytes read so a progress bar can follow the compressed file. Never seeks, so pipes
-// work too.
+// work too. Reads either a file or bytes held in memory; everything past ReadRaw is the same
+// for both, so reading memory exercises the code that reads files.
 class ByteSource {
  public:
   static constexpr size_t kChunk = 1 << 16;
 
   ByteSource(std::FILE* file, int64_t total) : file_(file), total_(total) {}
+  ByteSource(std::string data, size_t piece_bytes)
+      : total_(static_cast<int64_t>(data.size())),
+        data_(std::move(data)),
+        piece_bytes_(std::clamp<size_t>(piece_bytes, 1, kChunk)) {}
   ~ByteSource() {
     if (inflating_) inflateEnd(&zs_);
-    std::fclose(file_);
+    if (file_ != nullptr) std::fclose(file_);
   }
   ByteSource(const ByteSource&) = delete;
   ByteSource& operator=(const ByteSource&) = delete;
 
   // Reads the first chunk and decides between plain and gzip. Call once, before Read.
   absl::Status Start() {
-    absl::StatusOr<size_t> n = ReadRaw();
-    if (!n.ok()) return n.status();
-    gzip_ = *n >= 2 && static_cast<unsigned char>(in_[0]) == 0x1f &&
+    // The gzip magic takes two bytes, and a read may return fewer (memory read in pieces).
+    size_t n = 0;
+    while (n < 2) {
+      absl::StatusOr<size_t> got = ReadRaw(n);
+      if (!got.ok()) return got.status();
+      if (*got == 0) break;
+      n += *got;
+    }
+    gzip_ = n >= 2 && static_cast<unsigned char>(in_[0]) == 0x1f &&
             static_cast<unsigned char>(in_[1]) == 0x8b;
     zs_.next_in = reinterpret_cast<Bytef*>(in_.data());
-    zs_.avail_in = static_cast<uInt>(*n);
+    zs_.avail_in = static_cast<uInt>(n);
     return absl::OkStatus();
   }
 
@@ -56,6 +67,7 @@ class ByteSource {
 
   // Appends some bytes to *out; returns false (and appends nothing) at the end of the data.
   absl::StatusOr<bool> Read(std::string* out) {
+    if (!damage_.ok()) return damage_;
     while (true) {
       if (zs_.avail_in == 0) {
         absl::StatusOr<size_t> n = ReadRaw();
@@ -80,9 +92,17 @@ class ByteSource {
   }
 
  private:
-  absl::StatusOr<size_t> ReadRaw() {
-    size_t n = std::fread(in_.data(), 1, in_.size(), file_);
-    if (n < in_.size() && std::ferror(file_)) {
+  // Reads raw bytes into in_ from `offset` on; returns how many (0 at the end).
+  absl::StatusOr<size_t> ReadRaw(size_t offset = 0) {
+    if (file_ == nullptr) {
+      const size_t n = std::min({piece_bytes_, data_.size() - data_pos_, in_.size() - offset});
+      std::memcpy(in_.data() + offset, data_.data() + data_pos_, n);
+      data_pos_ += n;
+      consumed_ += static_cast<int64_t>(n);
+      return n;
+    }
+    size_t n = std::fread(in_.data() + offset, 1, in_.size() - offset, file_);
+    if (n < in_.size() - offset && std::ferror(file_)) {
       return absl::InternalError(absl::StrCat("read failed: ", std::strerror(errno)));
     }
     consumed_ += static_cast<int64_t>(n);
@@ -111,22 +131,32 @@ class ByteSource {
         inflateEnd(&zs_);
         inflating_ = false;
       } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        return absl::DataLossError(
+        absl::Status damage = absl::DataLossError(
             absl::StrCat("corrupt gzip stream: ", zs_.msg != nullptr ? zs_.msg : "inflate failed"));
+        if (produced == 0) return damage;
+        // Hand over what was inflated before the damage first, as when the damage lies in a
+        // later chunk of the file; otherwise whether the records before it are returned
+        // would depend on how the file happens to be chunked.
+        damage_ = damage;
+        return produced;
       }
       if (produced > 0) return produced;
     }
     return 0;
   }
 
-  std::FILE* file_;
+  std::FILE* file_ = nullptr;  // null when reading data_
   int64_t total_;
+  std::string data_;
+  size_t data_pos_ = 0;
+  size_t piece_bytes_ = kChunk;
   bool gzip_ = false;
   int64_t consumed_ = 0;
   std::vector<char> in_ = std::vector<char>(kChunk);
   std::vector<char> out_ = std::vector<char>(kChunk);
   z_stream zs_{};
   bool inflating_ = false;
+  absl::Status damage_;  // a corrupt stream found after inflating some output; sticky
 };
 
 namespace {
@@ -465,7 +495,17 @@ absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::Open(const std::stri
   }
   // Pipes and other special files have no size; progress is then unknown (0).
   uintmax_t size = std::filesystem::file_size(path, ec);
-  auto source = std::make_unique<ByteSource>(f, ec ? 0 : static_cast<int64_t>(size));
+  return FromSource(path, std::make_unique<ByteSource>(f, ec ? 0 : static_cast<int64_t>(size)));
+}
+
+absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::OpenBytes(std::string name,
+                                                                      std::string data,
+                                                                      size_t piece_bytes) {
+  return FromSource(std::move(name), std::make_unique<ByteSource>(std::move(data), piece_bytes));
+}
+
+absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::FromSource(
+    std::string path, std::unique_ptr<ByteSource> source) {
   if (absl::Status s = source->Start(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
   }
@@ -475,16 +515,25 @@ absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::Open(const std::stri
   std::unique_ptr<RecordReader> reader(new RecordReader(path, std::move(source), false));
   std::string& buf = reader->buf_;
   size_t i = 0;
+  // A UTF-8 byte-order mark is looked for only once three bytes are in: a first read may
+  // return fewer (a gzip member of a byte or two) and split it.
+  bool bom_known = false;
   while (true) {
-    if (i == 0 && absl::StartsWith(buf, "\xEF\xBB\xBF")) i = 3;  // a UTF-8 byte-order mark
-    while (i < buf.size() && IsSpace(buf[i])) ++i;
-    if (i < buf.size()) break;
+    if (!bom_known && buf.size() >= 3) {
+      bom_known = true;
+      if (absl::StartsWith(buf, "\xEF\xBB\xBF")) i = 3;
+    }
+    if (bom_known) {
+      while (i < buf.size() && IsSpace(buf[i])) ++i;
+      if (i < buf.size()) break;
+    }
     absl::StatusOr<bool> more = reader->source_->Read(&buf);
     if (!more.ok()) {
       return absl::Status(more.status().code(), absl::StrCat(path, ": ", more.status().message()));
     }
     if (!*more) break;
   }
+  while (i < buf.size() && IsSpace(buf[i])) ++i;  // data of fewer than three bytes
   if (i < buf.size() && buf[i] == '[') {
     reader->is_array_ = true;
     reader->pos_ = i;

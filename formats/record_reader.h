@@ -53,6 +53,14 @@ class RecordReader {
   // non-space character). An empty file opens fine and yields no records.
   static absl::StatusOr<std::unique_ptr<RecordReader>> Open(const std::string& path);
 
+  // Reads `data` exactly as Open reads a file with those bytes (same containers, formats,
+  // statuses), naming it `name` in messages; for fuzzing and tests, which then need no file.
+  // The data is handed over `piece_bytes` (>= 1) at a time, as a file is read a chunk at a
+  // time, so that small inputs can reach the code paths of records and gzip members that
+  // straddle chunk boundaries. Never NotFound.
+  static absl::StatusOr<std::unique_ptr<RecordReader>> OpenBytes(std::string name, std::string data,
+                                                                 size_t piece_bytes = 1 << 16);
+
   ~RecordReader();
   RecordReader(const RecordReader&) = delete;
   RecordReader& operator=(const RecordReader&) = delete;
@@ -81,6 +89,9 @@ class RecordReader {
 
  private:
   RecordReader(std::string path, std::unique_ptr<ByteSource> source, bool is_array);
+  // Open's second half, shared with OpenBytes: starts `source` and sniffs the container.
+  static absl::StatusOr<std::unique_ptr<RecordReader>> FromSource(
+      std::string path, std::unique_ptr<ByteSource> source);
 
   // Reads the next raw JSON text (a line or an array element) into *text; false at the end.
   absl::StatusOr<bool> NextText(std::string* text);
