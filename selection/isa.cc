@@ -1,6 +1,7 @@
 #include "selection/isa.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -12,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/pca.h"
 
 namespace curation::selection {
 
@@ -35,12 +37,67 @@ std::vector<double> IsaDeltas(std::span<const double> log_likelihoods) {
 std::vector<int64_t> TopK(std::span<const double> scores, int64_t k) {
   std::vector<int64_t> rows(scores.size());
   std::iota(rows.begin(), rows.end(), 0);
+  // A strict total order (score, then row number), so the k rows and their order are unique.
   const auto better = [&](int64_t a, int64_t b) {
     return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
   };
-  std::partial_sort(rows.begin(), rows.begin() + k, rows.end(), better);
+  // O(N) to find the k best, then O(k log k) to order them.
+  if (k < static_cast<int64_t>(rows.size())) {
+    std::nth_element(rows.begin(), rows.begin() + k, rows.end(), better);
+  }
   rows.resize(k);
+  std::sort(rows.begin(), rows.end(), better);
   return rows;
+}
+
+absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& options,
+                                   uint64_t seed, const FitProgress& progress) {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  if (options.pca_dim < 0 || options.pca_dim > units.dim) {
+    return absl::InvalidArgumentError("pca_dim must be between 0 and the rows' dimension");
+  }
+  IsaScores scores;
+  // The projected rows, when there is a PCA; the mixture is fitted and scored on them.
+  std::vector<float> projected;
+  MatrixView rows = units;
+  if (options.pca_dim > 0) {
+    const Clock::time_point start = Clock::now();
+    if (progress && !progress(0)) return absl::CancelledError("mixture fit cancelled");
+    // A seed of its own, so that the PCA's sample is not the mixture's warm-start sample.
+    absl::StatusOr<Pca> pca = Pca::Train(units, {.dim = options.pca_dim,
+                                                 .sample_rows = options.pca_sample_rows,
+                                                 .seed = seed ^ 0x9e3779b97f4a7c15ull});
+    if (!pca.ok()) return pca.status();
+    if (progress && !progress(0)) return absl::CancelledError("mixture fit cancelled");
+    projected = pca->Apply(units, options.mixture.threads, &scores.retained_variance);
+    rows = MatrixView{projected.data(), units.rows, options.pca_dim};
+    scores.pca_seconds = seconds_since(start);
+  }
+
+  Clock::time_point start = Clock::now();
+  MixtureOptions mixture = options.mixture;
+  mixture.seed = seed;
+  absl::StatusOr<GaussianMixture> gmm = GaussianMixture::Fit(rows, mixture, progress);
+  if (!gmm.ok()) return gmm.status();
+  scores.fit_seconds = seconds_since(start);
+
+  start = Clock::now();
+  scores.log_likelihoods.resize(rows.rows);
+  gmm->ScoreSamples(rows, scores.log_likelihoods.data(), mixture.threads);
+  scores.deltas = IsaDeltas(scores.log_likelihoods);
+  scores.score_seconds = seconds_since(start);
+
+  scores.fit.iterations = gmm->iterations();
+  scores.fit.converged = gmm->converged();
+  scores.fit.mean_log_likelihood =
+      std::accumulate(scores.log_likelihoods.begin(), scores.log_likelihoods.end(), 0.0) /
+      static_cast<double>(rows.rows);
+  scores.fit.weights = gmm->weights();
+  scores.init_iterations = gmm->init_iterations();
+  return scores;
 }
 
 namespace {
@@ -56,24 +113,13 @@ class IsaSelector final : public Selector {
     if (k <= 0 || k > units.rows) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
-    MixtureOptions mixture = options_.mixture;
-    mixture.seed = options.seed;
-    absl::StatusOr<GaussianMixture> gmm = GaussianMixture::Fit(units, mixture, options.progress);
-    if (!gmm.ok()) return gmm.status();
-
-    std::vector<double> ll(units.rows);
-    gmm->ScoreSamples(units, ll.data());
-    const std::vector<double> delta = IsaDeltas(ll);
-
+    absl::StatusOr<IsaScores> scores = ScoreIsa(units, options_, options.seed, options.progress);
+    if (!scores.ok()) return scores.status();
     SelectionResult result;
-    result.rows = TopK(delta, k);
+    result.rows = TopK(scores->deltas, k);
     result.scores.reserve(k);
-    for (int64_t row : result.rows) result.scores.push_back(delta[row]);
-    MixtureFitSummary& fit = result.fit.emplace();
-    fit.iterations = gmm->iterations();
-    fit.converged = gmm->converged();
-    fit.mean_log_likelihood = std::accumulate(ll.begin(), ll.end(), 0.0) / units.rows;
-    fit.weights = gmm->weights();
+    for (int64_t row : result.rows) result.scores.push_back(scores->deltas[row]);
+    result.fit = std::move(scores->fit);
     return result;
   }
 

@@ -25,7 +25,34 @@ struct IsaOptions {
   // The paper's mixture; its covariance type is unstated, diagonal is what fits in memory at
   // embedding sizes. MixtureOptions::seed is ignored: Select uses SelectOptions::seed.
   MixtureOptions mixture;
+  // Projects the rows onto their leading pca_dim principal components before the fit, for
+  // 4,096-d inputs where a full covariance is out of reach; 0 fits the rows as they are.
+  // Requires pca_dim <= the rows' dimension. l(x) is then the density of the projection.
+  int64_t pca_dim = 0;
+  // Rows the PCA is trained on (a uniform sample, seeded by SelectOptions::seed); 0 takes
+  // AutoPcaSampleRows(pca_dim). Every row is projected.
+  int64_t pca_sample_rows = 0;
 };
+
+// Everything ISA's Select computes before it takes the top k, for callers that want more than
+// the selected rows (every row's score, the fitted mixture, timings).
+struct IsaScores {
+  std::vector<double> log_likelihoods;  // l(x), one per row
+  std::vector<double> deltas;           // Delta(x), one per row (IsaDeltas of the above)
+  MixtureFitSummary fit;                // as SelectionResult::fit
+  int init_iterations = 0;              // GaussianMixture::init_iterations()
+  double retained_variance = 1;         // the share of the rows' variance the PCA kept
+  double pca_seconds = 0;               // wall time: training the PCA and projecting the rows
+  double fit_seconds = 0;               // wall time: the mixture fit
+  double score_seconds = 0;             // wall time: log-likelihoods and Deltas
+};
+
+// The PCA (if any), the mixture fit on every row, l(x) and Delta(x) for every row, as Select
+// computes them for `seed`. `progress` is called as GaussianMixture::Fit documents (also before
+// and after the PCA, with share 0). Errors as MakeIsaSelector's Select, plus INVALID_ARGUMENT
+// for a pca_dim above the rows' dimension.
+absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& options,
+                                   uint64_t seed, const FitProgress& progress = nullptr);
 
 // Delta for every row from its log-likelihood, in O(N). If max l == min l (or the range is not
 // a positive finite number), every l' is taken as 0, so every Delta is 0 and selection falls
@@ -33,13 +60,19 @@ struct IsaOptions {
 std::vector<double> IsaDeltas(std::span<const double> log_likelihoods);
 
 // The rows of the k largest scores, best first; equal scores go to the smaller row number
-// first, so the order is total and reproducible. Requires 0 < k <= scores.size().
+// first, so the order is total and reproducible. O(N + k log k). Requires
+// 0 < k <= scores.size().
 std::vector<int64_t> TopK(std::span<const double> scores, int64_t k);
 
-// The "isa" selector. Scores are Delta (<= 0, larger is selected first). SelectionResult::fit
-// reports the mixture fit; its mean_log_likelihood is the mean of l under the final
-// parameters. Returns the mixture fit's errors (INVALID_ARGUMENT for fewer rows than
-// components or non-finite inputs, CANCELLED through SelectOptions::progress).
+// The "isa" selector: ScoreIsa, then TopK of the Deltas. Scores are Delta (<= 0, larger is
+// selected first; ties to the smaller row number). After the fit, scoring is O(N d) for l and
+// O(N) for Delta. SelectionResult::fit reports the mixture fit: EM iterations on all rows,
+// converged or not, mean_log_likelihood the mean of l under the final parameters, the weights.
+// SelectOptions::progress is called as ScoreIsa documents (at least once per EM iteration and
+// during initialisation) and cancels the selection when it returns false. Returns the fit's
+// errors: INVALID_ARGUMENT for fewer rows than components, non-finite inputs or a pca_dim
+// above the rows' dimension; FAILED_PRECONDITION for a singular covariance (see
+// GaussianMixture::Fit); CANCELLED.
 std::unique_ptr<Selector> MakeIsaSelector(IsaOptions options = {});
 
 }  // namespace curation::selection

@@ -17,6 +17,8 @@
 #include "selection/factory.h"
 #include "selection/gaussian_mixture.h"
 #include "selection/isa.h"
+#include "selection/mixture_internal.h"
+#include "selection/pca.h"
 #include "selection/random_selector.h"
 #include "selection/rng.h"
 #include "selection/selector.h"
@@ -289,8 +291,11 @@ TEST(GaussianMixtureTest, RejectsBadInput) {
   Matrix m = TwoClusters(3, 0, 2, 1);
   EXPECT_EQ(GaussianMixture::Fit(m.view(), {.components = 4}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(GaussianMixture::Fit(m.view(), {.covariance = Covariance::kFull}).status().code(),
-            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(GaussianMixture::Fit(m.view(), {.init_sample_rows = -1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      GaussianMixture::Fit(m.view(), {.components = 2, .init_sample_rows = 1}).status().code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(GaussianMixture::Fit(m.view(), {.reg_covar = -1}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(GaussianMixture::Fit(MatrixView{}, {}).status().code(),
@@ -331,6 +336,363 @@ TEST(GaussianMixtureTest, ProgressReportsAndCancels) {
   absl::StatusOr<SelectionResult> r =
       MakeIsaSelector()->Select(m.view(), 10, {.progress = [](double) { return false; }});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+}
+
+// --- full covariance, initialisation, warm start ------------------------------------------
+
+// n_a rows around -3 with covariance A A^T and n_b rows around +3 with covariance B B^T, in 4
+// dimensions; A and B are lower triangular with strong off-diagonal terms.
+Matrix CorrelatedClusters(int64_t n_a, int64_t n_b, uint64_t seed) {
+  static constexpr double kA[4][4] = {
+      {1, 0, 0, 0}, {0.9, 0.4, 0, 0}, {0, 0.5, 1, 0}, {0, 0, -0.7, 0.5}};
+  static constexpr double kB[4][4] = {
+      {0.5, 0, 0, 0}, {-0.4, 0.3, 0, 0}, {0.2, 0, 0.6, 0}, {0, 0.3, 0, 0.4}};
+  std::mt19937_64 rng(seed);
+  Matrix m(n_a + n_b, 4);
+  for (int64_t i = 0; i < m.rows; ++i) {
+    const bool a = i < n_a;
+    double z[4];
+    for (double& v : z) v = Normal(rng);
+    for (int r = 0; r < 4; ++r) {
+      double v = a ? -3 : 3;
+      for (int c = 0; c <= r; ++c) v += (a ? kA : kB)[r][c] * z[c];
+      m.at(i, r) = static_cast<float>(v);
+    }
+  }
+  return m;
+}
+
+TEST(FullCovarianceTest, ScoreSamplesMatchesDirectDensity) {
+  // Two 3x3 covariances, inverted and their determinants taken by cofactors, independently
+  // of the Cholesky code under test.
+  const std::vector<double> w = {0.35, 0.65};
+  const std::vector<double> mu = {0.0, 1.0, -2.0, 3.0, -1.0, 0.5};
+  const std::vector<double> cov = {2.0, 0.6,  -0.3, 0.6,  1.0, 0.2, -0.3, 0.2, 0.5,
+                                   1.0, -0.4, 0.1,  -0.4, 0.8, 0.3, 0.1,  0.3, 1.5};
+  absl::StatusOr<GaussianMixture> g =
+      GaussianMixture::FromParameters(w, mu, cov, Covariance::kFull);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->covariances(), cov);
+  EXPECT_THAT(g->variances(), ElementsAre(2.0, 1.0, 0.5, 1.0, 0.8, 1.5));
+  Matrix m(5, 3);
+  const float pts[5][3] = {{0, 0, 0}, {1, 1, -2}, {3, -1, 0.5f}, {1.5f, 0, -1}, {40, -30, 20}};
+  for (int i = 0; i < 5; ++i) {
+    for (int j = 0; j < 3; ++j) m.at(i, j) = pts[i][j];
+  }
+  std::vector<double> out(5);
+  g->ScoreSamples(m.view(), out.data());
+  for (int i = 0; i < 5; ++i) {
+    double terms[2];
+    for (int c = 0; c < 2; ++c) {
+      const double* s = &cov[c * 9];
+      const double a = s[0], b = s[1], e = s[2], d = s[4], f = s[5], h = s[8];
+      const double inv[9] = {d * h - f * f, e * f - b * h, b * f - e * d,
+                             e * f - b * h, a * h - e * e, b * e - a * f,
+                             b * f - e * d, b * e - a * f, a * d - b * b};
+      const double det = a * inv[0] + b * inv[1] + e * inv[2];
+      double q = 0;
+      for (int r = 0; r < 3; ++r) {
+        for (int k = 0; k < 3; ++k) {
+          q += (pts[i][r] - mu[c * 3 + r]) * inv[r * 3 + k] / det * (pts[i][k] - mu[c * 3 + k]);
+        }
+      }
+      terms[c] = std::log(w[c]) - 0.5 * (3 * std::log(2 * std::numbers::pi) + std::log(det) + q);
+    }
+    const double top = std::max(terms[0], terms[1]);
+    const double expected = top + std::log(std::exp(terms[0] - top) + std::exp(terms[1] - top));
+    EXPECT_NEAR(out[i], expected, 1e-11 * std::abs(expected)) << "row " << i;
+  }
+}
+
+TEST(FullCovarianceTest, RecoversCorrelatedClusters) {
+  const Matrix m = CorrelatedClusters(1200, 800, 3);
+  absl::StatusOr<GaussianMixture> g =
+      GaussianMixture::Fit(m.view(), {.covariance = Covariance::kFull});
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_TRUE(g->converged());
+  const std::vector<int> order = ByFirstMean(*g);
+  EXPECT_NEAR(g->weights()[order[0]], 0.6, 1e-9);
+  // Covariance of cluster A is A A^T; entry (1, 0) is 0.9, (3, 2) is -0.7.
+  const std::vector<double>& cov = g->covariances();
+  const double* a = &cov[order[0] * 16];
+  EXPECT_NEAR(a[0], 1.0, 0.1);
+  EXPECT_NEAR(a[1 * 4 + 0], 0.9, 0.1);
+  EXPECT_NEAR(a[0 * 4 + 1], 0.9, 0.1);
+  EXPECT_NEAR(a[3 * 4 + 2], -0.7, 0.1);
+  const double* b = &cov[order[1] * 16];
+  EXPECT_NEAR(b[1 * 4 + 0], -0.2, 0.05);  // B B^T: -0.4 * 0.5
+  // A full model of correlated data beats a diagonal one by a wide margin.
+  absl::StatusOr<GaussianMixture> diag = GaussianMixture::Fit(m.view(), {});
+  ASSERT_TRUE(diag.ok());
+  EXPECT_GT(g->lower_bound(), diag->lower_bound() + 0.3);
+}
+
+TEST(FullCovarianceTest, SameSeedGivesIdenticalFitWhateverTheThreads) {
+  const Matrix m = CorrelatedClusters(3000, 2000, 5);
+  const MixtureOptions base{.covariance = Covariance::kFull, .seed = 4};
+  MixtureOptions one = base, three = base;
+  one.threads = 1;
+  three.threads = 3;
+  absl::StatusOr<GaussianMixture> a = GaussianMixture::Fit(m.view(), one);
+  absl::StatusOr<GaussianMixture> b = GaussianMixture::Fit(m.view(), three);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->weights(), b->weights());
+  EXPECT_EQ(a->means(), b->means());
+  EXPECT_EQ(a->covariances(), b->covariances());
+  EXPECT_EQ(a->iterations(), b->iterations());
+  EXPECT_EQ(a->lower_bound(), b->lower_bound());
+}
+
+TEST(FullCovarianceTest, BlasAndKernelsAgree) {
+  // Where the CPU has AVX-512 the products run on our kernels, elsewhere on BLAS; both must
+  // give the same fit up to float32 rounding, and the same scores up to float64 rounding.
+  const Matrix m = CorrelatedClusters(2500, 1500, 13);
+  std::vector<std::vector<double>> scores;
+  std::vector<GaussianMixture> fits;
+  for (bool blas : {false, true}) {
+    internal::ForceBlasForTesting(blas);
+    absl::StatusOr<GaussianMixture> g = GaussianMixture::Fit(
+        m.view(), {.covariance = Covariance::kFull, .init_sample_rows = 1000, .seed = 3});
+    internal::ForceBlasForTesting(false);
+    ASSERT_TRUE(g.ok()) << g.status();
+    std::vector<double> ll(m.rows);
+    internal::ForceBlasForTesting(blas);
+    g->ScoreSamples(m.view(), ll.data());
+    internal::ForceBlasForTesting(false);
+    scores.push_back(std::move(ll));
+    fits.push_back(*std::move(g));
+  }
+  EXPECT_EQ(fits[0].iterations(), fits[1].iterations());
+  EXPECT_NEAR(fits[0].lower_bound(), fits[1].lower_bound(), 1e-6 * std::abs(fits[1].lower_bound()));
+  for (size_t j = 0; j < fits[0].covariances().size(); ++j) {
+    EXPECT_NEAR(fits[0].covariances()[j], fits[1].covariances()[j], 1e-5);
+  }
+  // The same parameters scored both ways.
+  std::vector<double> blas_scores(m.rows), kernel_scores(m.rows);
+  internal::ForceBlasForTesting(true);
+  fits[0].ScoreSamples(m.view(), blas_scores.data());
+  internal::ForceBlasForTesting(false);
+  fits[0].ScoreSamples(m.view(), kernel_scores.data());
+  for (int64_t i = 0; i < m.rows; ++i) {
+    EXPECT_NEAR(blas_scores[i], kernel_scores[i], 1e-12 * std::abs(blas_scores[i])) << i;
+  }
+}
+
+TEST(FullCovarianceTest, RejectsBadParametersAndSingularFits) {
+  // Not symmetric; not positive definite; wrong size.
+  EXPECT_EQ(GaussianMixture::FromParameters({1}, {0, 0}, {1, 0.5, 0.2, 1}, Covariance::kFull)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      GaussianMixture::FromParameters({1}, {0, 0}, {1, 2, 2, 1}, Covariance::kFull).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      GaussianMixture::FromParameters({1}, {0, 0}, {1, 0, 0}, Covariance::kFull).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  // A dimension that is a copy of another makes every covariance singular without reg_covar.
+  Matrix m = CorrelatedClusters(100, 100, 1);
+  for (int64_t i = 0; i < m.rows; ++i) m.at(i, 3) = m.at(i, 2);
+  EXPECT_EQ(GaussianMixture::Fit(m.view(), {.covariance = Covariance::kFull, .reg_covar = 0})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<GaussianMixture> g =
+      GaussianMixture::Fit(m.view(), {.covariance = Covariance::kFull, .reg_covar = 1e-6});
+  ASSERT_TRUE(g.ok()) << g.status();
+}
+
+TEST(MixtureInitTest, KMeansPlusPlusSeedsAloneRecoverSeparatedClusters) {
+  const Matrix m = TwoClusters(600, 400, 4, 1);
+  for (Covariance cov : {Covariance::kDiag, Covariance::kFull}) {
+    absl::StatusOr<GaussianMixture> g =
+        GaussianMixture::Fit(m.view(), {.covariance = cov, .init = MixtureInit::kKMeansPlusPlus});
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_TRUE(g->converged());
+    EXPECT_EQ(g->init_iterations(), 0);  // no Lloyd rounds
+    const std::vector<int> order = ByFirstMean(*g);
+    EXPECT_NEAR(g->weights()[order[0]], 0.6, 1e-9);
+    EXPECT_NEAR(g->means()[order[1] * 4], 5, 0.1);
+  }
+}
+
+TEST(MixtureInitTest, MoreInitialisationsNeverLowerTheBound) {
+  // Overlapping clusters, where initialisations end in different optima.
+  std::mt19937_64 rng(8);
+  Matrix m(3000, 6);
+  for (int64_t i = 0; i < m.rows; ++i) {
+    for (int64_t j = 0; j < m.dim; ++j) m.at(i, j) = static_cast<float>(Normal(rng) * (1 + j % 3));
+  }
+  for (Covariance cov : {Covariance::kDiag, Covariance::kFull}) {
+    absl::StatusOr<GaussianMixture> one =
+        GaussianMixture::Fit(m.view(), {.components = 3, .covariance = cov, .seed = 2});
+    absl::StatusOr<GaussianMixture> four = GaussianMixture::Fit(
+        m.view(), {.components = 3, .covariance = cov, .n_init = 4, .seed = 2});
+    ASSERT_TRUE(one.ok() && four.ok());
+    // The first of the four initialisations is the single one's, so the best of four is at
+    // least as good.
+    EXPECT_GE(four->lower_bound(), one->lower_bound());
+  }
+}
+
+TEST(WarmStartTest, LargeMatricesInitialiseOnASample) {
+  const Matrix m = TwoClusters(3000, 2000, 8, 6);
+  for (Covariance cov : {Covariance::kDiag, Covariance::kSpherical, Covariance::kFull}) {
+    absl::StatusOr<GaussianMixture> warm =
+        GaussianMixture::Fit(m.view(), {.covariance = cov, .init_sample_rows = 1000});
+    absl::StatusOr<GaussianMixture> cold =
+        GaussianMixture::Fit(m.view(), {.covariance = cov, .init_sample_rows = 0});
+    ASSERT_TRUE(warm.ok() && cold.ok()) << warm.status() << cold.status();
+    EXPECT_TRUE(warm->converged());
+    // Separated clusters: both reach the same optimum. From the sample's fit, the first E
+    // step on all rows is followed by one M step that moves to the optimum and an E step that
+    // finds it converged; the sample's own E steps are counted apart.
+    EXPECT_NEAR(warm->lower_bound(), cold->lower_bound(), 1e-6 * std::abs(cold->lower_bound()));
+    EXPECT_LE(warm->iterations(), 3);
+    EXPECT_GT(warm->init_iterations(), cold->init_iterations());
+  }
+}
+
+TEST(WarmStartTest, BadValuesOutsideTheSampleAreFound) {
+  Matrix m = TwoClusters(3000, 2000, 8, 6);
+  // Whatever the sample, some row with a NaN is outside it.
+  for (int64_t row = 0; row < m.rows; row += 2)
+    m.at(row, 3) = std::numeric_limits<float>::quiet_NaN();
+  for (Covariance cov : {Covariance::kDiag, Covariance::kFull}) {
+    EXPECT_EQ(GaussianMixture::Fit(m.view(), {.covariance = cov, .init_sample_rows = 100})
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  Matrix inf = TwoClusters(3000, 2000, 8, 6);
+  inf.at(4321, 0) = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(GaussianMixture::Fit(inf.view(), {.init_sample_rows = 100}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(WarmStartTest, ProgressReportsDuringTheSampleAndCancels) {
+  const Matrix m = TwoClusters(3000, 2000, 8, 6);
+  std::vector<double> seen;
+  absl::StatusOr<GaussianMixture> g =
+      GaussianMixture::Fit(m.view(), {.max_iter = 50, .init_sample_rows = 1000}, [&](double done) {
+        seen.push_back(done);
+        return true;
+      });
+  ASSERT_TRUE(g.ok());
+  const auto first_em = std::find_if(seen.begin(), seen.end(), [](double d) { return d > 0; });
+  EXPECT_EQ(first_em - seen.begin(), g->init_iterations() + 1);  // + the k-means++ seeding
+  EXPECT_EQ(seen.end() - first_em, g->iterations());
+  int calls = 0;
+  EXPECT_EQ(GaussianMixture::Fit(m.view(), {.init_sample_rows = 1000},
+                                 [&](double) { return ++calls < 3; })
+                .status()
+                .code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(FitTest, FinalParametersScoreAtLeastTheLowerBound) {
+  const Matrix m = CorrelatedClusters(1500, 1000, 9);
+  for (Covariance cov : {Covariance::kDiag, Covariance::kSpherical, Covariance::kFull}) {
+    for (int64_t sample : {int64_t{0}, int64_t{500}}) {
+      absl::StatusOr<GaussianMixture> g = GaussianMixture::Fit(
+          m.view(), {.covariance = cov, .n_init = 2, .init_sample_rows = sample});
+      ASSERT_TRUE(g.ok()) << g.status();
+      std::vector<double> ll(m.rows);
+      g->ScoreSamples(m.view(), ll.data());
+      double mean = 0;
+      for (double l : ll) mean += l / m.rows;
+      // EM never lowers the likelihood, and the returned parameters are one M step past the
+      // last E step's bound (kFull's bound is computed in float32).
+      EXPECT_GE(mean, g->lower_bound() - 1e-6 * std::abs(mean));
+      EXPECT_LT(mean - g->lower_bound(), 1e-3);  // converged: that M step gained < tol
+    }
+  }
+}
+
+// --- PCA -------------------------------------------------------------------------------------
+
+TEST(PcaTest, KeepsTheLeadingDirections) {
+  // Rows along (1, 2, 2)/3 with sd 10, plus sd 0.1 noise in every dimension.
+  std::mt19937_64 rng(3);
+  Matrix m(4000, 3);
+  for (int64_t i = 0; i < m.rows; ++i) {
+    const double t = 10 * Normal(rng);
+    const double axis[3] = {1.0 / 3, 2.0 / 3, 2.0 / 3};
+    for (int j = 0; j < 3; ++j)
+      m.at(i, j) = static_cast<float>(5 + t * axis[j] + 0.1 * Normal(rng));
+  }
+  for (int64_t sample : {int64_t{0}, int64_t{500}}) {
+    absl::StatusOr<Pca> pca = Pca::Train(m.view(), {.dim = 1, .sample_rows = sample, .seed = 1});
+    ASSERT_TRUE(pca.ok()) << pca.status();
+    EXPECT_EQ(pca->in_dim(), 3);
+    EXPECT_EQ(pca->out_dim(), 1);
+    double retained = 0;
+    const std::vector<float> y = pca->Apply(m.view(), 0, &retained);
+    // Variance 100 along the axis, 3 x 0.01 of noise.
+    EXPECT_NEAR(retained, 100.01 / 100.03, 2e-3);
+    ASSERT_EQ(y.size(), 4000u);
+    // The projection is the coordinate along the axis, about the mean, up to sign.
+    double dot = 0, yy = 0, tt = 0;
+    for (int64_t i = 0; i < m.rows; ++i) {
+      const double t = (m.at(i, 0) - 5) / 3 + 2 * (m.at(i, 1) - 5) / 3 + 2 * (m.at(i, 2) - 5) / 3;
+      dot += t * y[i];
+      yy += y[i] * double{y[i]};
+      tt += t * t;
+    }
+    EXPECT_GT(std::abs(dot) / std::sqrt(yy * tt), 0.9999);
+  }
+  EXPECT_EQ(Pca::Train(m.view(), {.dim = 4}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Pca::Train(m.view(), {.dim = 0}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PcaTest, KernelAndBlasProjectAlike) {
+  // Dimensions and row counts that are not multiples of the kernel's tiles.
+  std::mt19937_64 rng(5);
+  Matrix m(1003, 100);
+  for (int64_t i = 0; i < m.rows; ++i) {
+    for (int64_t j = 0; j < m.dim; ++j) m.at(i, j) = static_cast<float>(Normal(rng) * (1 + j % 7));
+  }
+  absl::StatusOr<Pca> pca = Pca::Train(m.view(), {.dim = 37});
+  ASSERT_TRUE(pca.ok()) << pca.status();
+  double kernel_share = 0, blas_share = 0;
+  const std::vector<float> kernel = pca->Apply(m.view(), 3, &kernel_share);
+  internal::ForceBlasForTesting(true);
+  const std::vector<float> blas = pca->Apply(m.view(), 1, &blas_share);
+  internal::ForceBlasForTesting(false);
+  ASSERT_EQ(kernel.size(), blas.size());
+  for (size_t i = 0; i < kernel.size(); ++i) {
+    ASSERT_NEAR(kernel[i], blas[i], 1e-4 * (1 + std::abs(blas[i]))) << i;
+  }
+  EXPECT_NEAR(kernel_share, blas_share, 1e-6);
+  EXPECT_GT(kernel_share, 37.0 / 100);  // the leading directions carry more than their share
+  EXPECT_LT(kernel_share, 1.0);
+}
+
+TEST(IsaSelectorTest, PcaAndFullCovariance) {
+  Matrix m = TwoClusters(600, 400, 16, 12);
+  for (int64_t row : {17, 700}) {
+    for (int64_t j = 0; j < m.dim; ++j) m.at(row, j) = 30.0f;
+  }
+  IsaOptions options;
+  options.mixture.covariance = Covariance::kFull;
+  options.pca_dim = 4;
+  absl::StatusOr<SelectionResult> r = MakeIsaSelector(options)->Select(m.view(), 10, Seeded(2));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(std::set<int64_t>(r->rows.begin(), r->rows.begin() + 2), (std::set<int64_t>{17, 700}));
+  ASSERT_TRUE(r->fit.has_value());
+  EXPECT_TRUE(r->fit->converged);
+
+  // The scores are Delta of the fit ScoreIsa reports, for the same seed.
+  absl::StatusOr<IsaScores> scores = ScoreIsa(m.view(), options, 2);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  EXPECT_EQ(scores->deltas, IsaDeltas(scores->log_likelihoods));
+  for (size_t i = 0; i < r->rows.size(); ++i) EXPECT_EQ(r->scores[i], scores->deltas[r->rows[i]]);
+  EXPECT_GT(scores->retained_variance, 0.9);
+
+  options.pca_dim = 17;
+  EXPECT_EQ(MakeIsaSelector(options)->Select(m.view(), 10, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // --- scikit-learn agreement ----------------------------------------------------------------
