@@ -1,0 +1,174 @@
+// curation-diversity-bench: time and peak memory of one selection method at scale.
+//
+//   curation-diversity-bench [--rows 1000000] [--dim 256] [--base FILE.f32] [--noise 0.05]
+//       [--method facility_location|fl_stochastic|kcenter|herding|dedup] [--k 10000]
+//       [--search auto|exact|ivf] [--seed 0]
+//
+// Rows are standard normal, or, with --base, the base file's floats taken `dim` at a time and
+// repeated in order, with Gaussian noise of sd `noise` times the base's RMS entry added (so
+// near-duplicates exist, as in real data). With --dim 512 on a 256-d embed_lsa.py matrix a row
+// is two consecutive embeddings side by side, the shape of herding's [chosen, rejected] rows.
+// Prints one JSON line: wall and CPU seconds for generating the data and for the selection (FAISS
+// graph and greedy separately where the method reports progress), and the process's peak resident
+// memory, which includes the input matrix.
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <numbers>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "selection/dedup.h"
+#include "selection/facility_location.h"
+#include "selection/herding.h"
+#include "selection/kcenter.h"
+#include "selection/rng.h"
+#include "selection/selector.h"
+
+namespace {
+
+namespace sel = curation::selection;
+
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+double PeakRssMb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+struct Clock {
+  std::chrono::steady_clock::time_point wall = std::chrono::steady_clock::now();
+  double cpu = CpuSeconds();
+  double Wall() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
+  }
+  double Cpu() const { return CpuSeconds() - cpu; }
+};
+
+double Normal(std::mt19937_64& rng) {
+  const double u = 1 - sel::UniformDraw(rng);
+  const double v = sel::UniformDraw(rng);
+  return std::sqrt(-2 * std::log(u)) * std::cos(2 * std::numbers::pi * v);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t rows = 1000000, dim = 256, k = 10000;
+  uint64_t seed = 0;
+  double noise = 0.05;
+  std::string base, method = "facility_location", search = "auto";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--rows")
+      rows = std::atoll(value.c_str());
+    else if (flag == "--dim")
+      dim = std::atoll(value.c_str());
+    else if (flag == "--k")
+      k = std::atoll(value.c_str());
+    else if (flag == "--seed")
+      seed = std::strtoull(value.c_str(), nullptr, 10);
+    else if (flag == "--noise")
+      noise = std::atof(value.c_str());
+    else if (flag == "--base")
+      base = value;
+    else if (flag == "--method")
+      method = value;
+    else if (flag == "--search")
+      search = value;
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 2;
+    }
+  }
+
+  Clock gen;
+  std::vector<float> data(rows * dim);
+  std::vector<float> source;
+  double scale = 1;
+  if (!base.empty()) {
+    std::ifstream in(base, std::ios::binary | std::ios::ate);
+    const int64_t bytes = in.tellg();
+    source.resize(bytes / sizeof(float) / dim * dim);
+    in.seekg(0);
+    in.read(reinterpret_cast<char*>(source.data()), source.size() * sizeof(float));
+    double sq = 0;
+    for (float v : source) sq += double(v) * v;
+    scale = noise * std::sqrt(sq / source.size());
+  }
+  const int64_t base_rows = static_cast<int64_t>(source.size()) / dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < rows; ++i) {
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + i);
+    for (int64_t j = 0; j < dim; ++j) {
+      data[i * dim + j] = static_cast<float>(
+          base_rows ? source[(i % base_rows) * dim + j] + scale * Normal(rng) : Normal(rng));
+    }
+  }
+  source = {};
+  const double gen_wall = gen.Wall();
+
+  sel::KnnGraphOptions graph;
+  if (search == "exact") graph.search = sel::KnnSearch::kExact;
+  if (search == "ivf") graph.search = sel::KnnSearch::kIvf;
+  std::unique_ptr<sel::Selector> selector;
+  if (method == "facility_location" || method == "fl_stochastic") {
+    sel::FacilityLocationOptions o;
+    o.graph = graph;
+    if (method == "fl_stochastic") o.greedy = sel::GreedyMode::kStochastic;
+    selector = sel::MakeFacilityLocationSelector(o);
+  } else if (method == "kcenter") {
+    selector = sel::MakeKCenterSelector();
+  } else if (method == "herding") {
+    selector = sel::MakeHerdingSelector();
+  } else if (method == "dedup") {
+    sel::DedupOptions o;
+    o.graph = graph;
+    selector = sel::MakeDedupSelector(o);
+  } else {
+    std::fprintf(stderr, "unknown method %s\n", method.c_str());
+    return 2;
+  }
+
+  Clock run;
+  double half_wall = -1, half_cpu = -1;
+  sel::SelectOptions options;
+  options.seed = seed;
+  options.progress = [&](double done) {
+    if (done >= 0.5 && half_wall < 0) {
+      half_wall = run.Wall();
+      half_cpu = run.Cpu();
+    }
+    return true;
+  };
+  const auto result = selector->Select(sel::MatrixView{data.data(), rows, dim}, k, options);
+  const double wall = run.Wall(), cpu = run.Cpu();
+  if (!result.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(result.status().message()).c_str());
+    return 1;
+  }
+  double first_score = result->scores.empty() ? 0 : result->scores.front();
+  std::printf(
+      "{\"method\": \"%s\", \"rows\": %lld, \"dim\": %lld, \"k\": %lld, \"search\": \"%s\", "
+      "\"base\": \"%s\", \"generate_s\": %.1f, \"select_wall_s\": %.1f, \"select_cpu_s\": %.1f, "
+      "\"first_half_wall_s\": %.1f, \"first_half_cpu_s\": %.1f, \"peak_rss_mb\": %.0f, "
+      "\"input_mb\": %.0f, \"first_row\": %lld, \"first_score\": %.4f}\n",
+      method.c_str(), static_cast<long long>(rows), static_cast<long long>(dim),
+      static_cast<long long>(k), search.c_str(), base.c_str(), gen_wall, wall, cpu, half_wall,
+      half_cpu, PeakRssMb(), rows * dim * 4.0 / (1 << 20),
+      static_cast<long long>(result->rows.front()), first_score);
+  return 0;
+}

@@ -1,0 +1,369 @@
+#include "selection/knn_graph.h"
+
+#include <cblas.h>
+#include <faiss/Clustering.h>
+#include <faiss/IndexFlat.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "selection/kernels.h"
+
+namespace curation::selection {
+namespace {
+
+using FaissId = faiss::Index::idx_t;
+
+// Rows normalised and searched per FAISS call: large enough for FAISS's BLAS blocks, small
+// enough that the float buffers stay a few MB and progress is reported often.
+constexpr int64_t kBatch = 4096;
+
+// Bucket scan: query rows per block and candidate columns per block (a 16 MB float block,
+// filled by one BLAS product per probed bucket slice).
+constexpr int64_t kScanRows = 256;
+constexpr int64_t kScanCols = 16384;
+// Below this many similarities a block's top-k merge runs on one thread: parallel regions
+// cost more than they save on small blocks, worse on an oversubscribed machine.
+constexpr int64_t kParallelMerge = int64_t{1} << 18;
+
+// IVF k-means: training rows per bucket and iterations. FAISS's defaults (256, 25) spend more
+// time training than searching at 1M rows; 64 rows and 10 rounds give the same recall here.
+constexpr int64_t kIvfTrainPerList = 64;
+constexpr int kIvfIterations = 10;
+// Fixed so the graph (and so every selection built on it) does not depend on a selection seed.
+constexpr int kIvfSeed = 1234;
+
+// For every candidate t of row i: max(0, cos(x_i, x_j)) for j = labels[t], capped at 1
+// against rounding, or -1 for no candidate (j < 0) and for i itself. In double from the input
+// rows, so the stored similarities do not depend on FAISS's float32 kernels.
+CURATION_KERNEL_CLONES void CandidateSimilarities(const MatrixView& x, const double* inv_norm,
+                                                  int64_t i, const FaissId* labels, int64_t k,
+                                                  double* out) {
+  for (int64_t t = 0; t < k; ++t) {
+    const FaissId j = labels[t];
+    if (j < 0 || j == i) {
+      out[t] = -1;
+      continue;
+    }
+    const double s = kernels::DotF64(x.row(i), x.row(j), x.dim) * inv_norm[i] * inv_norm[j];
+    out[t] = std::clamp(s, 0.0, 1.0);
+  }
+}
+
+// |x_i|^2 for rows [begin, end).
+CURATION_KERNEL_CLONES void SquaredNorms(const MatrixView& x, int64_t begin, int64_t end,
+                                         double* out) {
+  for (int64_t i = begin; i < end; ++i) out[i] = kernels::DotF64(x.row(i), x.row(i), x.dim);
+}
+
+// Writes rows[0 .. count) of x, L2-normalised, to out (count x dim). A zero row stays zero.
+void WriteNormalised(const MatrixView& x, const std::vector<double>& inv_norm, const int64_t* rows,
+                     int64_t count, float* out) {
+  for (int64_t q = 0; q < count; ++q) {
+    const float* src = x.row(rows[q]);
+    const double s = inv_norm[rows[q]];
+    for (int64_t j = 0; j < x.dim; ++j) out[q * x.dim + j] = static_cast<float>(src[j] * s);
+  }
+}
+
+// The k best candidates (highest similarity, then lowest row) of each of a block of query
+// rows, fed candidate blocks one after another. Ties break on the row number, so the result
+// does not depend on the order candidates arrive in.
+class TopK {
+ public:
+  TopK(int64_t queries, int64_t k)
+      : k_(k), sims_(queries * k), rows_(queries * k), size_(queries) {}
+
+  void Reset(int64_t queries) { std::fill(size_.begin(), size_.begin() + queries, 0); }
+
+  // Offers candidates rows[0 .. count) with similarities sims[0 .. count) to query q.
+  void Offer(int64_t q, const float* sims, const int64_t* rows, int64_t count) {
+    float* best = sims_.data() + q * k_;
+    int64_t* best_rows = rows_.data() + q * k_;
+    int64_t& size = size_[q];
+    for (int64_t c = 0; c < count; ++c) {
+      const float s = sims[c];
+      const int64_t r = rows[c];
+      // best[] is sorted, best first; skip anything not better than the current last.
+      if (size == k_ && !(s > best[k_ - 1] || (s == best[k_ - 1] && r < best_rows[k_ - 1]))) {
+        continue;
+      }
+      int64_t pos = size < k_ ? size++ : k_ - 1;
+      while (pos > 0 && (s > best[pos - 1] || (s == best[pos - 1] && r < best_rows[pos - 1]))) {
+        best[pos] = best[pos - 1];
+        best_rows[pos] = best_rows[pos - 1];
+        --pos;
+      }
+      best[pos] = s;
+      best_rows[pos] = r;
+    }
+  }
+
+  // Writes each query's rows, padded with -1, to labels (queries x k).
+  void Labels(int64_t queries, FaissId* labels) const {
+    for (int64_t q = 0; q < queries; ++q) {
+      for (int64_t t = 0; t < k_; ++t) labels[q * k_ + t] = t < size_[q] ? rows_[q * k_ + t] : -1;
+    }
+  }
+
+ private:
+  int64_t k_;
+  std::vector<float> sims_;
+  std::vector<int64_t> rows_;
+  std::vector<int64_t> size_;
+};
+
+}  // namespace
+
+absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraphOptions& options,
+                                         const std::function<bool(double)>& progress) {
+  if (units.rows <= 0 || units.dim <= 0 || units.data == nullptr) {
+    return absl::InvalidArgumentError("k-NN graph needs a non-empty matrix");
+  }
+  if (units.rows >= std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError("k-NN graph supports fewer than 2^31 rows");
+  }
+  if (options.neighbours < 1 || options.ivf_probe < 1 || options.ivf_lists < 0) {
+    return absl::InvalidArgumentError("k-NN graph needs neighbours >= 1 and ivf_probe >= 1");
+  }
+  const int64_t n = units.rows;
+  const int64_t d = units.dim;
+  const int64_t k = std::min<int64_t>(options.neighbours, n);
+  const kernels::SerialOpenMpScope serial(n * d < kernels::kSerialBelowFloats);
+
+  std::vector<double> inv_norm(n);
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads();
+    const int64_t thread = omp_get_thread_num();
+    SquaredNorms(units, n * thread / threads, n * (thread + 1) / threads, inv_norm.data());
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    // A NaN or infinity anywhere in the row makes its squared norm non-finite; finite floats
+    // cannot overflow in double.
+    if (!std::isfinite(inv_norm[i])) {
+      return absl::InvalidArgumentError("k-NN graph input has non-finite entries");
+    }
+    inv_norm[i] = inv_norm[i] > 0 ? 1 / std::sqrt(inv_norm[i]) : 0;
+  }
+
+  // Padded edge lists (k slots per row), compacted into CSR at the end.
+  std::vector<int32_t> targets(n * k);
+  std::vector<float> sims(n * k);
+  std::vector<int64_t> counts(n, 0);
+
+  // Turns FAISS's proposals for rows qrows[0 .. count) into exact, ordered edge lists.
+  const auto keep_edges = [&](const int64_t* qrows, int64_t count, const FaissId* labels) {
+#pragma omp parallel
+    {
+      std::vector<std::pair<double, int32_t>> cand;
+      std::vector<double> sim(k);
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < count; ++q) {
+        const int64_t i = qrows[q];
+        CandidateSimilarities(units, inv_norm.data(), i, labels + q * k, k, sim.data());
+        cand.clear();
+        for (int64_t t = 0; t < k; ++t) {
+          if (sim[t] > 0) cand.emplace_back(sim[t], static_cast<int32_t>(labels[q * k + t]));
+        }
+        std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
+          return a.first > b.first || (a.first == b.first && a.second < b.second);
+        });
+        int64_t c = 0;
+        int32_t* out_t = targets.data() + i * k;
+        float* out_s = sims.data() + i * k;
+        if (inv_norm[i] > 0) {
+          // Itself, whether or not FAISS ranked it first (exact duplicates can push it out);
+          // the last proposal is dropped instead, as it is the least similar.
+          out_t[c] = static_cast<int32_t>(i);
+          out_s[c++] = 1.0f;
+        }
+        for (size_t t = 0; t < cand.size() && c < k; ++t) {
+          if (t > 0 && cand[t].second == cand[t - 1].second) continue;
+          out_t[c] = cand[t].second;
+          out_s[c++] = static_cast<float>(cand[t].first);
+        }
+        counts[i] = c;
+      }
+    }
+  };
+
+  std::vector<float> buf(kBatch * d);
+  std::vector<FaissId> labels(kBatch * k);
+  std::vector<float> faiss_sims(kBatch * k);
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  const bool exact = options.search == KnnSearch::kExact ||
+                     (options.search == KnnSearch::kAuto && n <= options.exact_max_rows);
+  const auto report = [&](int64_t done) {
+    return !progress || progress(static_cast<double>(done) / static_cast<double>(n));
+  };
+  const auto cancelled = [] { return absl::CancelledError("k-NN graph build cancelled"); };
+
+  if (exact) {
+    faiss::IndexFlatIP index(d);
+    for (int64_t first = 0; first < n; first += kBatch) {
+      const int64_t count = std::min(kBatch, n - first);
+      WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
+      index.add(count, buf.data());
+    }
+    for (int64_t first = 0; first < n; first += kBatch) {
+      const int64_t count = std::min(kBatch, n - first);
+      index.search(count, index.get_xb() + first * d, k, faiss_sims.data(), labels.data());
+      keep_edges(order.data() + first, count, labels.data());
+      if (!report(first + count)) return cancelled();
+    }
+  } else {
+    const int64_t lists = std::clamp<int64_t>(
+        options.ivf_lists > 0 ? options.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
+        std::max<int64_t>(1, n / 40));
+    // Buckets: spherical k-means (FAISS) on an evenly strided sample of the normalised rows.
+    faiss::IndexFlatIP centroids(d);
+    {
+      faiss::ClusteringParameters cp;
+      cp.niter = kIvfIterations;
+      cp.seed = kIvfSeed;
+      cp.spherical = true;
+      cp.max_points_per_centroid = static_cast<int>(kIvfTrainPerList);
+      faiss::Clustering clustering(d, lists, cp);
+      const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
+      std::vector<int64_t> sample(n_train);
+      for (int64_t t = 0; t < n_train; ++t) sample[t] = t * n / n_train;
+      std::vector<float> train(n_train * d);
+      WriteNormalised(units, inv_norm, sample.data(), n_train, train.data());
+      clustering.train(n_train, train.data(), centroids);
+    }
+    std::vector<FaissId> bucket(n);
+    for (int64_t first = 0; first < n; first += kBatch) {
+      const int64_t count = std::min(kBatch, n - first);
+      WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
+      centroids.search(count, buf.data(), 1, faiss_sims.data(), bucket.data() + first);
+    }
+    // The normalised rows again, grouped by bucket, so every bucket is one contiguous block
+    // that BLAS can multiply without gathering.
+    std::vector<int64_t> offsets(lists + 1, 0);
+    for (FaissId b : bucket) ++offsets[b + 1];
+    for (int64_t b = 0; b < lists; ++b) offsets[b + 1] += offsets[b];
+    {
+      std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
+      for (int64_t i = 0; i < n; ++i) order[next[bucket[i]]++] = i;
+    }
+    bucket = {};
+    std::vector<float> grouped(n * d);
+#pragma omp parallel for schedule(static)
+    for (int64_t first = 0; first < n; first += 256) {
+      WriteNormalised(units, inv_norm, order.data() + first, std::min<int64_t>(256, n - first),
+                      grouped.data() + first * d);
+    }
+    // Every bucket is compared with the rows of the buckets whose centroids are nearest its own
+    // (itself included): probing per bucket rather than per row is what makes the scan a few
+    // large matrix products.
+    const int64_t probes = std::min<int64_t>(options.ivf_probe, lists);
+    std::vector<FaissId> probe(lists * probes);
+    {
+      std::vector<float> probe_sims(lists * probes);
+      centroids.search(lists, centroids.get_xb(), probes, probe_sims.data(), probe.data());
+    }
+    TopK top(kScanRows, k);
+    std::vector<float> block(kScanRows * kScanCols);
+    std::vector<int64_t> block_rows(kScanCols);
+    int64_t done = 0;
+    for (int64_t b = 0; b < lists; ++b) {
+      for (int64_t first = offsets[b]; first < offsets[b + 1]; first += kScanRows) {
+        const int64_t count = std::min(kScanRows, offsets[b + 1] - first);
+        top.Reset(count);
+        // Candidate columns of all probed buckets, kScanCols at a time: one product per
+        // bucket slice into the block, then one parallel merge per block.
+        int64_t filled = 0;
+        const auto merge = [&] {
+#pragma omp parallel for schedule(static) if (count * filled >= kParallelMerge)
+          for (int64_t q = 0; q < count; ++q) {
+            top.Offer(q, block.data() + q * kScanCols, block_rows.data(), filled);
+          }
+          filled = 0;
+        };
+        for (int64_t t = 0; t < probes; ++t) {
+          const FaissId other = probe[b * probes + t];
+          if (other < 0) continue;
+          for (int64_t col = offsets[other]; col < offsets[other + 1];) {
+            if (filled == kScanCols) merge();
+            const int64_t cols = std::min(kScanCols - filled, offsets[other + 1] - col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
+                        static_cast<int>(cols), static_cast<int>(d), 1.0f,
+                        grouped.data() + first * d, static_cast<int>(d), grouped.data() + col * d,
+                        static_cast<int>(d), 0.0f, block.data() + filled,
+                        static_cast<int>(kScanCols));
+            std::copy_n(order.data() + col, cols, block_rows.data() + filled);
+            filled += cols;
+            col += cols;
+          }
+        }
+        if (filled > 0) merge();
+        top.Labels(count, labels.data());
+        keep_edges(order.data() + first, count, labels.data());
+        done += count;
+        if (!report(done)) return cancelled();
+      }
+    }
+  }
+
+  // Compact in place: row i's edges move from slot i * k to offsets[i] <= i * k, and never
+  // onto a later row's slots, so a forward pass is safe.
+  KnnGraph graph;
+  graph.offsets_.resize(n + 1);
+  graph.offsets_[0] = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t dst = graph.offsets_[i];
+    std::copy(targets.begin() + i * k, targets.begin() + i * k + counts[i], targets.begin() + dst);
+    std::copy(sims.begin() + i * k, sims.begin() + i * k + counts[i], sims.begin() + dst);
+    graph.offsets_[i + 1] = dst + counts[i];
+  }
+  targets.resize(graph.offsets_[n]);
+  sims.resize(graph.offsets_[n]);
+  graph.targets_ = std::move(targets);
+  graph.sims_ = std::move(sims);
+  return graph;
+}
+
+KnnGraph KnnGraph::FromEdges(const std::vector<std::vector<std::pair<int32_t, float>>>& edges) {
+  KnnGraph graph;
+  graph.offsets_.assign(1, 0);
+  for (const auto& list : edges) {
+    for (const auto& [j, s] : list) {
+      graph.targets_.push_back(j);
+      graph.sims_.push_back(s);
+    }
+    graph.offsets_.push_back(static_cast<int64_t>(graph.targets_.size()));
+  }
+  return graph;
+}
+
+KnnGraph KnnGraph::Transposed() const {
+  const int64_t n = rows();
+  KnnGraph t;
+  t.offsets_.assign(n + 1, 0);
+  for (int32_t j : targets_) ++t.offsets_[j + 1];
+  for (int64_t i = 0; i < n; ++i) t.offsets_[i + 1] += t.offsets_[i];
+  t.targets_.resize(targets_.size());
+  t.sims_.resize(sims_.size());
+  std::vector<int64_t> next(t.offsets_.begin(), t.offsets_.end() - 1);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t e = offsets_[i]; e < offsets_[i + 1]; ++e) {
+      const int64_t slot = next[targets_[e]]++;
+      t.targets_[slot] = static_cast<int32_t>(i);
+      t.sims_[slot] = sims_[e];
+    }
+  }
+  return t;
+}
+
+}  // namespace curation::selection

@@ -1,0 +1,89 @@
+// A sparse cosine k-nearest-neighbour graph over the rows of a matrix, built with FAISS.
+//
+// Facility location and dedup only ever look at each row's few most similar rows, so they
+// work on this graph instead of an N x N similarity matrix: memory is O(N * neighbours).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "selection/selector.h"
+
+namespace curation::selection {
+
+enum class KnnSearch {
+  // kExact up to KnnGraphOptions::exact_max_rows rows, kIvf above.
+  kAuto,
+  // faiss::IndexFlatIP: every row against every row, O(N^2 dim) time (BLAS).
+  kExact,
+  // Inverted-file search: FAISS's spherical k-means puts the rows in ivf_lists buckets, and
+  // each bucket's rows are compared (BLAS sgemm) with the rows of the ivf_probe buckets whose
+  // centroids are nearest its own. Approximate: a true neighbour in an unprobed bucket is
+  // missed and replaced by the next best found. About ivf_probe / ivf_lists of the exact work.
+  kIvf,
+};
+
+struct KnnGraphOptions {
+  // Neighbours kept per row, the row itself included (so 20 = itself and 19 others), as
+  // FAISS's search(k = neighbours) returns it in proxy_table.py's `fl`.
+  int neighbours = 20;
+  KnnSearch search = KnnSearch::kAuto;
+  // Above this many rows kAuto switches to IVF; exact search costs rows^2 * dim * 2 flops,
+  // a few seconds at 30,000 x 256 on two cores.
+  int64_t exact_max_rows = 30000;
+  // IVF buckets; 0 picks 2 * sqrt(rows), at least 1 and at most rows / 40 (FAISS wants ~40
+  // training rows per bucket).
+  int64_t ivf_lists = 0;
+  // Buckets scanned per row.
+  int ivf_probe = 12;
+};
+
+// Row i's out-edges are its most similar rows j with sim(i, j) = max(0, cos(x_i, x_j)) > 0:
+// itself first (similarity exactly 1 unless x_i is all zeros, which has no edges at all),
+// then the others by decreasing similarity, ties by increasing row number. Similarities are
+// recomputed in double from the input rows for every pair FAISS proposes and stored as float,
+// so they do not depend on FAISS's float32 kernels; which rows FAISS proposes can, on another
+// CPU, differ where two candidates tie within float rounding.
+//
+// Determinism: the same rows and options give the same graph run after run on one machine,
+// whatever the thread count (the IVF k-means uses a fixed seed, independent of any selection
+// seed, and every row's candidates are merged in a fixed order).
+class KnnGraph {
+ public:
+  // Builds the graph. Returns INVALID_ARGUMENT for an empty matrix, dim <= 0, rows >= 2^31,
+  // neighbours < 1, or non-finite entries; CANCELLED if `progress` (called between search
+  // batches with the share done, may be empty) returns false. Peak memory: one normalised copy
+  // of the rows (rows * dim floats, in FAISS's index for kExact, grouped by bucket for kIvf)
+  // plus 16 * rows * neighbours bytes for the edges.
+  static absl::StatusOr<KnnGraph> Build(const MatrixView& units, const KnnGraphOptions& options,
+                                        const std::function<bool(double done)>& progress = {});
+
+  // A graph from explicit edge lists (tests, callers with their own similarities).
+  // edges[i] lists (j, sim) pairs; they are kept in the given order. Requires 0 <= j < size.
+  static KnnGraph FromEdges(const std::vector<std::vector<std::pair<int32_t, float>>>& edges);
+
+  // The graph with every edge reversed, each row's in-edges ordered by source row. Facility
+  // location scans a candidate's in-edges: the rows it would cover.
+  KnnGraph Transposed() const;
+
+  int64_t rows() const { return static_cast<int64_t>(offsets_.size()) - 1; }
+  int64_t edges() const { return static_cast<int64_t>(targets_.size()); }
+  std::span<const int32_t> targets(int64_t i) const {
+    return {targets_.data() + offsets_[i], targets_.data() + offsets_[i + 1]};
+  }
+  std::span<const float> similarities(int64_t i) const {
+    return {sims_.data() + offsets_[i], sims_.data() + offsets_[i + 1]};
+  }
+
+ private:
+  KnnGraph() = default;
+
+  std::vector<int64_t> offsets_{0};
+  std::vector<int32_t> targets_;
+  std::vector<float> sims_;
+};
+
+}  // namespace curation::selection
