@@ -1,0 +1,41 @@
+// From a SelectRequest to a selector of the selection library: defaults, validation and the
+// method's unit rows. Shared by Select (selection_rpcs.cc) and the evaluation RPCs
+// (evaluation_rpcs.cc), so a method means the same thing wherever it is named.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "curation/v1/curation.pb.h"
+#include "selection/selector.h"
+
+namespace curation::server {
+
+// How a method wants a pair laid out as one selection row (PAIR units only).
+enum class PairRows {
+  kMean,    // (chosen + rejected) / 2, dim floats
+  kConcat,  // [chosen, rejected], 2 * dim floats (herding: sees the preference direction)
+};
+
+struct SelectionPlan {
+  // The request with every default filled in (method by dataset kind, unit, ISA and facility
+  // location options), as stored in Selection.
+  v1::SelectRequest resolved;
+  // The method, wrapped in the dedup pre-filter when filter.dedup_threshold is set. Filters
+  // on metadata and length and the constraints need per-example data and are applied by the
+  // caller around this selector.
+  std::shared_ptr<const selection::Selector> selector;
+  bool pair_units = false;
+  PairRows pair_rows = PairRows::kMean;
+  // The library's name of the method, e.g. "herding": metric labels and progress stages.
+  std::string method_name;
+};
+
+// Resolves and validates `request` for a dataset of `kind`. INVALID_ARGUMENT with the field
+// path ("isa.pca_dim", "filter.dedup_threshold", "unit", ...) for anything out of range,
+// including options given for another method and a pca_dim above `embedding_dim`. Does not
+// look at the budget.
+absl::StatusOr<SelectionPlan> PlanSelection(const v1::SelectRequest& request,
+                                            v1::DatasetKind kind, int embedding_dim);
+
+}  // namespace curation::server
