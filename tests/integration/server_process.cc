@@ -14,18 +14,12 @@
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/scratch_dir.h"
 
 namespace curation::testing {
 namespace fs = std::filesystem;
 
-std::string MakeTempDir(const std::string& name) {
-  const char* base = std::getenv("TEST_TMPDIR");
-  fs::path dir = fs::path(base != nullptr ? base : fs::temp_directory_path().string()) /
-                 ("curation-" + std::to_string(getpid()) + "-" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+std::string MakeTempDir(const std::string& name) { return ScratchDir(name); }
 
 std::string TestDataPath(const std::string& file) {
   return std::string(CURATION_TEST_DATA) + "/" + file;

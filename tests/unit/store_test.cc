@@ -6,14 +6,16 @@
 
 #include <filesystem>
 
+#include "tests/support/scratch_dir.h"
+
 namespace curation::store {
 namespace {
 
+// Store::Open creates the directory itself, so hand it a path that does not exist yet.
 std::string TempDir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("curation-store-" + std::to_string(getpid()) + "-" + name);
+  const std::string dir = testing::ScratchDir("store-" + name);
   std::filesystem::remove_all(dir);
-  return dir.string();
+  return dir;
 }
 
 storage::DatasetRecord NewDataset(const std::string& name, const std::string& tenant = "t") {

@@ -5,14 +5,15 @@
 
 #include <filesystem>
 
+#include "tests/support/scratch_dir.h"
+
 namespace curation::server {
 namespace {
 
 std::unique_ptr<store::Store> OpenStore(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("curation-tenants-" + std::to_string(getpid()) + "-" + name);
-  std::filesystem::remove_all(dir);
-  return *store::Store::Open(dir.string(), {});
+  const std::string dir = testing::ScratchDir("tenants-" + name);
+  std::filesystem::remove_all(dir);  // Store::Open creates it
+  return *store::Store::Open(dir, {});
 }
 
 TEST(TenantRegistryTest, ConcurrentSelectionSlots) {
