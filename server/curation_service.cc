@@ -171,7 +171,12 @@ absl::Status CurationService::IngestAdmitted(const Scope& scope, DatasetState& d
   const int64_t accepted_before = summary->accepted();
   const int64_t duplicates_before = summary->duplicates();
   const int64_t rejected_before = summary->rejected();
-  auto grown = ingestor_.IngestBatch(dataset, request.examples(), first_index, report_ids, summary);
+  // Fair sharing of the cores (IngestSharing in tenants.h): a large batch waits for its
+  // tenant's turn and runs at low priority on bounded threads.
+  absl::StatusOr<int64_t> grown = absl::UnknownError("not run");
+  tenants_->RunIngest(scope.caller.tenant, request.examples_size(), [&] {
+    grown = ingestor_.IngestBatch(dataset, request.examples(), first_index, report_ids, summary);
+  });
   if (metrics_ != nullptr && grown.ok()) {
     metrics_->RecordIngest(summary->accepted() - accepted_before,
                            summary->duplicates() - duplicates_before,

@@ -22,6 +22,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/flag_names.h"
 #include "embedding/embedder.h"
 #include "server/admin_service.h"
 #include "server/auth.h"
@@ -55,6 +56,17 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS 
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(int, selection_threads, 2,
           "Selections computed at once; more wait in a queue (each may use every core)");
+ABSL_FLAG(int, ingest_threads, 0,
+          "Cores one ingest batch embeds on (0: half the cores, at least 1), so that a bulk "
+          "load leaves cores to the other tenants' calls");
+ABSL_FLAG(int, ingest_slots, 1,
+          "Large ingest batches embedding at once; more wait, and free slots go round-robin to "
+          "the tenants that wait");
+ABSL_FLAG(int, ingest_nice, 10,
+          "Nice value (0..19) of the threads that embed large ingest batches: on a busy machine "
+          "other calls run first");
+ABSL_FLAG(int64_t, ingest_queue_above_records, 64,
+          "Ingest batches of more records than this wait for a slot (smaller ones never wait)");
 ABSL_FLAG(std::string, metrics_listen, "",
           "HOST:PORT to serve Prometheus metrics on at /metrics (empty: no metrics)");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -157,6 +169,14 @@ int Run() {
              "create tenants");
   }
   auto embedder = curation::embedding::MakeBuiltinEmbedder();
+  curation::server::IngestSharing sharing;
+  sharing.threads_per_batch = absl::GetFlag(FLAGS_ingest_threads) > 0
+                                  ? absl::GetFlag(FLAGS_ingest_threads)
+                                  : static_cast<int>(std::thread::hardware_concurrency() / 2);
+  sharing.slots = absl::GetFlag(FLAGS_ingest_slots);
+  sharing.queue_above_records = absl::GetFlag(FLAGS_ingest_queue_above_records);
+  sharing.nice = absl::GetFlag(FLAGS_ingest_nice);
+  (*tenants)->set_ingest_sharing(sharing);  // clamps to at least 1 thread and 1 slot
 
   Limits limits;
   limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
@@ -243,22 +263,10 @@ int Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Flags are documented as --data-dir, the convention of command-line tools; absl spells
-  // them --data_dir. Accept both by rewriting the name part of every --flag.
-  std::vector<std::string> args(argv, argv + argc);
-  std::vector<char*> rewritten;
-  for (std::string& arg : args) {
-    if (arg.rfind("--", 0) == 0) {
-      for (size_t i = 2; i < arg.size() && arg[i] != '='; ++i) {
-        if (arg[i] == '-') arg[i] = '_';
-      }
-    }
-    rewritten.push_back(arg.data());
-  }
-  argv = rewritten.data();
+  curation::DashedFlagArgs args(argc, argv);  // --data-dir as well as --data_dir
   absl::SetProgramUsageMessage(
       "curation-server --listen HOST:PORT --data-dir DIR\n"
       "Serves the curation.v1 gRPC API over a RocksDB store.");
-  absl::ParseCommandLine(argc, argv);
+  absl::ParseCommandLine(args.argc(), args.argv());
   return Run();
 }

@@ -1,7 +1,12 @@
 #include "server/tenants.h"
 
 #include <google/protobuf/util/time_util.h>
+#include <omp.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +29,7 @@ v1::Tenant TenantState::View() {
 absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(store::Store* store,
                                                                      bool ensure_default) {
   auto registry = std::unique_ptr<TenantRegistry>(new TenantRegistry(store));
+  registry->set_ingest_sharing(IngestSharing{});
   auto tenants = store->ListTenants();
   if (!tenants.ok()) return tenants.status();
   for (v1::Tenant& tenant : *tenants) {
@@ -171,6 +177,35 @@ void TenantRegistry::CommitIngest(TenantState& t, const IngestReservation& r, in
   t.reserved_bytes -= r.bytes;
   t.examples += examples;
   t.stored_bytes += bytes;
+}
+
+void TenantRegistry::set_ingest_sharing(const IngestSharing& sharing) {
+  sharing_ = sharing;
+  sharing_.slots = std::max(1, sharing_.slots);
+  sharing_.threads_per_batch = std::max(1, sharing_.threads_per_batch);
+  sharing_.nice = std::clamp(sharing_.nice, 0, 19);
+  ingest_queue_ = std::make_unique<FairQueue>(sharing_.slots);
+  const IngestSharing s = sharing_;
+  ingest_workers_ = std::make_unique<WorkerPool>(sharing_.slots, [s] {
+    // Per thread on Linux; OpenMP threads this one starts inherit it.
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), s.nice);
+    omp_set_num_threads(s.threads_per_batch);
+  });
+}
+
+void TenantRegistry::RunIngest(const std::string& tenant, int64_t records,
+                               const std::function<void()>& ingest) {
+  if (records <= sharing_.queue_above_records) {
+    // The OpenMP thread count is a setting of this (gRPC) thread: put it back afterwards.
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(sharing_.threads_per_batch);
+    ingest();
+    omp_set_num_threads(threads);
+    return;
+  }
+  // The turn bounds the batches on the workers to their number, so none waits there.
+  auto turn = ingest_queue_->Acquire(tenant);
+  ingest_workers_->Submit(ingest).wait();
 }
 
 absl::Status TenantRegistry::AdmitDataset(TenantState& t) {

@@ -13,6 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "curation/v1/admin.pb.h"
+#include "server/fair_queue.h"
+#include "server/worker_pool.h"
 #include "store/store.h"
 
 namespace curation::server {
@@ -32,6 +34,26 @@ struct TenantState {
   std::chrono::steady_clock::time_point bucket_time;
 
   v1::Tenant View();
+};
+
+// How the ingests of all tenants share the process's cores. Embedding is the costly step of
+// an ingest; left alone, every large batch would fan out over every core at once, and a
+// tenant streaming many of them would take the CPU from the others' small calls.
+struct IngestSharing {
+  // Batches of more than this many records wait for a turn in a FairQueue: at most `slots`
+  // of them embed at once, handed round-robin to the tenants that wait. Smaller batches (an
+  // interactive client's) skip the queue: they embed in milliseconds, and waiting behind a
+  // large batch would cost them far more than they take from it.
+  int64_t queue_above_records = 64;
+  int slots = 1;
+  // Cores one batch embeds on (OpenMP threads), queued or not. The rest stay free for reads,
+  // selections and other tenants.
+  int threads_per_batch = 1;
+  // Queued batches run on `slots` worker threads at this nice value (0..19): on a busy
+  // machine the kernel then runs other calls first, and on an idle one bulk loads still get
+  // every free core. Lowering a thread's priority needs no privilege; raising it back would,
+  // hence the dedicated threads.
+  int nice = 10;
 };
 
 // Room taken for an ingest until it is written or abandoned.
@@ -68,6 +90,14 @@ class TenantRegistry {
   // Turns a reservation into usage: `examples` and `bytes` were actually stored.
   void CommitIngest(TenantState& t, const IngestReservation& r, int64_t examples, int64_t bytes);
 
+  // Set once before serving.
+  void set_ingest_sharing(const IngestSharing& sharing);
+  const IngestSharing& ingest_sharing() const { return sharing_; }
+  // Runs `ingest`, the ingest of a batch of `records` records of `tenant`, under the sharing
+  // rules above and returns when it has: on this thread if the batch is small, else on an
+  // ingest worker once the tenant's turn has come.
+  void RunIngest(const std::string& tenant, int64_t records, const std::function<void()>& ingest);
+
   // A dataset slot; RESOURCE_EXHAUSTED at the quota. Release it if the creation fails.
   absl::Status AdmitDataset(TenantState& t);
   void ReleaseDataset(TenantState& t, int64_t examples, int64_t bytes);
@@ -93,6 +123,9 @@ class TenantRegistry {
   mutable std::shared_mutex mu_;
   std::map<std::string, std::shared_ptr<TenantState>> tenants_;
   RejectionHook on_reject_;
+  IngestSharing sharing_;
+  std::unique_ptr<FairQueue> ingest_queue_;
+  std::unique_ptr<WorkerPool> ingest_workers_;
 };
 
 }  // namespace curation::server

@@ -1,5 +1,5 @@
-// A fixed set of threads for long CPU work (selections), so that a burst of selections
-// queues here instead of tying up every gRPC thread and every core at once.
+// A fixed set of threads for long CPU work (selections, large ingest batches), so that a burst
+// of it queues here instead of tying up every gRPC thread and every core at once.
 #pragma once
 
 #include <condition_variable>
@@ -14,9 +14,13 @@ namespace curation::server {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(int threads) {
+  // `thread_init`, if set, runs first on each worker thread (e.g. to lower its priority).
+  explicit WorkerPool(int threads, std::function<void()> thread_init = nullptr) {
     for (int i = 0; i < std::max(1, threads); ++i) {
-      threads_.emplace_back([this] { Run(); });
+      threads_.emplace_back([this, thread_init] {
+        if (thread_init) thread_init();
+        Run();
+      });
     }
   }
 

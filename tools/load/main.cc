@@ -9,6 +9,10 @@
 //               as fast as the bulk tenant's ingest rate limit lets them (they back off for the
 //               "retry in X s" of each RESOURCE_EXHAUSTED, then resume with the first message
 //               of the stream that the server had not stored).
+// The interactive tenant has a second dataset that its small ingests go to, so that its
+// selections and reads work on the same pool (--seed-pairs) in both phases: were the pool
+// growing through the run, the contention phase's selections would cost more for that
+// reason alone, and the ratio would blame the bulk tenant for it.
 // It prints throughput and p50/p99 latency per RPC and phase (client side, successful calls),
 // errors by code, the interactive tenant's p99 under contention over its baseline, and then
 // checks through the API that every record and selection the server acknowledged exists.
@@ -44,6 +48,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/flag_names.h"
 #include "curation/v1/admin.grpc.pb.h"
 #include "curation/v1/curation.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -137,7 +142,8 @@ struct Tenant {
   std::string kind;  // kBulk or kInteractive
   std::string name;
   std::string token;
-  std::string dataset;
+  std::string dataset;         // selections and reads (the interactive tenant's fixed pool)
+  std::string ingest_dataset;  // where ingests go; the interactive tenant's is not `dataset`
 };
 
 // One client: its connection, its measurements, and what the server acknowledged to it.
@@ -156,7 +162,7 @@ struct Client {
   std::mt19937_64 rng;
   int64_t serial = 0;
   Recorder recorder;
-  std::vector<std::string> acked_ids;
+  std::vector<std::string> acked_ids;  // in tenant->ingest_dataset
   std::vector<std::string> acked_selections;
   // Bulk only, per phase: records acknowledged; records of failed streams found stored (so
   // not resent, but not acknowledged by a reply either); rate-limit rejections; time spent
@@ -208,11 +214,12 @@ class Setup {
     return false;
   }
 
-  // A tenant (with the given ingest rate limit, 0 for none), a writer token and a PAIRS
-  // dataset with the built-in embedder.
+  // A tenant (with the given ingest rate limit, 0 for none), a writer token and its PAIRS
+  // datasets with the built-in embedder.
   std::optional<Tenant> MakeTenant(const std::string& kind, const std::string& prefix,
                                    double ingest_rate) {
-    Tenant t{kind, absl::StrCat(prefix, "-", kind), "", absl::StrCat(kind, "-pairs")};
+    Tenant t{kind, absl::StrCat(prefix, "-", kind), "", absl::StrCat(kind, "-pairs"),
+             kind == kInteractive ? absl::StrCat(kind, "-inbox") : absl::StrCat(kind, "-pairs")};
     v1::CreateTenantRequest create;
     create.mutable_tenant()->set_name(t.name);
     create.mutable_tenant()->mutable_quotas()->set_ingest_records_per_second(ingest_rate);
@@ -230,14 +237,16 @@ class Setup {
     }
     t.token = token.secret();
     auto stub = v1::CurationService::NewStub(channel_);
-    v1::CreateDatasetRequest dataset_request;
-    dataset_request.mutable_dataset()->set_name(t.dataset);
-    dataset_request.mutable_dataset()->set_kind(v1::DATASET_KIND_PAIRS);
-    dataset_request.mutable_dataset()->set_description("curation-load synthetic pairs");
-    v1::Dataset dataset;
-    if (!Check("CreateDataset",
-               stub->CreateDataset(Context(t.token, 30).get(), dataset_request, &dataset))) {
-      return std::nullopt;
+    for (const std::string& name : std::set<std::string>{t.dataset, t.ingest_dataset}) {
+      v1::CreateDatasetRequest dataset_request;
+      dataset_request.mutable_dataset()->set_name(name);
+      dataset_request.mutable_dataset()->set_kind(v1::DATASET_KIND_PAIRS);
+      dataset_request.mutable_dataset()->set_description("curation-load synthetic pairs");
+      v1::Dataset dataset;
+      if (!Check("CreateDataset",
+                 stub->CreateDataset(Context(t.token, 30).get(), dataset_request, &dataset))) {
+        return std::nullopt;
+      }
     }
     return t;
   }
@@ -264,7 +273,8 @@ struct Workload {
   int interactive_batch;
   int select_budget;
   std::chrono::milliseconds think;
-  // Ids acknowledged before the phases (the seed pairs): every interactive client reads them.
+  // Ids acknowledged before the phases (the seed pairs, in the interactive tenant's
+  // `dataset`): every interactive client reads them.
   const std::vector<std::string>* seed_ids;
 };
 
@@ -278,7 +288,7 @@ void RunInteractive(Client& c, const Workload& w, const std::string& phase, Cloc
     switch (op(c.rng)) {
       case 0: {
         v1::IngestExamplesRequest request;
-        request.set_dataset(dataset);
+        request.set_dataset(c.tenant->ingest_dataset);
         for (int i = 0; i < w.interactive_batch; ++i) {
           *request.add_examples() = c.pairs.Next(c.NextId(), c.serial);
           ++c.serial;
@@ -320,16 +330,11 @@ void RunInteractive(Client& c, const Workload& w, const std::string& phase, Cloc
         break;
       }
       case 3: {
-        // Ten ids the server acknowledged, to this client or before the run.
+        // Ten ids the server acknowledged before the run.
         v1::GetExamplesRequest request;
         request.set_dataset(dataset);
-        const size_t pool = w.seed_ids->size() + c.acked_ids.size();
-        if (pool == 0) break;
-        for (int i = 0; i < 10; ++i) {
-          const size_t k = c.rng() % pool;
-          request.add_ids(k < w.seed_ids->size() ? (*w.seed_ids)[k]
-                                                 : c.acked_ids[k - w.seed_ids->size()]);
-        }
+        if (w.seed_ids->empty()) break;
+        for (int i = 0; i < 10; ++i) request.add_ids((*w.seed_ids)[c.rng() % w.seed_ids->size()]);
         v1::GetExamplesResponse response;
         c.Timed(phase, "GetExamples",
                 [&] { return c.stub->GetExamples(Context(token, 30).get(), request, &response); });
@@ -358,7 +363,7 @@ size_t StoredPrefix(Client& c, const std::string& phase,
   size_t stored = 0;
   for (const v1::IngestExamplesRequest& message : stream) {
     v1::GetExamplesRequest request;
-    request.set_dataset(c.tenant->dataset);
+    request.set_dataset(c.tenant->ingest_dataset);
     request.add_ids(message.examples(message.examples_size() - 1).id());
     v1::GetExamplesResponse response;
     grpc::Status s = c.Timed(phase, "GetExamples(resume)", [&] {
@@ -387,7 +392,7 @@ void RunBulk(Client& c, const Workload& w, const std::string& phase, Clock::time
     if (stream.empty()) {
       for (int b = 0; b < w.bulk_stream_batches; ++b) {
         v1::IngestExamplesRequest& message = stream.emplace_back();
-        if (b == 0) message.set_dataset(c.tenant->dataset);
+        if (b == 0) message.set_dataset(c.tenant->ingest_dataset);
         for (int i = 0; i < w.bulk_batch; ++i) {
           *message.add_examples() = c.pairs.Next(c.NextId(), c.serial);
           ++c.serial;
@@ -421,7 +426,7 @@ void RunBulk(Client& c, const Workload& w, const std::string& phase, Clock::time
     const size_t stored = StoredPrefix(c, phase, stream);
     for (size_t k = 0; k < stored; ++k) c.records_resumed[phase] += stream[k].examples_size();
     stream.erase(stream.begin(), stream.begin() + static_cast<std::ptrdiff_t>(stored));
-    if (!stream.empty()) stream.front().set_dataset(c.tenant->dataset);
+    if (!stream.empty()) stream.front().set_dataset(c.tenant->ingest_dataset);
     double wait = 0.1;
     if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       ++c.rate_limited[phase];
@@ -448,7 +453,7 @@ struct CheckResult {
   std::vector<std::string> unverified;  // calls of the check itself that failed
 };
 
-void CheckRecords(v1::CurationService::Stub& stub, const Tenant& t,
+void CheckRecords(v1::CurationService::Stub& stub, const Tenant& t, const std::string& dataset_name,
                   const std::vector<std::string>& ids, CheckResult* out) {
   std::vector<std::string> unique(ids.begin(), ids.end());
   std::sort(unique.begin(), unique.end());
@@ -456,7 +461,7 @@ void CheckRecords(v1::CurationService::Stub& stub, const Tenant& t,
   out->records += static_cast<int64_t>(unique.size());
   auto get = [&](const std::vector<std::string>& chunk, v1::GetExamplesResponse* response) {
     v1::GetExamplesRequest request;
-    request.set_dataset(t.dataset);
+    request.set_dataset(dataset_name);
     for (const std::string& id : chunk) request.add_ids(id);
     return stub.GetExamples(Context(t.token, 60).get(), request, response);
   };
@@ -470,7 +475,7 @@ void CheckRecords(v1::CurationService::Stub& stub, const Tenant& t,
       for (size_t i = 0; i < chunk.size(); ++i) {
         if (static_cast<int>(i) >= response.examples_size() ||
             response.examples(i).id() != chunk[i]) {
-          out->missing.push_back(absl::StrCat(t.dataset, "/", chunk[i], " (wrong reply)"));
+          out->missing.push_back(absl::StrCat(dataset_name, "/", chunk[i], " (wrong reply)"));
         }
       }
       continue;
@@ -483,14 +488,14 @@ void CheckRecords(v1::CurationService::Stub& stub, const Tenant& t,
     for (const std::string& id : chunk) {
       grpc::Status one = get({id}, &response);
       if (one.error_code() == grpc::StatusCode::NOT_FOUND) {
-        out->missing.push_back(absl::StrCat(t.dataset, "/", id));
+        out->missing.push_back(absl::StrCat(dataset_name, "/", id));
       } else if (!one.ok()) {
         out->unverified.push_back(absl::StrCat("GetExamples: ", Describe(one)));
       }
     }
   }
   v1::GetDatasetRequest request;
-  request.set_name(t.dataset);
+  request.set_name(dataset_name);
   v1::Dataset dataset;
   grpc::Status s = stub.GetDataset(Context(t.token, 60).get(), request, &dataset);
   if (!s.ok()) {
@@ -498,7 +503,7 @@ void CheckRecords(v1::CurationService::Stub& stub, const Tenant& t,
   } else if (dataset.example_count() < static_cast<int64_t>(unique.size()) ||
              dataset.indexed_vectors() != 2 * dataset.example_count()) {
     out->missing.push_back(absl::StrFormat(
-        "%s: example_count %d, indexed_vectors %d for %d acknowledged pairs", t.dataset,
+        "%s: example_count %d, indexed_vectors %d for %d acknowledged pairs", dataset_name,
         dataset.example_count(), dataset.indexed_vectors(), unique.size()));
   }
 }
@@ -711,7 +716,7 @@ int Main() {
 
   CheckResult check;
   for (const Tenant* t : {&*bulk, &*interactive}) {
-    std::vector<std::string> ids = t == &*interactive ? seed_ids : std::vector<std::string>{};
+    std::vector<std::string> ids;
     std::vector<std::string> selections;
     for (const auto& c : clients) {
       if (c->tenant != t) continue;
@@ -719,7 +724,8 @@ int Main() {
       selections.insert(selections.end(), c->acked_selections.begin(), c->acked_selections.end());
     }
     auto stub = v1::CurationService::NewStub(NewChannel(server));
-    CheckRecords(*stub, *t, ids, &check);
+    if (t == &*interactive) CheckRecords(*stub, *t, t->dataset, seed_ids, &check);
+    CheckRecords(*stub, *t, t->ingest_dataset, ids, &check);
     CheckSelections(*stub, *t, selections, &check);
   }
   std::printf("\ncheck: %lld acknowledged records and %lld acknowledged selections: ",
@@ -742,24 +748,12 @@ int Main() {
 }  // namespace curation::load
 
 int main(int argc, char** argv) {
-  // Flags are documented as --admin-token-file, as curation-server's are; absl spells them
-  // --admin_token_file. Accept both by rewriting the name part of every --flag.
-  std::vector<std::string> args(argv, argv + argc);
-  std::vector<char*> rewritten;
-  for (std::string& arg : args) {
-    if (arg.rfind("--", 0) == 0) {
-      for (size_t i = 2; i < arg.size() && arg[i] != '='; ++i) {
-        if (arg[i] == '-') arg[i] = '_';
-      }
-    }
-    rewritten.push_back(arg.data());
-  }
-  argv = rewritten.data();
+  curation::DashedFlagArgs args(argc, argv);  // --admin-token-file as well as --admin_token_file
   absl::SetProgramUsageMessage(
       "Drives a running curation-server with a bulk and an interactive tenant.\n"
       "  curation-load --server HOST:PORT --admin-token-file FILE [--seconds 20] [--clients 16]\n"
       "                [--bulk-rate 2000] [--bulk-clients N] [--bulk-batch 500] ...\n"
       "See --helpfull for every flag.");
-  absl::ParseCommandLine(argc, argv);
+  absl::ParseCommandLine(args.argc(), args.argv());
   return curation::load::Main();
 }
