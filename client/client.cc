@@ -1,5 +1,7 @@
 #include "curation/client.h"
 
+#include <optional>
+
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace curation::client {
@@ -44,6 +46,63 @@ absl::StatusOr<bool> Client::Serving() {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   }
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+template <typename Request, typename Message, typename Result>
+absl::StatusOr<Result> Client::ProgressStream(
+    std::unique_ptr<grpc::ClientReader<Message>> (v1::CurationService::Stub::*method)(
+        grpc::ClientContext*, const Request&),
+    const Request& request, const ProgressCallback& progress, std::chrono::milliseconds timeout,
+    const Result* (*result)(const Message&)) {
+  std::chrono::milliseconds backoff = options_.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    auto context = NewContext(timeout);
+    auto stream = ((*curation_).*method)(context.get(), request);
+    Message message;
+    std::optional<Result> out;
+    bool received = false;
+    while (stream->Read(&message)) {
+      received = true;
+      if (const Result* r = result(message); r != nullptr) {
+        out = *r;
+      } else if (message.has_progress() && progress) {
+        progress(message.progress());
+      }
+    }
+    grpc::Status status = stream->Finish();
+    if (status.ok()) {
+      if (!out) return absl::InternalError("the server's stream ended without a result");
+      return *std::move(out);
+    }
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || received ||
+        attempt >= options_.max_attempts) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff *= 2;
+  }
+}
+
+absl::StatusOr<v1::Evaluation> Client::Evaluate(const v1::EvaluateSelectionRequest& r,
+                                                const ProgressCallback& progress,
+                                                std::chrono::milliseconds timeout) {
+  return ProgressStream<v1::EvaluateSelectionRequest, v1::EvaluateSelectionProgress,
+                        v1::Evaluation>(&v1::CurationService::Stub::EvaluateSelection, r, progress,
+                                        timeout, [](const v1::EvaluateSelectionProgress& m) {
+                                          return m.has_evaluation() ? &m.evaluation() : nullptr;
+                                        });
+}
+
+absl::StatusOr<v1::BudgetRecommendation> Client::RecommendBudget(
+    const v1::RecommendBudgetRequest& r, const ProgressCallback& progress,
+    std::chrono::milliseconds timeout) {
+  return ProgressStream<v1::RecommendBudgetRequest, v1::RecommendBudgetProgress,
+                        v1::BudgetRecommendation>(
+      &v1::CurationService::Stub::RecommendBudget, r, progress, timeout,
+      [](const v1::RecommendBudgetProgress& m) {
+        return m.has_recommendation() ? &m.recommendation() : nullptr;
+      });
 }
 
 }  // namespace curation::client

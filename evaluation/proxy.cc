@@ -296,8 +296,12 @@ absl::StatusOr<BudgetRecommendation> ProxyEvaluator::RecommendBudget(
   rec.fit = *fit;
   rec.percent = BudgetForShare(rec.fit, options.share);
   if (rec.percent) {
+    // A curve that already reaches the share below the smallest budget (it can fall with the
+    // budget: a good method's small subsets beat the whole) says nothing about budgets nobody
+    // measured; the smallest measured one is the honest answer.
+    rec.percent = std::max(*rec.percent, budgets.front());
     rec.examples = static_cast<int64_t>(std::ceil(*rec.percent / 100 * pool_examples));
-    rec.extrapolated = *rec.percent < budgets.front() || *rec.percent > budgets.back();
+    rec.extrapolated = *rec.percent > budgets.back();
   }
   return rec;
 }

@@ -134,11 +134,11 @@ struct BudgetRecommendation {
   std::vector<CurvePoint> curve;  // by increasing budget
   ScalingLawFit fit;              // on (percent, accuracy)
   double share = 0.95;
-  // BudgetForShare(fit, share) in percent, and the pool examples it means (ceil). Empty if the
-  // fitted curve never reaches the share.
+  // BudgetForShare(fit, share) in percent, but at least the smallest measured budget, and the
+  // pool examples it means (ceil). Empty if the fitted curve never reaches the share.
   std::optional<double> percent;
   int64_t examples = 0;
-  // The percent lies outside the measured budgets, so it rests on the fitted curve alone.
+  // The percent lies above the measured budgets, so it rests on the fitted curve alone.
   bool extrapolated = false;
 };
 

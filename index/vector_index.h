@@ -2,17 +2,21 @@
 //
 // Every stored vector lives in a FAISS flat inner-product index whose ids map back to
 // examples: id = 2*seq + side for pairs (side 0 = chosen, 1 = rejected), id = seq for
-// unpaired examples. The index is derived state: the server rebuilds it from the store at
-// start-up and appends to it after each durable write, so after any crash it agrees with
-// what the store acknowledged.
+// unpaired examples. Next to the vectors it keeps each example's id and label, so that a
+// selection maps rows to ids and balances labels without reading the store. The index is
+// derived state: the server rebuilds it from the store at start-up and appends to it after
+// each durable write, so after any crash it agrees with what the store acknowledged.
 //
 // Selection methods read their input matrix from here (BuildUnits) rather than from RocksDB,
-// which keeps a selection free of disk reads.
+// which keeps a selection free of disk reads. Thread-safe: appends take an exclusive lock,
+// reads a shared one.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
+#include <span>
+#include <string>
 #include <vector>
 
 namespace faiss {
@@ -21,13 +25,29 @@ struct IndexFlat;
 
 namespace curation::index {
 
+// How BuildUnits lays out one row.
+enum class UnitLayout {
+  kPairMean,    // one row per pair: (chosen + rejected) / 2, dim floats
+  kPairConcat,  // one row per pair: [chosen, rejected], 2 * dim floats
+  kVectors,     // one row per stored vector (a pair's two sides are two rows), dim floats
+};
+
+// Labels as the index keeps them, per example (unpaired) or per row (see UnitMatrix::label).
+inline constexpr int8_t kUndesirable = 0;
+inline constexpr int8_t kDesirable = 1;
+inline constexpr int8_t kNoLabel = -1;
+
 // A row-major matrix of selection units and, for each row, where it came from.
 struct UnitMatrix {
   int64_t rows = 0;
-  int dim = 0;
+  int dim = 0;  // floats per row
   std::vector<float> data;
-  std::vector<int64_t> seq;  // example sequence number of each row
+  std::vector<int64_t> seq;      // example sequence number of each row
+  std::vector<int64_t> example;  // position of the row's example in the index (ingest order)
   std::vector<int8_t> side;  // -1 = whole example (pair mean or unpaired), 0 = chosen, 1 = rejected
+  // kDesirable/kUndesirable for an unpaired example's row and for a pair's chosen/rejected
+  // row; kNoLabel for a whole pair.
+  std::vector<int8_t> label;
 };
 
 class VectorIndex {
@@ -41,17 +61,28 @@ class VectorIndex {
   int dim() const { return dim_; }
   bool pairs() const { return pairs_; }
 
-  // Appends the vectors of examples seqs[i], whose floats are values[i*width..] with
-  // width = dim (unpaired) or 2*dim (pairs). Seqs must exceed every seq already added.
-  void Add(const std::vector<int64_t>& seqs, const float* values);
+  // Appends examples seqs[i] with id ids[i] and label labels[i] (kDesirable/kUndesirable for
+  // unpaired datasets; ignored, and may be empty, for pairs), whose floats are
+  // values[i*width..] with width = dim (unpaired) or 2*dim (pairs). Seqs must exceed every seq
+  // already added; ids must have seqs' size.
+  void Add(std::span<const int64_t> seqs, const float* values, std::span<const std::string> ids,
+           std::span<const int8_t> labels);
 
   // Number of vectors held (2 per pair).
   int64_t vectors() const;
   int64_t examples() const;
 
-  // The selection matrix: with `pair_units` one row per pair holding the mean of its two
-  // sides; otherwise one row per vector. Rows are in sequence order (chosen before rejected).
-  UnitMatrix BuildUnits(bool pair_units) const;
+  // The selection matrix, rows in sequence order (chosen before rejected). For an unpaired
+  // dataset every layout gives one row per example.
+  UnitMatrix BuildUnits(UnitLayout layout) const;
+  // BuildUnits(kPairMean) with `pair_units`, else BuildUnits(kVectors).
+  UnitMatrix BuildUnits(bool pair_units) const {
+    return BuildUnits(pair_units ? UnitLayout::kPairMean : UnitLayout::kVectors);
+  }
+
+  // The ids of the examples at these positions (UnitMatrix::example), in the same order.
+  // Requires 0 <= position < examples().
+  std::vector<std::string> ExampleIds(std::span<const int64_t> positions) const;
 
  private:
   const int dim_;
@@ -59,6 +90,8 @@ class VectorIndex {
   mutable std::shared_mutex mu_;
   std::unique_ptr<faiss::IndexFlat> flat_;  // rows in insertion order
   std::vector<int64_t> ids_;                // FAISS id of every row
+  std::vector<std::string> example_ids_;    // per example, in insertion order
+  std::vector<int8_t> labels_;              // per example (unpaired datasets only)
 };
 
 }  // namespace curation::index

@@ -1,5 +1,7 @@
 #include "server/catalog.h"
 
+#include <span>
+
 #include "absl/strings/str_cat.h"
 
 namespace curation::server {
@@ -35,21 +37,55 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
     const uint64_t id = record.internal_id();
     const int64_t expected = record.dataset().example_count();
     tenants->CountLoadedDataset(record.tenant(), expected, record.dataset().stored_bytes());
+    const bool pairs = record.dataset().kind() == v1::DATASET_KIND_PAIRS;
     auto state = Open(std::move(record));
+    // The index keeps ids and labels so that selections need no reads of the store; they
+    // come from the example rows, a second scan next to the vectors'.
+    std::vector<int64_t> example_seqs;
+    std::vector<std::string> ids;
+    std::vector<int8_t> labels;
+    absl::Status scanned =
+        store->ForEachExample(id, [&](int64_t seq, const storage::ExampleRecord& example) {
+          example_seqs.push_back(seq);
+          ids.push_back(example.example().id());
+          if (!pairs) {
+            labels.push_back(example.example().unpaired().label() == v1::LABEL_DESIRABLE
+                                 ? index::kDesirable
+                                 : index::kUndesirable);
+          }
+          return true;
+        });
+    if (!scanned.ok()) return scanned;
     // Batches of rows keep FAISS's add() calls large without holding the dataset twice.
     std::vector<int64_t> seqs;
     std::vector<float> values;
+    size_t added = 0;  // examples handed to the index so far
+    bool aligned = true;
     auto flush = [&] {
-      state->index->Add(seqs, values.data());
+      const std::span<const std::string> batch_ids(ids.data() + added, seqs.size());
+      const std::span<const int8_t> batch_labels =
+          pairs ? std::span<const int8_t>()
+                : std::span<const int8_t>(labels.data() + added, seqs.size());
+      state->index->Add(seqs, values.data(), batch_ids, batch_labels);
+      added += seqs.size();
       seqs.clear();
       values.clear();
     };
     absl::Status s = store->ForEachEmbedding(id, [&](int64_t seq, const float* v, size_t n) {
+      const size_t at = added + seqs.size();
+      if (at >= example_seqs.size() || example_seqs[at] != seq) {
+        aligned = false;
+        return;
+      }
       seqs.push_back(seq);
       values.insert(values.end(), v, v + n);
       if (seqs.size() >= 4096) flush();
     });
     if (!s.ok()) return s;
+    if (!aligned || added + seqs.size() != example_seqs.size()) {
+      return absl::DataLossError(
+          absl::StrCat("dataset '", key, "': the stored examples and vectors do not match"));
+    }
     flush();
     if (state->index->examples() != expected) {
       return absl::DataLossError(absl::StrCat("dataset '", key, "': the record counts ", expected,

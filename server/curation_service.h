@@ -54,6 +54,12 @@ class CurationService final : public v1::CurationService::Service {
                               v1::ListSelectionsResponse*) override;
   grpc::Status ExportSelection(grpc::ServerContext*, const v1::ExportSelectionRequest*,
                                grpc::ServerWriter<v1::ExportSelectionResponse>*) override;
+  // Evaluation RPCs (evaluation_rpcs.cc): the proxy of evaluation/proxy.h on the dataset's
+  // index, on the selection workers and under the tenant's selection quota.
+  grpc::Status EvaluateSelection(grpc::ServerContext*, const v1::EvaluateSelectionRequest*,
+                                 grpc::ServerWriter<v1::EvaluateSelectionProgress>*) override;
+  grpc::Status RecommendBudget(grpc::ServerContext*, const v1::RecommendBudgetRequest*,
+                               grpc::ServerWriter<v1::RecommendBudgetProgress>*) override;
 
  private:
   // Every data RPC starts here: the server must be ready and the caller must hold at least

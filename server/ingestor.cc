@@ -26,6 +26,11 @@ struct Pending {
   std::vector<float> embedding;
 };
 
+int8_t IndexLabel(const v1::Example& example) {
+  return example.unpaired().label() == v1::LABEL_DESIRABLE ? index::kDesirable
+                                                           : index::kUndesirable;
+}
+
 }  // namespace
 
 std::string Ingestor::ContentHash(const v1::Example& example) {
@@ -175,9 +180,15 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
     }
     std::vector<float> values;
     values.reserve(writes.size() * width);
-    for (const auto& w : writes)
+    std::vector<std::string> written_ids;
+    written_ids.reserve(writes.size());
+    std::vector<int8_t> labels;
+    for (const auto& w : writes) {
       values.insert(values.end(), w.embedding.begin(), w.embedding.end());
-    dataset.index->Add(seqs, values.data());
+      written_ids.push_back(w.record.example().id());
+      if (!pairs) labels.push_back(IndexLabel(w.record.example()));
+    }
+    dataset.index->Add(seqs, values.data(), written_ids, labels);
     dataset.record = std::move(updated);
   }
   summary->set_accepted(summary->accepted() + static_cast<int64_t>(writes.size()));

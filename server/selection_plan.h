@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "curation/v1/curation.pb.h"
+#include "selection/isa.h"
 #include "selection/selector.h"
 
 namespace curation::server {
@@ -21,9 +22,9 @@ struct SelectionPlan {
   // The request with every default filled in (method by dataset kind, unit, ISA and facility
   // location options), as stored in Selection.
   v1::SelectRequest resolved;
-  // The method, wrapped in the dedup pre-filter when filter.dedup_threshold is set. Filters
-  // on metadata and length and the constraints need per-example data and are applied by the
-  // caller around this selector.
+  // The method, wrapped in the dedup pre-filter when filter.dedup_threshold is set (DEDUP is
+  // that filter itself and is not wrapped again). Filters on metadata and length and the
+  // constraints need per-example data and are applied by the caller around this selector.
   std::shared_ptr<const selection::Selector> selector;
   bool pair_units = false;
   PairRows pair_rows = PairRows::kMean;
@@ -35,7 +36,11 @@ struct SelectionPlan {
 // path ("isa.pca_dim", "filter.dedup_threshold", "unit", ...) for anything out of range,
 // including options given for another method and a pca_dim above `embedding_dim`. Does not
 // look at the budget.
-absl::StatusOr<SelectionPlan> PlanSelection(const v1::SelectRequest& request,
-                                            v1::DatasetKind kind, int embedding_dim);
+absl::StatusOr<SelectionPlan> PlanSelection(const v1::SelectRequest& request, v1::DatasetKind kind,
+                                            int embedding_dim);
+
+// The library's ISA options for resolved (PlanSelection'd) `isa` options, for callers that run
+// selection::ScoreIsa themselves to report more of the fit than SelectionResult holds.
+selection::IsaOptions IsaLibraryOptions(const v1::IsaOptions& isa);
 
 }  // namespace curation::server

@@ -6,13 +6,20 @@
 #include <chrono>
 #include <cmath>
 #include <future>
+#include <map>
+#include <optional>
+#include <span>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "selection/factory.h"
+#include "selection/constraints.h"
+#include "selection/dedup.h"
+#include "selection/diversity.h"
+#include "selection/isa.h"
 #include "server/curation_service.h"
+#include "server/selection_plan.h"
 #include "server/validation.h"
 
 namespace curation::server {
@@ -28,61 +35,136 @@ bool ParseSelectionId(const std::string& id, uint64_t* dataset_id, int64_t* seq)
          absl::SimpleAtoi(parts[2], seq) && *seq >= 0;
 }
 
-// Fills the server defaults into the ISA options and checks them.
-absl::Status ResolveIsa(v1::IsaOptions* isa) {
-  if (isa->components() == 0) isa->set_components(2);
-  if (isa->covariance() == v1::COVARIANCE_UNSPECIFIED) isa->set_covariance(v1::COVARIANCE_DIAG);
-  if (isa->max_iter() == 0) isa->set_max_iter(100);
-  if (isa->tol() == 0) isa->set_tol(1e-3);
-  if (isa->reg_covar() == 0) isa->set_reg_covar(1e-6);
-  if (isa->components() < 1 || isa->components() > 64) {
-    return InvalidField("isa.components", "must be between 1 and 64");
-  }
-  if (isa->max_iter() < 1 || isa->max_iter() > 10'000) {
-    return InvalidField("isa.max_iter", "must be between 1 and 10000");
-  }
-  if (!(isa->tol() > 0) || !std::isfinite(isa->tol())) {
-    return InvalidField("isa.tol", "must be positive");
-  }
-  if (!(isa->reg_covar() > 0) || !std::isfinite(isa->reg_covar())) {
-    return InvalidField("isa.reg_covar", "must be positive");
-  }
-  if (!v1::Covariance_IsValid(isa->covariance())) {
-    return InvalidField("isa.covariance", "unknown covariance type");
-  }
-  return absl::OkStatus();
-}
-
-selection::IsaOptions ToLibrary(const v1::IsaOptions& isa) {
-  selection::IsaOptions options;
-  options.mixture.components = isa.components();
-  options.mixture.max_iter = isa.max_iter();
-  options.mixture.tol = isa.tol();
-  options.mixture.reg_covar = isa.reg_covar();
-  switch (isa.covariance()) {
-    case v1::COVARIANCE_SPHERICAL:
-      options.mixture.covariance = selection::Covariance::kSpherical;
-      break;
-    case v1::COVARIANCE_FULL:
-      options.mixture.covariance = selection::Covariance::kFull;
-      break;
-    default:
-      options.mixture.covariance = selection::Covariance::kDiag;
-  }
-  return options;
-}
-
 const char* UnitNoun(bool pair_units) { return pair_units ? "pairs" : "examples"; }
 
-// The selection library's name for a method.
-const char* MethodName(v1::SelectionMethod method) {
-  switch (method) {
-    case v1::SELECTION_METHOD_RANDOM:
-      return "random";
-    default:
-      return "isa";
-  }
+// Unicode code points of UTF-8 text (bytes that do not continue a sequence).
+int64_t CodePoints(const std::string& text) {
+  int64_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
+  return n;
 }
+
+// The length ExampleFilter's bounds apply to: prompt plus completion, or prompt plus the
+// longer completion of a pair.
+int64_t TextChars(const v1::Example& ex) {
+  if (ex.has_pair()) {
+    return CodePoints(ex.pair().prompt()) +
+           std::max(CodePoints(ex.pair().chosen()), CodePoints(ex.pair().rejected()));
+  }
+  return CodePoints(ex.unpaired().prompt()) + CodePoints(ex.unpaired().completion());
+}
+
+// What the filter and the stratification know about each example of a unit matrix, by its
+// position in the index (UnitMatrix::example).
+struct ExampleFacts {
+  std::vector<uint8_t> keep;     // passes the metadata and length filters
+  std::vector<int32_t> stratum;  // stratify_by value's id, by first appearance in the pool
+  int32_t strata = 0;
+};
+
+// One sequential pass over the dataset's example rows, for the examples in `units` only.
+absl::StatusOr<ExampleFacts> ReadExampleFacts(const store::Store& store, uint64_t dataset_id,
+                                              const index::UnitMatrix& units,
+                                              const v1::ExampleFilter& filter,
+                                              const std::string& stratify_by) {
+  const int64_t examples = units.example.back() + 1;
+  std::vector<int64_t> seq_of(examples);
+  for (int64_t r = 0; r < units.rows; ++r) seq_of[units.example[r]] = units.seq[r];
+  ExampleFacts facts;
+  facts.keep.assign(examples, 1);
+  facts.stratum.assign(examples, 0);
+  std::map<std::string, int32_t> strata;
+  int32_t missing = -1;  // examples without the key: one stratum of their own
+  int64_t next = 0;
+  bool gap = false;
+  absl::Status s =
+      store.ForEachExample(dataset_id, [&](int64_t seq, const storage::ExampleRecord& record) {
+        // Rows ingested after the snapshot of the index have larger seqs and end the scan.
+        if (next >= examples) return false;
+        if (seq < seq_of[next]) return true;
+        if (seq > seq_of[next]) {
+          gap = true;
+          return false;
+        }
+        const v1::Example& ex = record.example();
+        bool keep = true;
+        for (const auto& [key, value] : filter.metadata_equals()) {
+          auto it = ex.metadata().find(key);
+          if (it == ex.metadata().end() || it->second != value) {
+            keep = false;
+            break;
+          }
+        }
+        if (keep && (filter.min_chars() > 0 || filter.max_chars() > 0)) {
+          const int64_t chars = TextChars(ex);
+          if (filter.min_chars() > 0 && chars < filter.min_chars()) keep = false;
+          if (filter.max_chars() > 0 && chars > filter.max_chars()) keep = false;
+        }
+        facts.keep[next] = keep;
+        if (!stratify_by.empty()) {
+          auto it = ex.metadata().find(stratify_by);
+          if (it == ex.metadata().end()) {
+            if (missing < 0) missing = facts.strata++;
+            facts.stratum[next] = missing;
+          } else {
+            auto [entry, inserted] = strata.emplace(it->second, facts.strata);
+            if (inserted) ++facts.strata;
+            facts.stratum[next] = entry->second;
+          }
+        }
+        ++next;
+        return true;
+      });
+  if (!s.ok()) return s;
+  if (gap || next != examples) {
+    return absl::DataLossError("the dataset's index and stored examples disagree");
+  }
+  return facts;
+}
+
+// The groups of Constraints over the pool's rows: label (0 desirable, 1 undesirable) and/or
+// stratum, as label * strata + stratum.
+selection::GroupConstraint MakeGroups(const v1::Constraints& c, const index::UnitMatrix& units,
+                                      std::span<const int64_t> pool_rows,
+                                      const ExampleFacts* facts) {
+  const bool labels = c.balance_labels();
+  const int32_t strata = c.stratify_by().empty() ? 1 : facts->strata;
+  selection::GroupConstraint constraint;
+  constraint.group.reserve(pool_rows.size());
+  std::vector<int64_t> sizes(2 * strata, 0);
+  for (int64_t row : pool_rows) {
+    const int32_t label = labels ? (units.label[row] == index::kDesirable ? 0 : 1) : 0;
+    const int32_t stratum = c.stratify_by().empty() ? 0 : facts->stratum[units.example[row]];
+    constraint.group.push_back(label * strata + stratum);
+    ++sizes[label * strata + stratum];
+  }
+  if (labels && c.desirable_share() > 0) {
+    // The requested label split, and within each label the pool's split between strata.
+    const double share[2] = {c.desirable_share(), 1 - c.desirable_share()};
+    constraint.shares.assign(2 * strata, 0);
+    for (int l = 0; l < 2; ++l) {
+      int64_t label_size = 0;
+      for (int32_t s = 0; s < strata; ++s) label_size += sizes[l * strata + s];
+      for (int32_t s = 0; s < strata; ++s) {
+        constraint.shares[l * strata + s] =
+            label_size == 0 ? 0
+                            : share[l] * static_cast<double>(sizes[l * strata + s]) /
+                                  static_cast<double>(label_size);
+      }
+      // A label with no rows keeps its share, so that quotas fail on its capacity rather than
+      // silently giving its rows to the other label.
+      if (label_size == 0) constraint.shares[l * strata] = share[l];
+    }
+  }
+  return constraint;
+}
+
+// Everything ScoreIsa reports beyond SelectionResult.
+struct IsaExtras {
+  int init_iterations = 0;
+  double retained_variance = 1;
+  double fit_seconds = 0;
+};
 
 }  // namespace
 
@@ -96,76 +178,109 @@ absl::StatusOr<v1::Selection> CurationService::RunSelect(grpc::ServerContext* co
   if (!found.ok()) return found.status();
   DatasetState& state = **found;
   const storage::DatasetRecord record = state.Snapshot();
-  const bool pair_dataset = record.dataset().kind() == v1::DATASET_KIND_PAIRS;
 
-  v1::Selection selection;
-  selection.set_dataset(request->dataset());
   if (request->display_name().size() > 128) {
     return InvalidField("display_name", "at most 128 characters");
   }
+  auto plan = PlanSelection(*request, record.dataset().kind(), record.dataset().embedding().dim());
+  if (!plan.ok()) return plan.status();
+  const v1::SelectRequest& resolved = plan->resolved;
+  const bool pair_units = plan->pair_units;
+
+  v1::Selection selection;
+  selection.set_dataset(request->dataset());
   selection.set_display_name(request->display_name());
   selection.set_seed(request->seed());
-
-  v1::SelectionMethod method = request->method();
-  if (method == v1::SELECTION_METHOD_UNSPECIFIED) method = v1::SELECTION_METHOD_ISA;
-  if (method != v1::SELECTION_METHOD_ISA && method != v1::SELECTION_METHOD_RANDOM) {
-    return InvalidField("method", "unknown method");
+  selection.set_method(resolved.method());
+  selection.set_unit(resolved.unit());
+  if (resolved.has_isa()) *selection.mutable_isa() = resolved.isa();
+  if (resolved.has_facility_location()) {
+    *selection.mutable_facility_location() = resolved.facility_location();
   }
-  selection.set_method(method);
-
-  v1::SelectionUnit unit = request->unit();
-  if (unit == v1::SELECTION_UNIT_UNSPECIFIED) {
-    unit = pair_dataset ? v1::SELECTION_UNIT_PAIR : v1::SELECTION_UNIT_EXAMPLE;
-  }
-  if (unit != v1::SELECTION_UNIT_PAIR && unit != v1::SELECTION_UNIT_EXAMPLE) {
-    return InvalidField("unit", "unknown unit");
-  }
-  if (unit == v1::SELECTION_UNIT_PAIR && !pair_dataset) {
-    return InvalidField("unit", "PAIR needs a pairs dataset; this one is unpaired");
-  }
-  selection.set_unit(unit);
-  const bool pair_units = unit == v1::SELECTION_UNIT_PAIR;
-
-  if (method == v1::SELECTION_METHOD_ISA) {
-    v1::IsaOptions isa = request->isa();
-    if (absl::Status s = ResolveIsa(&isa); !s.ok()) return s;
-    *selection.mutable_isa() = isa;
-  } else if (request->has_isa()) {
-    return InvalidField("isa", "only for method ISA");
-  }
+  if (resolved.has_filter()) *selection.mutable_filter() = resolved.filter();
+  if (resolved.has_constraints()) *selection.mutable_constraints() = resolved.constraints();
 
   auto slot = tenants_->AdmitSelection(scope->tenant);
   if (!slot.ok()) return slot.status();
   // The pool is the index as it is now; examples ingested from here on are not in it.
-  index::UnitMatrix units = state.index->BuildUnits(pair_units);
+  const index::UnitLayout layout =
+      !pair_units ? index::UnitLayout::kVectors
+                  : (plan->pair_rows == PairRows::kConcat ? index::UnitLayout::kPairConcat
+                                                          : index::UnitLayout::kPairMean);
+  index::UnitMatrix units = state.index->BuildUnits(layout);
   if (units.rows == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("dataset '", request->dataset(), "' has no examples yet"));
   }
+
+  // Metadata and length filters and strata need the example rows: one scan, only if asked.
+  const v1::ExampleFilter& filter = resolved.filter();
+  const v1::Constraints& constraints = resolved.constraints();
+  const bool row_filter =
+      !filter.metadata_equals().empty() || filter.min_chars() > 0 || filter.max_chars() > 0;
+  std::optional<ExampleFacts> facts;
+  if (row_filter || !constraints.stratify_by().empty()) {
+    auto read =
+        ReadExampleFacts(*store_, record.internal_id(), units, filter, constraints.stratify_by());
+    if (!read.ok()) return read.status();
+    facts = *std::move(read);
+  }
+  // pool_rows[i] is the unit row of pool row i; the method sees a gathered copy when the
+  // filter removed any.
+  std::vector<int64_t> pool_rows;
+  pool_rows.reserve(units.rows);
+  for (int64_t r = 0; r < units.rows; ++r) {
+    if (!row_filter || facts->keep[units.example[r]]) pool_rows.push_back(r);
+  }
+  const int64_t pool = static_cast<int64_t>(pool_rows.size());
+  if (pool == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("filter: none of the ", units.rows, " ",
+                                                      UnitNoun(pair_units), " passes the filter"));
+  }
+  std::vector<float> gathered;
+  selection::MatrixView view{units.data.data(), units.rows, units.dim};
+  if (pool < units.rows) {
+    gathered.resize(static_cast<size_t>(pool) * units.dim);
+    for (int64_t i = 0; i < pool; ++i) {
+      std::copy_n(units.data.data() + pool_rows[i] * units.dim, units.dim,
+                  gathered.data() + i * units.dim);
+    }
+    view = {gathered.data(), pool, units.dim};
+  }
+
   int64_t k = 0;
   const v1::Budget& budget = request->budget();
   switch (budget.amount_case()) {
     case v1::Budget::kCount:
       k = budget.count();
-      if (k < 1 || k > units.rows) {
+      if (k < 1 || k > pool) {
         return InvalidField("budget.count",
-                            absl::StrCat(k, " is outside 1..", units.rows, " (the pool holds ",
-                                         units.rows, " ", UnitNoun(pair_units), ")"));
+                            absl::StrCat(k, " is outside 1..", pool, " (the pool holds ", pool, " ",
+                                         UnitNoun(pair_units), ")"));
       }
       break;
     case v1::Budget::kFraction:
       if (!(budget.fraction() > 0 && budget.fraction() <= 1)) {
         return InvalidField("budget.fraction", "must be in (0, 1]");
       }
-      k = std::max<int64_t>(1, std::llround(budget.fraction() * static_cast<double>(units.rows)));
+      k = std::max<int64_t>(1, std::llround(budget.fraction() * static_cast<double>(pool)));
       break;
     default:
       return InvalidField("budget", "required: a count or a fraction");
   }
   *selection.mutable_requested_budget() = budget;
 
-  auto selector = selection::MakeSelector(MethodName(method), ToLibrary(selection.isa()));
-  if (!selector.ok()) return selector.status();
+  std::shared_ptr<const selection::Selector> selector = plan->selector;
+  const bool constrained = constraints.balance_labels() || !constraints.stratify_by().empty();
+  if (constrained) {
+    selector = selection::MakeConstrainedSelector(
+        selector, MakeGroups(constraints, units, pool_rows, facts ? &*facts : nullptr));
+  }
+  const bool dedup = filter.dedup_threshold() > 0;
+  // Plain ISA runs ScoreIsa itself, which reports the fit in full (SelectionResult does not).
+  const bool direct_isa = resolved.method() == v1::SELECTION_METHOD_ISA && !dedup && !constrained;
+  const bool ranking = resolved.ranking();
+
   // The method runs on the selection workers, not on this gRPC thread, which meanwhile
   // relays progress and turns the client's cancellation or deadline into the method's stop.
   std::atomic<double> done{0};
@@ -176,14 +291,41 @@ absl::StatusOr<v1::Selection> CurationService::RunSelect(grpc::ServerContext* co
     done.store(d);
     return !stop.load();
   };
-  const selection::MatrixView view{units.data.data(), units.rows, units.dim};
+  IsaExtras isa_extras;
+  auto run = [&]() -> absl::StatusOr<selection::SelectionResult> {
+    if (stop.load()) return absl::CancelledError("cancelled before it started");
+    if (direct_isa) {
+      auto scored = selection::ScoreIsa(view, IsaLibraryOptions(resolved.isa()), options.seed,
+                                        options.progress);
+      if (!scored.ok()) return scored.status();
+      selection::SelectionResult result;
+      result.rows = selection::TopK(scored->deltas, ranking ? view.rows : k);
+      result.scores.reserve(result.rows.size());
+      for (int64_t row : result.rows) result.scores.push_back(scored->deltas[row]);
+      result.fit = std::move(scored->fit);
+      isa_extras = {scored->init_iterations, scored->retained_variance, scored->fit_seconds};
+      return result;
+    }
+    if (!ranking) return selector->Select(view, k, options);
+    if (dedup) {
+      // Rows dedup drops cannot be ranked; the ranking is the order of the rows it keeps.
+      selection::DedupOptions dedup_options;
+      dedup_options.threshold = filter.dedup_threshold();
+      auto groups = selection::Deduplicate(view, dedup_options, options.progress);
+      if (!groups.ok()) return groups.status();
+      const int64_t kept = static_cast<int64_t>(groups->kept.size());
+      if (kept < k) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "budget: only ", kept, " ", UnitNoun(pair_units), " are left after dedup"));
+      }
+      return selector->Select(view, kept, options);
+    }
+    return selection::RankAll(*selector, view, options);
+  };
   absl::StatusOr<selection::SelectionResult> result = absl::UnknownError("not run");
-  std::future<void> job = workers_->Submit([&] {
-    result = stop.load() ? absl::CancelledError("cancelled before it started")
-                         : (*selector)->Select(view, k, options);
-  });
+  std::future<void> job = workers_->Submit([&] { result = run(); });
   const std::string stage =
-      absl::StrCat(MethodName(method), " on ", units.rows, " ", UnitNoun(pair_units));
+      absl::StrCat(plan->method_name, " on ", pool, " ", UnitNoun(pair_units));
   while (job.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
     if (context->IsCancelled()) stop.store(true);
     if (report) report(stage, done.load(), started);
@@ -198,46 +340,64 @@ absl::StatusOr<v1::Selection> CurationService::RunSelect(grpc::ServerContext* co
 
   if (metrics_ != nullptr) {
     metrics_->RecordSelection(
-        MethodName(method),
+        plan->method_name,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
   v1::SelectionSummary* summary = selection.mutable_summary();
-  summary->set_pool_size(units.rows);
-  summary->set_selected_count(static_cast<int64_t>(result->rows.size()));
+  summary->set_pool_size(pool);
+  summary->set_filtered_out(units.rows - pool);
+  summary->set_selected_count(k);
+  summary->set_ranked(ranking);
+  const int64_t items = static_cast<int64_t>(result->rows.size());
+  std::vector<int64_t> positions(items);
+  for (int64_t i = 0; i < items; ++i) {
+    positions[i] = units.example[pool_rows[result->rows[i]]];
+  }
+  const std::vector<std::string> ids = state.index->ExampleIds(positions);
+  // Statistics of the selection (the first k items); kcenter's first score is +infinity,
+  // which is kept on the item but left out of the summary so that it stays finite.
   double sum = 0, lo = INFINITY, hi = -INFINITY;
-  for (size_t i = 0; i < result->rows.size(); ++i) {
-    const int64_t row = result->rows[i];
+  int64_t finite = 0;
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t row = pool_rows[result->rows[i]];
     const double score = result->scores[i] + 0.0;  // no "-0" for ISA's Delta at l' = 0
-    sum += score;
-    lo = std::min(lo, score);
-    hi = std::max(hi, score);
-    auto example = store_->GetExample(record.internal_id(), units.seq[row]);
-    if (!example.ok()) return example.status();
     v1::SelectedItem* item = selection.add_items();
-    item->set_example_id(example->example().id());
+    item->set_example_id(ids[i]);
     item->set_score(score);
     const int8_t side = units.side[row];
     item->set_side(side < 0 ? v1::SIDE_UNSPECIFIED
                             : (side == 0 ? v1::SIDE_CHOSEN : v1::SIDE_REJECTED));
-    const bool desirable = example->example().has_unpaired()
-                               ? example->example().unpaired().label() == v1::LABEL_DESIRABLE
-                               : side == 0;
+    if (i >= k) continue;
+    if (std::isfinite(score)) {
+      sum += score;
+      lo = std::min(lo, score);
+      hi = std::max(hi, score);
+      ++finite;
+    }
     if (!pair_units) {
-      if (desirable)
+      if (units.label[row] == index::kDesirable) {
         summary->set_desirable_count(summary->desirable_count() + 1);
-      else
+      } else {
         summary->set_undesirable_count(summary->undesirable_count() + 1);
+      }
     }
   }
-  summary->set_min_score(lo);
-  summary->set_max_score(hi);
-  summary->set_mean_score(sum / static_cast<double>(result->rows.size()));
+  if (finite > 0) {
+    summary->set_min_score(lo);
+    summary->set_max_score(hi);
+    summary->set_mean_score(sum / static_cast<double>(finite));
+  }
   if (result->fit) {
     v1::MixtureFit* fit = summary->mutable_fit();
     fit->set_iterations(result->fit->iterations);
     fit->set_converged(result->fit->converged);
     fit->set_mean_log_likelihood(result->fit->mean_log_likelihood);
     for (double w : result->fit->weights) fit->add_weights(w);
+    if (direct_isa) {
+      fit->set_init_iterations(isa_extras.init_iterations);
+      fit->set_retained_variance(isa_extras.retained_variance);
+      fit->set_fit_seconds(isa_extras.fit_seconds);
+    }
   }
   *selection.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
 
@@ -387,8 +547,18 @@ grpc::Status CurationService::ExportSelection(
                         "(unit EXAMPLE), export it as KTO");
   }
 
+  // A ranked selection holds its whole pool's order; the selection is its first
+  // selected_count items, and `count` reaches further along the ranking.
+  const int64_t held = selection->items_size();
+  int64_t count = std::min<int64_t>(selection->summary().selected_count(), held);
+  if (count == 0) count = held;  // selections stored before selected_count meant all items
+  if (request->count() < 0 || request->count() > held) {
+    return ToGrpc(InvalidField(
+        "count", absl::StrCat("must be between 0 and the ", held, " items the selection holds")));
+  }
+  if (request->count() > 0) count = request->count();
   const int64_t per_item = (format == v1::EXPORT_FORMAT_KTO && pair_units) ? 2 : 1;
-  const int64_t total = selection->items_size() * per_item;
+  const int64_t total = count * per_item;
   constexpr int kRecordsPerMessage = 256;
   v1::ExportSelectionResponse message;
   int64_t sent = 0;
@@ -400,7 +570,8 @@ grpc::Status CurationService::ExportSelection(
     message.Clear();
     return ok;
   };
-  for (const v1::SelectedItem& item : selection->items()) {
+  for (int64_t i = 0; i < count; ++i) {
+    const v1::SelectedItem& item = selection->items(static_cast<int>(i));
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     auto example = LoadExample(record.internal_id(), item.example_id());
     if (!example.ok()) return ToGrpc(example.status());

@@ -9,10 +9,12 @@ Args::Args(int argc, char** argv, int first, const std::set<std::string>& flags)
       std::string name = arg.substr(2);
       if (auto eq = name.find('='); eq != std::string::npos) {
         options_[name.substr(0, eq)] = name.substr(eq + 1);
+        all_[name.substr(0, eq)].push_back(name.substr(eq + 1));
       } else if (flags.count(name)) {
         options_[name] = "true";
       } else if (i + 1 < argc) {
         options_[name] = argv[++i];
+        all_[name].push_back(options_[name]);
       } else {
         error_ = "option --" + name + " needs a value";
       }
@@ -28,6 +30,11 @@ std::optional<std::string> Args::Get(const std::string& name) const {
   auto it = options_.find(name);
   if (it == options_.end()) return std::nullopt;
   return it->second;
+}
+
+std::vector<std::string> Args::GetAll(const std::string& name) const {
+  auto it = all_.find(name);
+  return it == all_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::GetOr(const std::string& name, const std::string& fallback) const {

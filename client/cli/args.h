@@ -16,7 +16,10 @@ class Args {
   Args(int argc, char** argv, int first, const std::set<std::string>& flags);
 
   const std::vector<std::string>& positional() const { return positional_; }
+  // The last value given for the option.
   std::optional<std::string> Get(const std::string& name) const;
+  // Every value given for a repeatable option, in order.
+  std::vector<std::string> GetAll(const std::string& name) const;
   std::string GetOr(const std::string& name, const std::string& fallback) const;
   bool Has(const std::string& name) const { return options_.count(name) > 0; }
   // A problem found while parsing (an option missing its value), or "".
@@ -27,6 +30,7 @@ class Args {
  private:
   std::vector<std::string> positional_;
   std::map<std::string, std::string> options_;
+  std::map<std::string, std::vector<std::string>> all_;
   std::string error_;
 };
 

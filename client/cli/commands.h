@@ -23,6 +23,8 @@ int ExamplesCommand(Context& ctx, const Args& args);
 int SelectCommand(Context& ctx, const Args& args);
 int SelectionsCommand(Context& ctx, const Args& args);
 int ExportCommand(Context& ctx, const Args& args);
+int EvaluateCommand(Context& ctx, const Args& args);
+int RecommendCommand(Context& ctx, const Args& args);
 int AdminCommand(Context& ctx, const Args& args);
 int HealthCommand(Context& ctx, const Args& args);
 

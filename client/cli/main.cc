@@ -21,10 +21,30 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
                           rejected}, Anthropic HH {chosen, rejected}, KTO {prompt, completion,
                           label} or PandaLM format
   examples get DATASET ID... [--embeddings]
-  select DATASET --budget 10%|0.1|5000 [--method isa|random] [--unit pair|example]
-                 [--seed N] [--name NAME] [--covariance diag|spherical|full] [--ids-out FILE]
+  select DATASET --budget 10%|0.1|5000 [--method M] [--unit pair|example] [--seed N]
+                 [--name NAME] [--ranking] [--ids-out FILE] [--scores-svg FILE]
+                          M: herding (the default), isa, random, facility_location, kcenter,
+                          dedup. --ranking stores the whole pool's order (the budget is its
+                          default prefix); --scores-svg draws a histogram of the scores
+         isa:            [--components K] [--covariance diag|spherical|full] [--n-init N]
+                         [--init kmeans|kmeans++] [--pca-dim D] [--max-iter N] [--tol X]
+         facility_location: [--neighbours N] [--stochastic]
+         filters:        [--where KEY=VALUE ...] [--min-chars N] [--max-chars N] [--dedup 0.95]
+         constraints:    [--balance-labels [--desirable-share S]] [--stratify-by KEY]
   selections list DATASET | get SELECTION_ID [--items N]
-  export SELECTION_ID [--format trl|kto] [-o FILE]
+  export SELECTION_ID [--format trl|kto] [--count N] [-o FILE]
+                          --count: the first N items (default: the selection; for a ranking
+                          any prefix)
+  evaluate DATASET (--selection SEL_ID [--count N] | --method M --budget 5%|N
+                   [--unit pair|example] [--seed N]) [--split-seed N] [--test-pairs N]
+                   [--train-pairs N] [--random-seeds N]
+                          the proxy reward model trained on the subset, on random subsets
+                          of its size and on the whole pool, scored on held-out pairs
+  recommend DATASET [--method M] [--unit pair|example] [--seed N]
+                    [--budgets 0.5,1,2,5,10,25,50,100] [--target 0.95] [--with-random]
+                    [--svg FILE] [--split-seed N] [--test-pairs N] [--train-pairs N]
+                          the method's learning curve, the scaling law fitted to it and the
+                          smallest budget reaching --target of its plateau
 
   admin tenants create|set-quotas NAME [--max-examples N] [--max-bytes N] [--max-datasets N]
                 [--max-selections N] [--ingest-rate R] [--ingest-burst B]
@@ -109,7 +129,8 @@ int main(int argc, char** argv) {
   ctx.client = *std::move(client);
 
   const curation::cli::Args args(argc, argv, i + 1,
-                                 {"strict", "embeddings", "json", "help", "progress"});
+                                 {"strict", "embeddings", "json", "help", "progress", "stochastic",
+                                  "balance-labels", "ranking", "with-random"});
   if (!args.error().empty()) return curation::cli::Usage(args.error());
   if (args.Has("json")) ctx.json = true;
   if (command == "datasets") return DatasetsCommand(ctx, args);
@@ -118,6 +139,8 @@ int main(int argc, char** argv) {
   if (command == "select") return SelectCommand(ctx, args);
   if (command == "selections") return SelectionsCommand(ctx, args);
   if (command == "export") return ExportCommand(ctx, args);
+  if (command == "evaluate") return EvaluateCommand(ctx, args);
+  if (command == "recommend") return RecommendCommand(ctx, args);
   if (command == "admin") return AdminCommand(ctx, args);
   if (command == "health") return HealthCommand(ctx, args);
   std::fprintf(stderr, "curation: unknown command '%s'\n\n%s", command.c_str(), kUsage);

@@ -4,9 +4,13 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "client/cli/commands.h"
 #include "client/cli/progress.h"
+#include "client/cli/svg.h"
 
 namespace curation::cli {
 namespace {
@@ -32,15 +36,42 @@ bool ParseBudget(const std::string& text, v1::Budget* budget) {
   }
 }
 
+// The names users type, as in the server's SelectionMethod.
+constexpr std::pair<const char*, v1::SelectionMethod> kMethods[] = {
+    {"isa", v1::SELECTION_METHOD_ISA},
+    {"random", v1::SELECTION_METHOD_RANDOM},
+    {"facility_location", v1::SELECTION_METHOD_FACILITY_LOCATION},
+    {"kcenter", v1::SELECTION_METHOD_KCENTER},
+    {"herding", v1::SELECTION_METHOD_HERDING},
+    {"dedup", v1::SELECTION_METHOD_DEDUP},
+};
+
 const char* MethodName(v1::SelectionMethod m) {
-  switch (m) {
-    case v1::SELECTION_METHOD_ISA:
-      return "isa";
-    case v1::SELECTION_METHOD_RANDOM:
-      return "random";
-    default:
-      return "?";
+  for (const auto& [name, method] : kMethods) {
+    if (method == m) return name;
   }
+  return "?";
+}
+
+// Parses option `name` into `out` if given; false (after printing usage) if it is not a
+// number of the type.
+template <typename T>
+bool ParseNumber(const Args& args, const std::string& name, T* out, bool* given = nullptr) {
+  auto text = args.Get(name);
+  if (given != nullptr) *given = text.has_value();
+  if (!text) return true;
+  try {
+    size_t used = 0;
+    if constexpr (std::is_floating_point_v<T>) {
+      *out = static_cast<T>(std::stod(*text, &used));
+    } else {
+      *out = static_cast<T>(std::stoll(*text, &used));
+    }
+    if (used == text->size()) return true;
+  } catch (...) {
+  }
+  Usage("--" + name + ": '" + *text + "' is not a number");
+  return false;
 }
 
 const char* SideName(v1::Side side) {
@@ -56,6 +87,14 @@ void PrintSelection(const v1::Selection& s, int items) {
       static_cast<long long>(sum.pool_size()), pairs ? "pairs" : "examples",
       100.0 * sum.selected_count() / std::max<int64_t>(1, sum.pool_size()), sum.duration_seconds(),
       s.display_name().empty() ? "" : ", named ", s.display_name().c_str());
+  if (sum.filtered_out() > 0) {
+    std::printf("  filter: %lld %s left out before the method ran\n",
+                static_cast<long long>(sum.filtered_out()), pairs ? "pairs" : "examples");
+  }
+  if (sum.ranked()) {
+    std::printf("  ranking: all %d items stored in order; the selection is the first %lld\n",
+                s.items_size(), static_cast<long long>(sum.selected_count()));
+  }
   if (sum.has_fit()) {
     std::string weights;
     for (double w : sum.fit().weights()) {
@@ -65,8 +104,12 @@ void PrintSelection(const v1::Selection& s, int items) {
     std::printf("  mixture: %d iterations, %s, mean log-likelihood %.4g, weights %s\n",
                 sum.fit().iterations(), sum.fit().converged() ? "converged" : "NOT converged",
                 sum.fit().mean_log_likelihood(), weights.c_str());
+    if (s.isa().pca_dim() > 0) {
+      std::printf("  pca: %d dimensions kept %.1f%% of the variance\n", s.isa().pca_dim(),
+                  100.0 * sum.fit().retained_variance());
+    }
   }
-  if (s.method() != v1::SELECTION_METHOD_RANDOM) {
+  if (s.method() != v1::SELECTION_METHOD_RANDOM && s.method() != v1::SELECTION_METHOD_DEDUP) {
     std::printf("  scores: %.6g to %.6g, mean %.6g\n", sum.min_score(), sum.max_score(),
                 sum.mean_score());
   }
@@ -88,7 +131,11 @@ int SelectCommand(Context& ctx, const Args& args) {
   const auto& pos = args.positional();
   if (pos.size() != 1) return Usage("select DATASET --budget B");
   if (auto unknown = args.Unknown(
-          {"budget", "method", "unit", "seed", "name", "covariance", "ids-out", "json"});
+          {"budget",      "method",     "unit",       "seed",           "name",
+           "covariance",  "components", "n-init",     "init",           "pca-dim",
+           "max-iter",    "tol",        "neighbours", "stochastic",     "where",
+           "min-chars",   "max-chars",  "dedup",      "balance-labels", "desirable-share",
+           "stratify-by", "ranking",    "scores-svg", "ids-out",        "json"});
       !unknown.empty()) {
     return Usage("select: unknown option --" + unknown);
   }
@@ -99,13 +146,18 @@ int SelectCommand(Context& ctx, const Args& args) {
   if (!ParseBudget(*budget, request.mutable_budget())) {
     return Usage("--budget: '" + *budget + "' is neither N, N% nor a fraction");
   }
-  const std::string method = args.GetOr("method", "isa");
-  if (method == "isa") {
-    request.set_method(v1::SELECTION_METHOD_ISA);
-  } else if (method == "random") {
-    request.set_method(v1::SELECTION_METHOD_RANDOM);
-  } else {
-    return Usage("--method must be isa or random");
+  // Without --method the server picks the dataset kind's default (and records it).
+  if (auto method = args.Get("method")) {
+    bool known = false;
+    for (const auto& [name, value] : kMethods) {
+      if (*method == name) {
+        request.set_method(value);
+        known = true;
+      }
+    }
+    if (!known) {
+      return Usage("--method must be isa, random, facility_location, kcenter, herding or dedup");
+    }
   }
   if (auto unit = args.Get("unit")) {
     if (*unit == "pair") {
@@ -116,6 +168,7 @@ int SelectCommand(Context& ctx, const Args& args) {
       return Usage("--unit must be pair or example");
     }
   }
+  // ISA options: given at all, they go to the server, which refuses them for other methods.
   if (auto cov = args.Get("covariance")) {
     if (*cov == "diag") {
       request.mutable_isa()->set_covariance(v1::COVARIANCE_DIAG);
@@ -127,6 +180,62 @@ int SelectCommand(Context& ctx, const Args& args) {
       return Usage("--covariance must be diag, spherical or full");
     }
   }
+  if (auto init = args.Get("init")) {
+    if (*init == "kmeans") {
+      request.mutable_isa()->set_init(v1::MIXTURE_INIT_KMEANS);
+    } else if (*init == "kmeans++") {
+      request.mutable_isa()->set_init(v1::MIXTURE_INIT_KMEANS_PLUS_PLUS);
+    } else {
+      return Usage("--init must be kmeans or kmeans++");
+    }
+  }
+  {
+    int32_t components = 0, n_init = 0, pca_dim = 0, max_iter = 0;
+    double tol = 0;
+    bool g1, g2, g3, g4, g5;
+    if (!ParseNumber(args, "components", &components, &g1) ||
+        !ParseNumber(args, "n-init", &n_init, &g2) ||
+        !ParseNumber(args, "pca-dim", &pca_dim, &g3) ||
+        !ParseNumber(args, "max-iter", &max_iter, &g4) || !ParseNumber(args, "tol", &tol, &g5)) {
+      return 2;
+    }
+    if (g1) request.mutable_isa()->set_components(components);
+    if (g2) request.mutable_isa()->set_n_init(n_init);
+    if (g3) request.mutable_isa()->set_pca_dim(pca_dim);
+    if (g4) request.mutable_isa()->set_max_iter(max_iter);
+    if (g5) request.mutable_isa()->set_tol(tol);
+  }
+  {
+    int32_t neighbours = 0;
+    bool given = false;
+    if (!ParseNumber(args, "neighbours", &neighbours, &given)) return 2;
+    if (given) request.mutable_facility_location()->set_neighbours(neighbours);
+    if (args.Has("stochastic")) request.mutable_facility_location()->set_stochastic(true);
+  }
+  for (const std::string& where : args.GetAll("where")) {
+    const auto eq = where.find('=');
+    if (eq == std::string::npos || eq == 0) return Usage("--where takes KEY=VALUE");
+    (*request.mutable_filter()->mutable_metadata_equals())[where.substr(0, eq)] =
+        where.substr(eq + 1);
+  }
+  {
+    int64_t min_chars = 0, max_chars = 0;
+    double dedup = 0, share = 0;
+    bool g1, g2, g3, g4;
+    if (!ParseNumber(args, "min-chars", &min_chars, &g1) ||
+        !ParseNumber(args, "max-chars", &max_chars, &g2) ||
+        !ParseNumber(args, "dedup", &dedup, &g3) ||
+        !ParseNumber(args, "desirable-share", &share, &g4)) {
+      return 2;
+    }
+    if (g1) request.mutable_filter()->set_min_chars(min_chars);
+    if (g2) request.mutable_filter()->set_max_chars(max_chars);
+    if (g3) request.mutable_filter()->set_dedup_threshold(dedup);
+    if (g4) request.mutable_constraints()->set_desirable_share(share);
+  }
+  if (args.Has("balance-labels")) request.mutable_constraints()->set_balance_labels(true);
+  if (auto key = args.Get("stratify-by")) request.mutable_constraints()->set_stratify_by(*key);
+  if (args.Has("ranking")) request.set_ranking(true);
   try {
     request.set_seed(std::stoull(args.GetOr("seed", "0")));
   } catch (...) {
@@ -158,6 +267,32 @@ int SelectCommand(Context& ctx, const Args& args) {
       if (item.side() != v1::SIDE_UNSPECIFIED) out << '\t' << SideName(item.side());
       out << '\n';
     }
+    if (!out) {
+      std::fprintf(stderr, "curation: select: cannot write %s\n", path->c_str());
+      return 1;
+    }
+  }
+  if (auto path = args.Get("scores-svg")) {
+    // The selection's scores, and for a ranking a second chart of the whole pool's.
+    const int selected =
+        static_cast<int>(std::min<int64_t>(reply.summary().selected_count(), reply.items_size()));
+    std::vector<double> scores;
+    for (int i = 0; i < selected; ++i) scores.push_back(reply.items(i).score());
+    std::string svg = HistogramSvg(std::string(MethodName(reply.method())) + " scores of the " +
+                                       std::to_string(selected) + " selected",
+                                   scores, 30);
+    if (reply.summary().ranked()) {
+      std::vector<double> all;
+      for (const auto& item : reply.items()) all.push_back(item.score());
+      // Two charts side by side in one file: the second is nested with an offset.
+      const std::string second = HistogramSvg(
+          std::string(MethodName(reply.method())) + " scores of the whole ranking", all, 30);
+      const auto close = svg.rfind("</svg>");
+      svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1280\" height=\"400\">\n" +
+            svg.substr(0, close) + "</svg>\n<svg x=\"640\"" + second.substr(4) + "</svg>\n";
+    }
+    std::ofstream out(*path);
+    out << svg;
     if (!out) {
       std::fprintf(stderr, "curation: select: cannot write %s\n", path->c_str());
       return 1;
@@ -219,8 +354,10 @@ int SelectionsCommand(Context& ctx, const Args& args) {
 
 int ExportCommand(Context& ctx, const Args& args) {
   const auto& pos = args.positional();
-  if (pos.size() != 1) return Usage("export SELECTION_ID [--format trl|kto] [-o FILE]");
-  if (auto unknown = args.Unknown({"format", "output", "json"}); !unknown.empty()) {
+  if (pos.size() != 1) {
+    return Usage("export SELECTION_ID [--format trl|kto] [--count N] [-o FILE]");
+  }
+  if (auto unknown = args.Unknown({"format", "output", "count", "json"}); !unknown.empty()) {
     return Usage("export: unknown option --" + unknown);
   }
   v1::ExportSelectionRequest request;
@@ -233,6 +370,11 @@ int ExportCommand(Context& ctx, const Args& args) {
     } else {
       return Usage("--format must be trl or kto");
     }
+  }
+  {
+    int64_t count = 0;
+    if (!ParseNumber(args, "count", &count)) return 2;
+    request.set_count(count);
   }
   std::ofstream file;
   const auto path = args.Get("output");

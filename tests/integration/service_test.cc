@@ -302,6 +302,7 @@ TEST_F(ServiceTest, ClientEmbeddingsAndUnpairedData) {
   v1::SelectRequest request;
   request.set_dataset("kto");
   request.mutable_budget()->set_count(3);
+  request.set_method(v1::SELECTION_METHOD_ISA);
   v1::Selection sel;
   grpc::Status s = Select(request, &sel);
   ASSERT_TRUE(s.ok()) << s.error_message();
@@ -380,11 +381,13 @@ TEST_F(ServiceTest, SelectStreamAndDeadlines) {
     } else {
       EXPECT_GE(update.progress().fraction(), 0.0);
       EXPECT_LE(update.progress().fraction(), 1.0);
-      EXPECT_EQ(update.progress().stage(), "isa on 200 pairs");
+      // The default method for pairs.
+      EXPECT_EQ(update.progress().stage(), "herding on 200 pairs");
     }
   }
   ASSERT_TRUE(stream->Finish().ok());
   ASSERT_EQ(selections, 1);
+  EXPECT_EQ(last.method(), v1::SELECTION_METHOD_HERDING);
   EXPECT_EQ(last.items_size(), 20);
   v1::GetSelectionRequest get;
   get.set_id(last.id());

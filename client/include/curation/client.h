@@ -16,6 +16,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -97,6 +98,19 @@ class Client {
     return Unary(*curation_, &v1::CurationService::Stub::ListSelections, r, out);
   }
 
+  // The evaluation RPCs, streamed: `progress` (may be empty) gets every Progress message,
+  // about five a second, and the result is the last message. Each attempt has a deadline
+  // `timeout` from its start (default 6 hours: the proxy on a large dataset takes minutes).
+  // Nothing is stored, so an attempt that fails with UNAVAILABLE before any message arrived is
+  // retried like a unary call; one that fails later is not (its work would start over).
+  using ProgressCallback = std::function<void(const v1::Progress&)>;
+  absl::StatusOr<v1::Evaluation> Evaluate(
+      const v1::EvaluateSelectionRequest& r, const ProgressCallback& progress = {},
+      std::chrono::milliseconds timeout = std::chrono::hours(6));
+  absl::StatusOr<v1::BudgetRecommendation> RecommendBudget(
+      const v1::RecommendBudgetRequest& r, const ProgressCallback& progress = {},
+      std::chrono::milliseconds timeout = std::chrono::hours(6));
+
   // Unary calls of AdminService (need an admin token).
   grpc::Status CreateTenant(const v1::CreateTenantRequest& r, v1::Tenant* out) {
     return Unary(*admin_, &v1::AdminService::Stub::CreateTenant, r, out);
@@ -144,6 +158,15 @@ class Client {
       backoff *= 2;
     }
   }
+
+  // Reads a server stream of messages whose oneof holds progress or the result, retrying as
+  // Evaluate describes. `result` extracts the final message's result, or nullptr.
+  template <typename Request, typename Message, typename Result>
+  absl::StatusOr<Result> ProgressStream(
+      std::unique_ptr<grpc::ClientReader<Message>> (v1::CurationService::Stub::*method)(
+          grpc::ClientContext*, const Request&),
+      const Request& request, const ProgressCallback& progress, std::chrono::milliseconds timeout,
+      const Result* (*result)(const Message&));
 
   Options options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -4,12 +4,17 @@
     client = CurationClient("curation.example.com:50051", token=TOKEN, tls_ca="ca.crt")
     client.create_dataset("hh", exist_ok=True)
     client.ingest("hh", records)                      # dicts in TRL or KTO format
-    subset = client.export(client.select("hh", budget="10%").id)
+    selection = client.select("hh", budget="10%")
+    subset = client.export(selection.id)
+    print(client.evaluate(selection).subset.accuracy)   # the proxy's held-out accuracy
 
 The generated stubs are found through $CURATION_PROTO_PY (see curation_client._stubs).
 """
-from curation_client.client import CurationClient, CurationError, IngestProgress, IngestResult
+from curation_client.client import (Accuracy, BudgetRecommendation, CurationClient, CurationError,
+                                    CurvePoint, Evaluation, IngestProgress, IngestResult,
+                                    Progress, RandomBaseline, ScalingLaw)
 from curation_client.records import RecordError, to_example
 
-__all__ = ["CurationClient", "CurationError", "IngestProgress", "IngestResult", "RecordError",
-           "to_example"]
+__all__ = ["Accuracy", "BudgetRecommendation", "CurationClient", "CurationError", "CurvePoint",
+           "Evaluation", "IngestProgress", "IngestResult", "Progress", "RandomBaseline",
+           "RecordError", "ScalingLaw", "to_example"]

@@ -1,6 +1,7 @@
 """CurationClient: the curation.v1 API for training scripts and orchestrators."""
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -21,7 +22,8 @@ MAX_BATCH_BYTES = 16 << 20
 # nothing, and IngestExamples, which is idempotent because a re-sent record is a duplicate.
 # Select, CreateDataset and DeleteDataset are not retried: their effect may already be done.
 _RETRIED_METHODS = ("GetDataset", "ListDatasets", "IngestExamples", "GetExamples",
-                    "GetSelection", "ListSelections", "ExportSelection")
+                    "GetSelection", "ListSelections", "ExportSelection", "EvaluateSelection",
+                    "RecommendBudget")
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
         "name": [{"service": "curation.v1.CurationService", "method": m}
@@ -37,7 +39,12 @@ _SERVICE_CONFIG = json.dumps({
 })
 
 _KINDS = {"pairs": pb.DATASET_KIND_PAIRS, "unpaired": pb.DATASET_KIND_UNPAIRED}
-_METHODS = {"isa": pb.SELECTION_METHOD_ISA, "random": pb.SELECTION_METHOD_RANDOM}
+_METHODS = {"isa": pb.SELECTION_METHOD_ISA, "random": pb.SELECTION_METHOD_RANDOM,
+            "facility_location": pb.SELECTION_METHOD_FACILITY_LOCATION,
+            "kcenter": pb.SELECTION_METHOD_KCENTER, "herding": pb.SELECTION_METHOD_HERDING,
+            "dedup": pb.SELECTION_METHOD_DEDUP}
+_METHOD_NAMES = {v: k for k, v in _METHODS.items()}
+_UNIT_NAMES = {pb.SELECTION_UNIT_PAIR: "pair", pb.SELECTION_UNIT_EXAMPLE: "example"}
 _UNITS = {None: pb.SELECTION_UNIT_UNSPECIFIED, "pair": pb.SELECTION_UNIT_PAIR,
           "example": pb.SELECTION_UNIT_EXAMPLE}
 _COVARIANCES = {None: pb.COVARIANCE_UNSPECIFIED, "diag": pb.COVARIANCE_DIAG,
@@ -82,6 +89,128 @@ class IngestResult:
     ids: list = dataclasses.field(default_factory=list)
     # The dataset's example count after the last batch.
     example_count: int = 0
+
+
+@dataclasses.dataclass
+class Progress:
+    """Handed to an evaluate/recommend_budget progress callback about five times a second."""
+    stage: str  # e.g. "evaluate: subset, 5 random baselines of each kind, full pool (...)"
+    fraction: float  # share of the work done, an estimate
+    elapsed_seconds: float
+
+
+@dataclasses.dataclass
+class Accuracy:
+    """Held-out pair accuracy of the proxy reward model, with its 95% Wilson interval."""
+    accuracy: float
+    low: float
+    high: float
+    correct: int
+    pairs: int
+    single_label: bool  # trained on one label only: chance (0.5)
+
+
+@dataclasses.dataclass
+class RandomBaseline:
+    examples: int  # training completions per draw
+    mean: float
+    sd: float  # population standard deviation over the draws
+    accuracies: list
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """The result of evaluate(); see EvaluateSelection in curation.proto."""
+    dataset: str
+    selection_id: str  # "" for a method run on the pool
+    method: str
+    unit: str
+    split_seed: int
+    test_pairs: int
+    pool_pairs: int
+    subset: Accuracy
+    subset_examples: int
+    dropped_held_out: int  # items of held-out pairs: counted, never trained on
+    random_pairs: RandomBaseline
+    random_examples: RandomBaseline
+    full: Accuracy
+    duration_seconds: float
+
+
+@dataclasses.dataclass
+class CurvePoint:
+    percent: float
+    examples: int
+    accuracy: Accuracy
+    random_pairs: RandomBaseline | None  # with with_random
+
+
+@dataclasses.dataclass
+class ScalingLaw:
+    """R(x) = r - (r - a) * exp(-b x), x in percent of the pool."""
+    r: float
+    a: float
+    b: float
+    r_squared: float
+    rmse: float
+    converged: bool
+
+    def __call__(self, x):
+        return self.r - (self.r - self.a) * math.exp(-self.b * x)
+
+
+@dataclasses.dataclass
+class BudgetRecommendation:
+    """The result of recommend_budget(); see RecommendBudget in curation.proto."""
+    dataset: str
+    method: str
+    unit: str
+    split_seed: int
+    test_pairs: int
+    pool_pairs: int
+    curve: list  # CurvePoint by increasing percent
+    fit: ScalingLaw
+    target_share: float
+    percent: float | None  # None when the fitted curve never reaches the share
+    examples: int
+    extrapolated: bool  # the percent lies outside the measured budgets
+    duration_seconds: float
+
+
+def _accuracy(m):
+    return Accuracy(m.accuracy, m.low, m.high, m.correct, m.pairs, m.single_label)
+
+
+def _baseline(m):
+    return RandomBaseline(m.examples, m.mean, m.sd, list(m.accuracies))
+
+
+def _evaluation(m):
+    return Evaluation(m.dataset, m.selection_id, _METHOD_NAMES.get(m.method, str(m.method)),
+                      _UNIT_NAMES.get(m.unit, str(m.unit)), m.split_seed, m.test_pairs,
+                      m.pool_pairs, _accuracy(m.subset), m.subset_examples, m.dropped_held_out,
+                      _baseline(m.random_pairs), _baseline(m.random_examples),
+                      _accuracy(m.full), m.duration_seconds)
+
+
+def _recommendation(m):
+    curve = [CurvePoint(p.percent, p.examples, _accuracy(p.accuracy),
+                        _baseline(p.random_pairs) if p.HasField("random_pairs") else None)
+             for p in m.curve]
+    fit = ScalingLaw(m.fit.r, m.fit.a, m.fit.b, m.fit.r_squared, m.fit.rmse, m.fit.converged)
+    return BudgetRecommendation(m.dataset, _METHOD_NAMES.get(m.method, str(m.method)),
+                                _UNIT_NAMES.get(m.unit, str(m.unit)), m.split_seed,
+                                m.test_pairs, m.pool_pairs, curve, fit, m.target_share,
+                                m.percent if m.reached else None, m.examples, m.extrapolated,
+                                m.duration_seconds)
+
+
+def _proxy(split_seed, test_pairs, train_pairs, random_seeds):
+    proxy = pb.ProxyOptions(test_pairs=test_pairs, train_pairs=train_pairs,
+                            random_seeds=random_seeds)
+    if split_seed is not None:
+        proxy.split_seed = split_seed
+    return proxy
 
 
 def _read(path_or_pem):
@@ -394,27 +523,76 @@ class CurationClient:
         return count if path else records
 
     # -------------------------------------------------------------------------------------
-    # RPCs the server API does not have yet. Their request messages are not defined, so
-    # these pass keyword arguments straight into the request message; they work as soon
-    # as the proto has the RPC and the build regenerates the stubs.
+    # Evaluation: the proxy reward model (a linear Bradley-Terry model on the embeddings),
+    # trained on a subset and scored on held-out pairs. Pairs datasets only; nothing is stored.
+    # The held-out split: split_seed (default 1), test_pairs (default 5,000, at most 20% of
+    # the pairs), train_pairs (the pool methods select from; default all the rest),
+    # random_seeds (random subsets per baseline; default 5, at most 50).
 
-    def evaluate(self, **request_fields):
-        """EvaluateSelection(EvaluateSelectionRequest(**request_fields)): not in curation.v1
-        yet; raises NotImplementedError until it is."""
-        return self._future_rpc("EvaluateSelection", "EvaluateSelectionRequest",
-                                request_fields)
+    def evaluate(self, selection=None, *, count=0, dataset=None, budget=None, method=None,
+                 unit=None, seed=0, split_seed=None, test_pairs=0, train_pairs=0,
+                 random_seeds=0, progress=None, timeout=3600.0):
+        """How good is a subset? Returns an Evaluation: the subset's held-out accuracy, random
+        subsets of as many training completions (whole pairs and single completions), and
+        the whole training pool.
 
-    def recommend_budget(self, **request_fields):
-        """RecommendBudget(RecommendBudgetRequest(**request_fields)): not in curation.v1
-        yet; raises NotImplementedError until it is."""
-        return self._future_rpc("RecommendBudget", "RecommendBudgetRequest", request_fields)
+        Either selection (a Selection or its id; count = its first items, 0 = all) or
+        dataset and budget (a count, fraction or "5%" of the training pool) with method,
+        unit and seed, run now on the pool. progress: a callable receiving Progress."""
+        request = pb.EvaluateSelectionRequest(
+            proxy=_proxy(split_seed, test_pairs, train_pairs, random_seeds))
+        if selection is not None:
+            if dataset is not None or budget is not None or method is not None:
+                raise ValueError("give a selection or a dataset and budget, not both")
+            request.selection_id = selection if isinstance(selection, str) else selection.id
+            request.count = count
+        else:
+            if dataset is None or budget is None:
+                raise ValueError("give a selection, or a dataset and a budget")
+            request.select.CopyFrom(pb.SelectRequest(
+                dataset=dataset, budget=_budget(budget),
+                method=_choice("method", _METHODS, method) if method else 0,
+                unit=_choice("unit", _UNITS, unit), seed=seed))
+        result = self._progress_stream("EvaluateSelection", request, "evaluation", progress,
+                                       timeout)
+        return _evaluation(result)
 
-    def _future_rpc(self, method, request_type, fields):
-        if not hasattr(self._stub, method) or not hasattr(pb, request_type):
-            raise NotImplementedError(
-                f"{method} is not part of the curation.v1 API these stubs were generated "
-                "from; it will be once the server's proto has it")
-        return self._call(method, getattr(pb, request_type)(**fields), timeout=3600.0)
+    def recommend_budget(self, dataset, *, method=None, unit=None, seed=0, budgets_percent=(),
+                         target_share=0.0, with_random=False, split_seed=None, test_pairs=0,
+                         train_pairs=0, random_seeds=0, progress=None, timeout=3600.0):
+        """How much data is enough? Returns a BudgetRecommendation: the method's learning
+        curve at budgets_percent (default 0.5, 1, 2, 5, 10, 25, 50, 100 percent of the
+        pool's completions), the scaling law fitted to it, and the smallest budget whose
+        fitted accuracy reaches target_share (default 0.95) of the plateau. with_random also
+        measures random whole pairs at every budget. progress: a callable receiving
+        Progress."""
+        request = pb.RecommendBudgetRequest(
+            dataset=dataset,
+            select=pb.SelectRequest(method=_choice("method", _METHODS, method) if method else 0,
+                                    unit=_choice("unit", _UNITS, unit), seed=seed),
+            budgets_percent=list(budgets_percent), target_share=target_share,
+            with_random=with_random,
+            proxy=_proxy(split_seed, test_pairs, train_pairs, random_seeds))
+        result = self._progress_stream("RecommendBudget", request, "recommendation", progress,
+                                       timeout)
+        return _recommendation(result)
+
+    def _progress_stream(self, method, request, result_field, progress, timeout):
+        result = None
+        try:
+            for message in getattr(self._stub, method)(request, timeout=timeout,
+                                                       metadata=self._metadata):
+                if message.HasField(result_field):
+                    result = getattr(message, result_field)
+                elif progress:
+                    p = message.progress
+                    progress(Progress(p.stage, p.fraction, p.elapsed_seconds))
+        except grpc.RpcError as e:
+            raise CurationError(method, e.code(), e.details()) from None
+        if result is None:
+            raise CurationError(method, grpc.StatusCode.INTERNAL,
+                                "the server's stream ended without a result")
+        return result
 
 
 def _rejection(index, field, reason):
