@@ -1,8 +1,9 @@
 // The datasets the server has open: for each, its latest durable record and its vector index.
 //
 // Writes to one dataset (ingest, selection bookkeeping, delete) hold that dataset's
-// write_mu, so sequence numbers and counts are assigned by one writer at a time; reads of
-// the index take the index's own shared lock and never wait for a write to disk.
+// write_mu, so sequence numbers and counts are assigned by one writer at a time. Readers
+// never wait for a write to disk: the record's copy has its own short lock (record_mu, held
+// only to copy or replace it) and the index its own shared lock.
 #pragma once
 
 #include <functional>
@@ -22,15 +23,25 @@ namespace curation::server {
 
 struct DatasetState {
   std::mutex write_mu;
-  storage::DatasetRecord record;  // guarded by write_mu
-  bool deleted = false;           // guarded by write_mu; set once the store forgot it
+  // Written only under write_mu and record_mu both (Publish); so a writer holding write_mu may
+  // read it directly, anyone else reads a Snapshot.
+  storage::DatasetRecord record;
+  bool deleted = false;  // guarded by write_mu; set once the store forgot it
   std::unique_ptr<index::VectorIndex> index;
 
-  // A copy of the record, taken under write_mu.
+  // A copy of the latest durable record.
   storage::DatasetRecord Snapshot() {
-    std::lock_guard<std::mutex> lock(write_mu);
+    std::lock_guard<std::mutex> lock(record_mu);
     return record;
   }
+  // Replaces the record after its write is durable. Requires write_mu held.
+  void Publish(storage::DatasetRecord updated) {
+    std::lock_guard<std::mutex> lock(record_mu);
+    record = std::move(updated);
+  }
+
+ private:
+  std::mutex record_mu;
 };
 
 class Catalog {

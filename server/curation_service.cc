@@ -157,7 +157,7 @@ grpc::Status CurationService::DeleteDataset(grpc::ServerContext* context,
 
 absl::Status CurationService::IngestAdmitted(const Scope& scope, DatasetState& dataset,
                                              const v1::IngestExamplesRequest& request,
-                                             int64_t first_index, bool report_ids,
+                                             int64_t first_index, bool in_stream,
                                              v1::IngestExamplesResponse* summary) {
   if (request.examples_size() == 0) return absl::OkStatus();
   // Vectors are most of a record's stored size and the request's own size bounds its text,
@@ -175,7 +175,8 @@ absl::Status CurationService::IngestAdmitted(const Scope& scope, DatasetState& d
   // tenant's turn and runs at low priority on bounded threads.
   absl::StatusOr<int64_t> grown = absl::UnknownError("not run");
   tenants_->RunIngest(scope.caller.tenant, request.examples_size(), [&] {
-    grown = ingestor_.IngestBatch(dataset, request.examples(), first_index, report_ids, summary);
+    grown = ingestor_.IngestBatch(dataset, request.examples(), first_index,
+                                  /*report_ids=*/!in_stream, summary, /*defer_sync=*/in_stream);
   });
   if (metrics_ != nullptr && grown.ok()) {
     metrics_->RecordIngest(summary->accepted() - accepted_before,
@@ -201,7 +202,7 @@ grpc::Status CurationService::IngestExamples(grpc::ServerContext* context,
                                               limits_.max_records_per_request, " per request")));
   }
   return ToGrpc(IngestAdmitted(*scope, **state, *request, /*first_index=*/0,
-                               /*report_ids=*/true, response));
+                               /*in_stream=*/false, response));
 }
 
 grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
@@ -229,10 +230,10 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
                                  absl::StrCat(request.examples_size(), " records; at most ",
                                               limits_.max_records_per_request, " per message")));
     }
-    // Each message is written (and durable) before the next is read, so a client that loses
-    // the stream can resend it whole: what was stored comes back as duplicates.
+    // Each message is written before the next is read, so a client that loses the stream
+    // can resend it whole: what was stored comes back as duplicates.
     if (absl::Status s = IngestAdmitted(*scope, *state, request, next_index,
-                                        /*report_ids=*/false, response);
+                                        /*in_stream=*/true, response);
         !s.ok()) {
       return ToGrpc(s);
     }
@@ -240,7 +241,8 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
     ++message;
   }
   if (state == nullptr) return ToGrpc(InvalidField("dataset", "the stream sent no message"));
-  return grpc::Status::OK;
+  // The messages were written without an fsync each; the reply promises durability.
+  return ToGrpc(store_->SyncWal());
 }
 
 absl::StatusOr<storage::ExampleRecord> CurationService::LoadExample(uint64_t dataset_id,

@@ -57,7 +57,8 @@ std::string Ingestor::HashId(const std::string& content_hash) {
 
 absl::StatusOr<int64_t> Ingestor::IngestBatch(
     DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
-    int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary) const {
+    int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary,
+    bool defer_sync) const {
   const v1::Dataset config = dataset.Snapshot().dataset();
   const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
   const bool builtin = config.embedding().source() != v1::EmbeddingConfig::SOURCE_CLIENT;
@@ -174,7 +175,7 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
     writes.push_back(std::move(w));
   }
   if (!writes.empty()) {
-    if (absl::Status s = store_->WriteExamples(updated, writes); !s.ok()) {
+    if (absl::Status s = store_->WriteExamples(updated, writes, defer_sync); !s.ok()) {
       // Nothing of the batch is stored; the counts were only in `updated`.
       return s;
     }
@@ -189,7 +190,7 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
       if (!pairs) labels.push_back(IndexLabel(w.record.example()));
     }
     dataset.index->Add(seqs, values.data(), written_ids, labels);
-    dataset.record = std::move(updated);
+    dataset.Publish(std::move(updated));
   }
   summary->set_accepted(summary->accepted() + static_cast<int64_t>(writes.size()));
   summary->set_example_count(dataset.record.dataset().example_count());

@@ -22,10 +22,12 @@ class Ingestor {
   // Ingests `examples` into `dataset` and adds the outcome to `summary` (counts, errors with
   // indexes offset by `first_index`, and the ids when `report_ids`). Returns the bytes the
   // dataset grew by. A non-OK status means nothing of this batch was stored (the dataset
-  // vanished, or the write failed).
+  // vanished, or the write failed). With `defer_sync` the batch is written without its own
+  // fsync (Store::WriteExamples); the caller syncs before it acknowledges.
   absl::StatusOr<int64_t> IngestBatch(
       DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
-      int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary) const;
+      int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary,
+      bool defer_sync = false) const;
 
   // The id the server gives an example sent without one: "h" + 32 hex digits of the
   // SHA-256 of its content (everything but id, metadata and vectors).

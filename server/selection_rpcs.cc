@@ -421,7 +421,7 @@ absl::StatusOr<v1::Selection> CurationService::RunSelect(grpc::ServerContext* co
     summary->set_duration_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (absl::Status s = store_->PutSelection(updated, seq, selection); !s.ok()) return s;
-    state.record = std::move(updated);
+    state.Publish(std::move(updated));
   }
   return selection;
 }

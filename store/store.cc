@@ -203,7 +203,7 @@ absl::StatusOr<std::optional<IdEntry>> Store::FindId(uint64_t dataset_id,
 }
 
 absl::Status Store::WriteExamples(const storage::DatasetRecord& updated,
-                                  const std::vector<ExampleWrite>& examples) {
+                                  const std::vector<ExampleWrite>& examples, bool defer_sync) {
   const uint64_t ds = updated.internal_id();
   rocksdb::WriteBatch batch;
   for (const ExampleWrite& w : examples) {
@@ -219,8 +219,13 @@ absl::Status Store::WriteExamples(const storage::DatasetRecord& updated,
   }
   batch.Put(datasets_, DatasetKey(updated), updated.SerializeAsString());
   rocksdb::WriteOptions wo;
-  wo.sync = sync_;
+  wo.sync = sync_ && !defer_sync;
   return FromRocks(db_->Write(wo, &batch), "write examples");
+}
+
+absl::Status Store::SyncWal() {
+  if (!sync_) return absl::OkStatus();
+  return FromRocks(db_->SyncWAL(), "sync the WAL");
 }
 
 absl::StatusOr<storage::ExampleRecord> Store::GetExample(uint64_t dataset_id, int64_t seq) const {
