@@ -4,46 +4,15 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <sstream>
 
 #include "client/cli/commands.h"
 #include "client/cli/learning_curve_svg.h"
 #include "client/cli/progress.h"
+#include "client/cli/selection_args.h"
 
 namespace curation::cli {
 namespace {
-
-const std::map<std::string, v1::SelectionMethod>& Methods() {
-  static const auto* methods = new std::map<std::string, v1::SelectionMethod>{
-      {"isa", v1::SELECTION_METHOD_ISA},
-      {"random", v1::SELECTION_METHOD_RANDOM},
-      {"facility-location", v1::SELECTION_METHOD_FACILITY_LOCATION},
-      {"facility_location", v1::SELECTION_METHOD_FACILITY_LOCATION},
-      {"kcenter", v1::SELECTION_METHOD_KCENTER},
-      {"herding", v1::SELECTION_METHOD_HERDING},
-      {"dedup", v1::SELECTION_METHOD_DEDUP}};
-  return *methods;
-}
-
-const char* MethodName(v1::SelectionMethod m) {
-  switch (m) {
-    case v1::SELECTION_METHOD_ISA:
-      return "isa";
-    case v1::SELECTION_METHOD_RANDOM:
-      return "random";
-    case v1::SELECTION_METHOD_FACILITY_LOCATION:
-      return "facility-location";
-    case v1::SELECTION_METHOD_KCENTER:
-      return "kcenter";
-    case v1::SELECTION_METHOD_HERDING:
-      return "herding";
-    case v1::SELECTION_METHOD_DEDUP:
-      return "dedup";
-    default:
-      return "?";
-  }
-}
 
 // 1234567 -> "1,234,567".
 std::string Thousands(int64_t n) {
@@ -72,25 +41,6 @@ bool ParseDouble(const std::string& text, double* out) {
   }
 }
 
-// "10%" and "0.1" are shares of the pool; "5000" is a count (as `curation select`).
-bool ParseBudget(const std::string& text, v1::Budget* budget) {
-  double value = 0;
-  if (!text.empty() && text.back() == '%') {
-    if (!ParseDouble(text.substr(0, text.size() - 1), &value)) return false;
-    budget->set_fraction(value / 100.0);
-    return true;
-  }
-  if (text.find_first_of(".eE") != std::string::npos) {
-    if (!ParseDouble(text, &value)) return false;
-    budget->set_fraction(value);
-    return true;
-  }
-  int64_t count = 0;
-  if (!ParseInt(text, &count)) return false;
-  budget->set_count(count);
-  return true;
-}
-
 // The proxy's and the method's options shared by both commands; "" or a usage message.
 std::string ParseCommon(const Args& args, v1::ProxyOptions* proxy, v1::SelectRequest* select) {
   int64_t n = 0;
@@ -111,20 +61,14 @@ std::string ParseCommon(const Args& args, v1::ProxyOptions* proxy, v1::SelectReq
     proxy->set_random_seeds(static_cast<int32_t>(n));
   }
   if (auto v = args.Get("method")) {
-    auto it = Methods().find(*v);
-    if (it == Methods().end()) {
-      return "--method must be isa, random, facility-location, kcenter, herding or dedup";
-    }
-    select->set_method(it->second);
+    auto parsed = ParseMethod(*v);
+    if (!parsed) return std::string("--method must be ") + kMethodChoices;
+    select->set_method(*parsed);
   }
   if (auto unit = args.Get("unit")) {
-    if (*unit == "pair") {
-      select->set_unit(v1::SELECTION_UNIT_PAIR);
-    } else if (*unit == "example") {
-      select->set_unit(v1::SELECTION_UNIT_EXAMPLE);
-    } else {
-      return "--unit must be pair or example";
-    }
+    auto parsed = ParseUnit(*unit);
+    if (!parsed) return "--unit must be pair or example";
+    select->set_unit(*parsed);
   }
   if (auto v = args.Get("seed")) {
     if (!ParseInt(*v, &n) || n < 0) return "--seed must be a non-negative number";

@@ -10,48 +10,11 @@
 
 #include "client/cli/commands.h"
 #include "client/cli/progress.h"
+#include "client/cli/selection_args.h"
 #include "client/cli/svg.h"
 
 namespace curation::cli {
 namespace {
-
-// "10%" and "0.1" are shares of the pool; "5000" is a count.
-bool ParseBudget(const std::string& text, v1::Budget* budget) {
-  try {
-    size_t used = 0;
-    if (!text.empty() && text.back() == '%') {
-      const double percent = std::stod(text.substr(0, text.size() - 1), &used);
-      if (used != text.size() - 1) return false;
-      budget->set_fraction(percent / 100.0);
-      return true;
-    }
-    if (text.find_first_of(".eE") != std::string::npos) {
-      budget->set_fraction(std::stod(text, &used));
-      return used == text.size();
-    }
-    budget->set_count(std::stoll(text, &used));
-    return used == text.size();
-  } catch (...) {
-    return false;
-  }
-}
-
-// The names users type, as in the server's SelectionMethod.
-constexpr std::pair<const char*, v1::SelectionMethod> kMethods[] = {
-    {"isa", v1::SELECTION_METHOD_ISA},
-    {"random", v1::SELECTION_METHOD_RANDOM},
-    {"facility_location", v1::SELECTION_METHOD_FACILITY_LOCATION},
-    {"kcenter", v1::SELECTION_METHOD_KCENTER},
-    {"herding", v1::SELECTION_METHOD_HERDING},
-    {"dedup", v1::SELECTION_METHOD_DEDUP},
-};
-
-const char* MethodName(v1::SelectionMethod m) {
-  for (const auto& [name, method] : kMethods) {
-    if (method == m) return name;
-  }
-  return "?";
-}
 
 // Parses option `name` into `out` if given; false (after printing usage) if it is not a
 // number of the type.
@@ -148,25 +111,14 @@ int SelectCommand(Context& ctx, const Args& args) {
   }
   // Without --method the server picks the dataset kind's default (and records it).
   if (auto method = args.Get("method")) {
-    bool known = false;
-    for (const auto& [name, value] : kMethods) {
-      if (*method == name) {
-        request.set_method(value);
-        known = true;
-      }
-    }
-    if (!known) {
-      return Usage("--method must be isa, random, facility_location, kcenter, herding or dedup");
-    }
+    auto parsed = ParseMethod(*method);
+    if (!parsed) return Usage(std::string("--method must be ") + kMethodChoices);
+    request.set_method(*parsed);
   }
   if (auto unit = args.Get("unit")) {
-    if (*unit == "pair") {
-      request.set_unit(v1::SELECTION_UNIT_PAIR);
-    } else if (*unit == "example") {
-      request.set_unit(v1::SELECTION_UNIT_EXAMPLE);
-    } else {
-      return Usage("--unit must be pair or example");
-    }
+    auto parsed = ParseUnit(*unit);
+    if (!parsed) return Usage("--unit must be pair or example");
+    request.set_unit(*parsed);
   }
   // ISA options: given at all, they go to the server, which refuses them for other methods.
   if (auto cov = args.Get("covariance")) {
