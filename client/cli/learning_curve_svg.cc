@@ -14,7 +14,6 @@ constexpr double kWidth = 720, kHeight = 440;
 constexpr double kLeft = 70, kRight = 20, kTop = 40, kBottom = 60;
 
 std::string Num(double v) { return SvgNumber(v); }
-std::string Escape(const std::string& text) { return SvgEscape(text); }
 
 std::string Label(double v, const char* format) {
   char buf[32];
@@ -58,12 +57,7 @@ std::string LearningCurveSvg(const v1::BudgetRecommendation& rec, const std::str
   };
   auto py = [&](double y) { return kTop + (y_hi - y) / (y_hi - y_lo) * plot_h; };
 
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + Num(kWidth) +
-                    "\" height=\"" + Num(kHeight) + "\" viewBox=\"0 0 " + Num(kWidth) + " " +
-                    Num(kHeight) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-  svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  svg += "<text x=\"" + Num(kWidth / 2) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" +
-         Escape(title) + "</text>\n";
+  std::string svg = SvgHeader(kWidth, kHeight, title);
   // Axes, with ticks at the decades and the measured budgets.
   svg += "<g stroke=\"#444\" fill=\"none\"><rect x=\"" + Num(kLeft) + "\" y=\"" + Num(kTop) +
          "\" width=\"" + Num(plot_w) + "\" height=\"" + Num(plot_h) + "\"/></g>\n";

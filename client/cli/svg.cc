@@ -46,6 +46,21 @@ std::string SvgNumber(double v) {
   return buf;
 }
 
+std::string SvgHeader(double width, double height, const std::string& title,
+                      const std::string& subtitle) {
+  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + SvgNumber(width) +
+                  "\" height=\"" + SvgNumber(height) + "\" viewBox=\"0 0 " + SvgNumber(width) +
+                  " " + SvgNumber(height) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s += "<text x=\"" + SvgNumber(width / 2) +
+       "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + SvgEscape(title) + "</text>\n";
+  if (!subtitle.empty()) {
+    s += "<text x=\"" + SvgNumber(width / 2) + "\" y=\"40\" text-anchor=\"middle\" fill=\"#555\">" +
+         SvgEscape(subtitle) + "</text>\n";
+  }
+  return s;
+}
+
 namespace {
 
 std::string Escape(const std::string& text) { return SvgEscape(text); }
@@ -58,17 +73,7 @@ std::string Label(double v) {
 }
 
 std::string Header(const std::string& title, const std::string& subtitle) {
-  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + Num(kWidth) +
-                  "\" height=\"" + Num(kHeight) + "\" viewBox=\"0 0 " + Num(kWidth) + " " +
-                  Num(kHeight) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-  s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  s += "<text x=\"" + Num(kWidth / 2) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" +
-       Escape(title) + "</text>\n";
-  if (!subtitle.empty()) {
-    s += "<text x=\"" + Num(kWidth / 2) + "\" y=\"40\" text-anchor=\"middle\" fill=\"#555\">" +
-         Escape(subtitle) + "</text>\n";
-  }
-  return s;
+  return SvgHeader(kWidth, kHeight, title, subtitle);
 }
 
 // Axes with ticks at both ends and the middle, labelled in data units.

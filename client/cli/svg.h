@@ -17,5 +17,9 @@ std::string HistogramSvg(const std::string& title, const std::vector<double>& va
 std::string SvgEscape(const std::string& text);
 // A coordinate as SVG wants it: fixed, two decimals.
 std::string SvgNumber(double v);
+// The opening <svg> element of a width x height document on a white background, with the
+// title centred on top and, if not empty, a grey subtitle under it (down to y = 40).
+std::string SvgHeader(double width, double height, const std::string& title,
+                      const std::string& subtitle = "");
 
 }  // namespace curation::cli
