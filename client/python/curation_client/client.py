@@ -39,11 +39,12 @@ _SERVICE_CONFIG = json.dumps({
 })
 
 _KINDS = {"pairs": pb.DATASET_KIND_PAIRS, "unpaired": pb.DATASET_KIND_UNPAIRED}
-_METHODS = {"isa": pb.SELECTION_METHOD_ISA, "random": pb.SELECTION_METHOD_RANDOM,
+_METHODS = {None: pb.SELECTION_METHOD_UNSPECIFIED,
+            "isa": pb.SELECTION_METHOD_ISA, "random": pb.SELECTION_METHOD_RANDOM,
             "facility_location": pb.SELECTION_METHOD_FACILITY_LOCATION,
             "kcenter": pb.SELECTION_METHOD_KCENTER, "herding": pb.SELECTION_METHOD_HERDING,
             "dedup": pb.SELECTION_METHOD_DEDUP}
-_METHOD_NAMES = {v: k for k, v in _METHODS.items()}
+_METHOD_NAMES = {v: k for k, v in _METHODS.items() if k is not None}
 _UNIT_NAMES = {pb.SELECTION_UNIT_PAIR: "pair", pb.SELECTION_UNIT_EXAMPLE: "example"}
 _UNITS = {None: pb.SELECTION_UNIT_UNSPECIFIED, "pair": pb.SELECTION_UNIT_PAIR,
           "example": pb.SELECTION_UNIT_EXAMPLE}
@@ -460,14 +461,16 @@ class CurationClient:
     # -------------------------------------------------------------------------------------
     # Selection and export
 
-    def select(self, dataset, budget, *, method="isa", unit=None, seed=0, name="",
+    def select(self, dataset, budget, *, method=None, unit=None, seed=0, name="",
                covariance=None, timeout=3600.0):
         """Chooses a subset and returns the stored curation.v1.Selection (its .id, .summary
         and .items, best first).
 
-        budget: a count (5000), a fraction (0.1) or a percentage ("10%"). method: "isa" or
-        "random". unit: "pair" or "example" (default: pair for pair datasets). The same
-        dataset contents, parameters and seed give the same selection."""
+        budget: a count (5000), a fraction (0.1) or a percentage ("10%"). method: None for
+        the server's default (herding, chosen by measurement), or "isa", "random",
+        "facility_location", "kcenter", "herding", "dedup". unit: "pair" or "example"
+        (default: pair for pair datasets). The same dataset contents, parameters and seed give
+        the same selection."""
         request = pb.SelectRequest(dataset=dataset, budget=_budget(budget),
                                    method=_choice("method", _METHODS, method),
                                    unit=_choice("unit", _UNITS, unit), seed=seed,
