@@ -31,7 +31,10 @@ def main():
                         "(or {chosen, rejected} transcripts)")
     parser.add_argument("--dataset", default="dpo-pairs")
     parser.add_argument("--budget", default="10%", help="count, fraction or percentage")
-    parser.add_argument("--method", default="isa", choices=["isa", "random"])
+    parser.add_argument("--method", default=None,
+                        choices=["herding", "facility_location", "kcenter", "dedup", "isa",
+                                 "random"],
+                        help="default: the server's (herding, chosen by measurement)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="also write the subset here as JSONL")
     parser.add_argument("--train", action="store_true", help="actually run DPOTrainer")
@@ -50,7 +53,7 @@ def main():
         subset = client.export(selection.id, format="trl")
 
     print(f"selection {selection.id}: {len(subset)} of {selection.summary.pool_size} pairs "
-          f"({args.method}, seed {selection.seed})")
+          f"({args.method or 'the default method'}, seed {selection.seed})")
     # TRL's DPOTrainer reads exactly these columns: prompt, chosen, rejected.
     train_rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in subset]
     if args.output:
