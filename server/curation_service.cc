@@ -155,7 +155,8 @@ grpc::Status CurationService::DeleteDataset(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-absl::Status CurationService::IngestAdmitted(const Scope& scope, DatasetState& dataset,
+absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context, const Scope& scope,
+                                             DatasetState& dataset,
                                              const v1::IngestExamplesRequest& request,
                                              int64_t first_index, bool in_stream,
                                              v1::IngestExamplesResponse* summary) {
@@ -175,6 +176,10 @@ absl::Status CurationService::IngestAdmitted(const Scope& scope, DatasetState& d
   // tenant's turn and runs at low priority on bounded threads.
   absl::StatusOr<int64_t> grown = absl::UnknownError("not run");
   tenants_->RunIngest(scope.caller.tenant, request.examples_size(), [&] {
+    if (context.IsCancelled()) {
+      grown = absl::CancelledError("the client went away while the batch waited for its turn");
+      return;
+    }
     grown = ingestor_.IngestBatch(dataset, request.examples(), first_index,
                                   /*report_ids=*/!in_stream, summary, /*defer_sync=*/in_stream);
   });
@@ -201,7 +206,7 @@ grpc::Status CurationService::IngestExamples(grpc::ServerContext* context,
         InvalidField("examples", absl::StrCat(request->examples_size(), " records; at most ",
                                               limits_.max_records_per_request, " per request")));
   }
-  return ToGrpc(IngestAdmitted(*scope, **state, *request, /*first_index=*/0,
+  return ToGrpc(IngestAdmitted(*context, *scope, **state, *request, /*first_index=*/0,
                                /*in_stream=*/false, response));
 }
 
@@ -232,7 +237,7 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
     }
     // Each message is written before the next is read, so a client that loses the stream
     // can resend it whole: what was stored comes back as duplicates.
-    if (absl::Status s = IngestAdmitted(*scope, *state, request, next_index,
+    if (absl::Status s = IngestAdmitted(*context, *scope, *state, request, next_index,
                                         /*in_stream=*/true, response);
         !s.ok()) {
       return ToGrpc(s);

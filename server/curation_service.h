@@ -87,10 +87,12 @@ class CurationService final : public v1::CurationService::Service {
                                           const ProgressReport& report);
   // Ingests one message's batch under the tenant's quotas and rate limit.
   // A stream's batches (`in_stream`) are written without an fsync each; IngestStream syncs
-  // once before its reply.
-  absl::Status IngestAdmitted(const Scope& scope, DatasetState& dataset,
-                              const v1::IngestExamplesRequest& request, int64_t first_index,
-                              bool in_stream, v1::IngestExamplesResponse* summary);
+  // once before its reply. A batch whose client went away while it waited for its turn is
+  // not written (CANCELLED).
+  absl::Status IngestAdmitted(const grpc::ServerContext& context, const Scope& scope,
+                              DatasetState& dataset, const v1::IngestExamplesRequest& request,
+                              int64_t first_index, bool in_stream,
+                              v1::IngestExamplesResponse* summary);
   // Resolves an example id to its stored record.
   absl::StatusOr<storage::ExampleRecord> LoadExample(uint64_t dataset_id,
                                                      const std::string& id) const;
