@@ -253,27 +253,6 @@ absl::Status RunWithProgress(WorkerPool* workers, grpc::ServerContext* context,
   return status;
 }
 
-// The budget of an inline select, in pool units, resolved like Select's.
-absl::StatusOr<int64_t> ResolveBudget(const v1::Budget& budget, int64_t pool, bool pair_units) {
-  switch (budget.amount_case()) {
-    case v1::Budget::kCount:
-      if (budget.count() < 1 || budget.count() > pool) {
-        return InvalidField(
-            "select.budget.count",
-            absl::StrCat(budget.count(), " is outside 1..", pool, " (the training pool holds ",
-                         pool, " ", pair_units ? "pairs" : "examples", ")"));
-      }
-      return budget.count();
-    case v1::Budget::kFraction:
-      if (!(budget.fraction() > 0 && budget.fraction() <= 1)) {
-        return InvalidField("select.budget.fraction", "must be in (0, 1]");
-      }
-      return std::max<int64_t>(1, std::llround(budget.fraction() * static_cast<double>(pool)));
-    default:
-      return InvalidField("select.budget", "required: a count or a fraction");
-  }
-}
-
 }  // namespace
 
 grpc::Status CurationService::EvaluateSelection(
@@ -366,7 +345,9 @@ grpc::Status CurationService::EvaluateSelection(
     const int64_t pool = unit == eval::Unit::kPair
                              ? static_cast<int64_t>(evaluator->pool_pairs().size())
                              : evaluator->pool_examples();
-    auto budget = ResolveBudget(request->select().budget(), pool, plan->pair_units);
+    auto budget =
+        ResolveBudget(request->select().budget(), pool,
+                      plan->pair_units ? "training pairs" : "training examples", "select.budget");
     if (!budget.ok()) return ToGrpc(budget.status());
     k = *budget;
   }

@@ -1,5 +1,6 @@
 #include "server/selection_plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -166,6 +167,26 @@ selection::IsaOptions IsaLibraryOptions(const v1::IsaOptions& isa) {
   }
   options.pca_dim = isa.pca_dim();
   return options;
+}
+
+absl::StatusOr<int64_t> ResolveBudget(const v1::Budget& budget, int64_t pool,
+                                      absl::string_view noun, absl::string_view field) {
+  switch (budget.amount_case()) {
+    case v1::Budget::kCount:
+      if (budget.count() < 1 || budget.count() > pool) {
+        return InvalidField(absl::StrCat(field, ".count"),
+                            absl::StrCat(budget.count(), " is outside 1..", pool,
+                                         " (the pool holds ", pool, " ", noun, ")"));
+      }
+      return budget.count();
+    case v1::Budget::kFraction:
+      if (!(budget.fraction() > 0 && budget.fraction() <= 1)) {
+        return InvalidField(absl::StrCat(field, ".fraction"), "must be in (0, 1]");
+      }
+      return std::max<int64_t>(1, std::llround(budget.fraction() * static_cast<double>(pool)));
+    default:
+      return InvalidField(field, "required: a count or a fraction");
+  }
 }
 
 absl::StatusOr<SelectionPlan> PlanSelection(const v1::SelectRequest& request, v1::DatasetKind kind,

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "curation/v1/curation.pb.h"
 #include "selection/isa.h"
 #include "selection/selector.h"
@@ -31,6 +32,12 @@ struct SelectionPlan {
   // The library's name of the method, e.g. "herding": metric labels and progress stages.
   std::string method_name;
 };
+
+// The number of units `budget` asks for out of a pool of `pool` units (`noun`, e.g. "pairs"):
+// a count in 1..pool, or a fraction in (0, 1] rounded to the nearest count, at least 1.
+// INVALID_ARGUMENT naming `field` + ".count" / ".fraction", or `field` when neither is set.
+absl::StatusOr<int64_t> ResolveBudget(const v1::Budget& budget, int64_t pool,
+                                      absl::string_view noun, absl::string_view field = "budget");
 
 // Resolves and validates `request` for a dataset of `kind`. INVALID_ARGUMENT with the field
 // path ("isa.pca_dim", "filter.dedup_threshold", "unit", ...) for anything out of range,

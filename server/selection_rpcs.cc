@@ -248,26 +248,10 @@ absl::StatusOr<v1::Selection> CurationService::RunSelect(grpc::ServerContext* co
     view = {gathered.data(), pool, units.dim};
   }
 
-  int64_t k = 0;
   const v1::Budget& budget = request->budget();
-  switch (budget.amount_case()) {
-    case v1::Budget::kCount:
-      k = budget.count();
-      if (k < 1 || k > pool) {
-        return InvalidField("budget.count",
-                            absl::StrCat(k, " is outside 1..", pool, " (the pool holds ", pool, " ",
-                                         UnitNoun(pair_units), ")"));
-      }
-      break;
-    case v1::Budget::kFraction:
-      if (!(budget.fraction() > 0 && budget.fraction() <= 1)) {
-        return InvalidField("budget.fraction", "must be in (0, 1]");
-      }
-      k = std::max<int64_t>(1, std::llround(budget.fraction() * static_cast<double>(pool)));
-      break;
-    default:
-      return InvalidField("budget", "required: a count or a fraction");
-  }
+  auto resolved_k = ResolveBudget(budget, pool, UnitNoun(pair_units));
+  if (!resolved_k.ok()) return resolved_k.status();
+  const int64_t k = *resolved_k;
   *selection.mutable_requested_budget() = budget;
 
   std::shared_ptr<const selection::Selector> selector = plan->selector;
