@@ -190,9 +190,9 @@ class ProxyEvaluator {
   // selector runs once, on PoolUnits(unit, options.pair_rows), for the largest budget below
   // 100%; smaller budgets
   // take prefixes of that selection (exactly their own selection for every prefix-consistent
-  // method, see selection/diversity.h), so one FAISS graph or mixture fit serves the whole
-  // curve. Budget b takes floor(b / 100 * pool_examples()) examples, as whole pairs for kPair.
-  // INVALID_ARGUMENT for bad budgets or share; the selector's and fits' errors pass through;
+  // method, see RankAll in selection/factory.h), so one FAISS graph or mixture fit serves the
+  // whole curve. Budget b takes floor(b / 100 * pool_examples()) examples, as whole pairs for
+  // kPair. INVALID_ARGUMENT for bad budgets or share; the selector's and fits' errors pass through;
   // CANCELLED through `progress`.
   absl::StatusOr<BudgetRecommendation> RecommendBudget(
       const selection::Selector& selector, Unit unit, const RecommendOptions& options = {},

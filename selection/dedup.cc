@@ -59,8 +59,9 @@ namespace {
 
 class DedupSelector final : public Selector {
  public:
-  DedupSelector(DedupOptions options, std::shared_ptr<const Selector> inner)
+  DedupSelector(DedupOptions options, std::shared_ptr<const Selector> inner, bool rank_kept)
       : options_(std::move(options)),
+        rank_kept_(rank_kept),
         name_(inner ? absl::StrCat("dedup+", std::string(inner->name())) : "dedup"),
         inner_(inner ? std::move(inner) : std::shared_ptr<const Selector>(MakeRandomSelector())) {}
 
@@ -79,6 +80,11 @@ class DedupSelector final : public Selector {
     absl::StatusOr<DedupResult> dedup = Deduplicate(units, options_, part(0, 0.5));
     if (!dedup.ok()) return dedup.status();
     const int64_t kept = static_cast<int64_t>(dedup->kept.size());
+    if (rank_kept_ && kept < k) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("only ", kept, " rows are left after dedup (of ", units.rows,
+                       ", at cosine threshold ", options_.threshold, "); cannot rank ", k));
+    }
     if (kept < k) {
       return absl::FailedPreconditionError(absl::StrCat(
           "only ", kept, " of ", units.rows, " rows remain after dedup at cosine threshold ",
@@ -90,8 +96,8 @@ class DedupSelector final : public Selector {
     }
     SelectOptions inner_options = options;
     inner_options.progress = part(0.5, 0.5);
-    absl::StatusOr<SelectionResult> result =
-        inner_->Select(MatrixView{gathered.data(), kept, units.dim}, k, inner_options);
+    absl::StatusOr<SelectionResult> result = inner_->Select(
+        MatrixView{gathered.data(), kept, units.dim}, rank_kept_ ? kept : k, inner_options);
     if (!result.ok()) return result.status();
     for (int64_t& row : result->rows) row = dedup->kept[row];
     return result;
@@ -99,6 +105,7 @@ class DedupSelector final : public Selector {
 
  private:
   DedupOptions options_;
+  bool rank_kept_;
   std::string name_;
   std::shared_ptr<const Selector> inner_;
 };
@@ -106,8 +113,8 @@ class DedupSelector final : public Selector {
 }  // namespace
 
 std::unique_ptr<Selector> MakeDedupSelector(DedupOptions options,
-                                            std::shared_ptr<const Selector> inner) {
-  return std::make_unique<DedupSelector>(std::move(options), std::move(inner));
+                                            std::shared_ptr<const Selector> inner, bool rank_kept) {
+  return std::make_unique<DedupSelector>(std::move(options), std::move(inner), rank_kept);
 }
 
 }  // namespace curation::selection

@@ -42,7 +42,13 @@ absl::StatusOr<DedupResult> Deduplicate(const MatrixView& units, const DedupOpti
 // the k rows at random among the kept rows (the "dedup" method: a duplicate-free random
 // sample) and is named "dedup", otherwise "dedup+<inner name>". FAILED_PRECONDITION if fewer
 // than k rows survive deduplication. Scores and fit are the inner selector's.
+//
+// With `rank_kept`, Select(units, k) returns the inner selector's order over every kept row
+// (inner Select with k = kept rows), of which the first k are the selection: the full ranking
+// of a deduplicated pool, since dedup cannot rank the rows it drops. FAILED_PRECONDITION
+// ("only N rows are left after dedup") if fewer than k rows are kept.
 std::unique_ptr<Selector> MakeDedupSelector(DedupOptions options = {},
-                                            std::shared_ptr<const Selector> inner = nullptr);
+                                            std::shared_ptr<const Selector> inner = nullptr,
+                                            bool rank_kept = false);
 
 }  // namespace curation::selection

@@ -97,6 +97,9 @@ absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& op
       static_cast<double>(rows.rows);
   scores.fit.weights = gmm->weights();
   scores.init_iterations = gmm->init_iterations();
+  scores.fit.init_iterations = scores.init_iterations;
+  scores.fit.retained_variance = scores.retained_variance;
+  scores.fit.fit_seconds = scores.fit_seconds;
   return scores;
 }
 

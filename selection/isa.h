@@ -39,7 +39,7 @@ struct IsaOptions {
 struct IsaScores {
   std::vector<double> log_likelihoods;  // l(x), one per row
   std::vector<double> deltas;           // Delta(x), one per row (IsaDeltas of the above)
-  MixtureFitSummary fit;                // as SelectionResult::fit
+  MixtureFitSummary fit;                // as SelectionResult::fit (repeats the three below)
   int init_iterations = 0;              // GaussianMixture::init_iterations()
   double retained_variance = 1;         // the share of the rows' variance the PCA kept
   double pca_seconds = 0;               // wall time: training the PCA and projecting the rows
@@ -67,7 +67,9 @@ std::vector<int64_t> TopK(std::span<const double> scores, int64_t k);
 // The "isa" selector: ScoreIsa, then TopK of the Deltas. Scores are Delta (<= 0, larger is
 // selected first; ties to the smaller row number). After the fit, scoring is O(N d) for l and
 // O(N) for Delta. SelectionResult::fit reports the mixture fit: EM iterations on all rows,
-// converged or not, mean_log_likelihood the mean of l under the final parameters, the weights.
+// converged or not, mean_log_likelihood the mean of l under the final parameters, the weights,
+// and ScoreIsa's init_iterations, retained_variance and fit_seconds, so that no caller needs
+// ScoreIsa to report a fit in full.
 // SelectOptions::progress is called as ScoreIsa documents (at least once per EM iteration and
 // during initialisation) and cancels the selection when it returns false. Returns the fit's
 // errors: INVALID_ARGUMENT for fewer rows than components, non-finite inputs or a pca_dim

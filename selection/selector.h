@@ -33,10 +33,21 @@ struct MixtureFitSummary {
   bool converged = false;
   double mean_log_likelihood = 0;  // mean over rows of log p(x), in nats
   std::vector<double> weights;     // component weights, summing to 1
+  // Lloyd rounds and EM iterations on the warm-start sample, summed over the initialisations
+  // (GaussianMixture::init_iterations()): with `iterations`, what the fit cost.
+  int init_iterations = 0;
+  // The share of the rows' variance a PCA before the fit kept (1 without one), so users can
+  // tell how much of the data the density describes.
+  double retained_variance = 1;
+  // Wall time of the mixture fit alone (not the PCA, not the scoring), in seconds.
+  double fit_seconds = 0;
 };
 
 struct SelectionResult {
-  // Selected row numbers in selection order (best first), exactly k of them, no repeats.
+  // Selected row numbers in selection order (best first), no repeats: exactly k of them,
+  // except from a ranking selector (SelectorSpec::ranking in factory.h), which returns every
+  // row it can rank (at least k; the first k are the selection) so that one stored ranking
+  // serves any budget.
   std::vector<int64_t> rows;
   // scores[i] belongs to rows[i]; its meaning is the method's (documented per method).
   std::vector<double> scores;

@@ -6,8 +6,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "selection/dedup.h"
-#include "selection/diversity.h"
 #include "selection/factory.h"
 #include "server/validation.h"
 
@@ -255,24 +253,17 @@ absl::StatusOr<SelectionPlan> PlanSelection(const v1::SelectRequest& request, v1
     }
   }
 
-  const double dedup = resolved.filter().dedup_threshold();
-  if (method == v1::SELECTION_METHOD_ISA || method == v1::SELECTION_METHOD_RANDOM) {
-    auto selector = selection::MakeSelector(name, IsaLibraryOptions(resolved.isa()));
-    if (!selector.ok()) return selector.status();
-    plan.selector = *std::move(selector);
-  } else {
-    selection::DiversityOptions options;
-    options.facility_location = ToLibrary(resolved.facility_location());
-    options.dedup.threshold = dedup;
-    auto selector = selection::MakeDiversitySelector(name, options);
-    if (!selector.ok()) return selector.status();
-    plan.selector = *std::move(selector);
+  // The method behind the dedup pre-filter; constraints and rankings are RunSelect's.
+  selection::SelectorSpec spec;
+  spec.method = name;
+  if (method == v1::SELECTION_METHOD_ISA) spec.isa = IsaLibraryOptions(resolved.isa());
+  if (method == v1::SELECTION_METHOD_FACILITY_LOCATION) {
+    spec.facility_location = ToLibrary(resolved.facility_location());
   }
-  if (dedup > 0 && method != v1::SELECTION_METHOD_DEDUP) {
-    selection::DedupOptions options;
-    options.threshold = dedup;
-    plan.selector = selection::MakeDedupSelector(options, std::move(plan.selector));
-  }
+  spec.dedup_threshold = resolved.filter().dedup_threshold();
+  auto selector = selection::MakeSelector(spec);
+  if (!selector.ok()) return selector.status();
+  plan.selector = *std::move(selector);
   return plan;
 }
 

@@ -16,7 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "selection/constraints.h"
 #include "selection/dedup.h"
-#include "selection/diversity.h"
+#include "selection/factory.h"
 #include "selection/isa.h"
 #include "server/curation_service.h"
 #include "server/selection_plan.h"

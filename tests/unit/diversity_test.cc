@@ -1,7 +1,5 @@
 // Diversity selection: the k-NN graph, facility location, k-center, dedup, quotas, rankings.
 
-#include "selection/diversity.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -25,7 +23,9 @@
 #include "selection/constraints.h"
 #include "selection/dedup.h"
 #include "selection/facility_location.h"
+#include "selection/factory.h"
 #include "selection/herding.h"
+#include "selection/isa.h"
 #include "selection/kcenter.h"
 #include "selection/knn_graph.h"
 #include "selection/random_selector.h"
@@ -670,11 +670,141 @@ TEST(HerdingTest, BucketedSearchIsCloseToExact) {
 
 TEST(DiversityFactoryTest, KnownNames) {
   for (const char* name : {"facility_location", "kcenter", "herding", "dedup"}) {
-    absl::StatusOr<std::unique_ptr<Selector>> s = MakeDiversitySelector(name);
+    absl::StatusOr<std::unique_ptr<Selector>> s = MakeSelector(name);
     ASSERT_TRUE(s.ok()) << name;
     EXPECT_EQ((*s)->name(), name);
   }
-  EXPECT_EQ(MakeDiversitySelector("isa").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// 240 rows in random directions, then exact copies of the first 60: dedup keeps at most 240.
+Matrix WithDuplicates(uint64_t seed) {
+  const Matrix base = Clustered(240, 8, 12, 0.4, seed);
+  Matrix m(300, 8);
+  std::copy(base.data.begin(), base.data.end(), m.data.begin());
+  std::copy_n(base.data.begin(), 60 * 8, m.data.begin() + 240 * 8);
+  return m;
+}
+
+constexpr const char* kMethods[] = {"isa",     "random", "herding", "facility_location",
+                                    "kcenter", "dedup"};
+
+DedupOptions AtThreshold(double threshold) {
+  DedupOptions options;
+  options.threshold = threshold;
+  return options;
+}
+
+// The method as the server composed it by hand before the factory existed.
+std::shared_ptr<const Selector> HandMethod(const std::string& method, double dedup) {
+  std::shared_ptr<const Selector> s;
+  if (method == "isa") s = MakeIsaSelector();
+  if (method == "random") s = MakeRandomSelector();
+  if (method == "herding") s = MakeHerdingSelector();
+  if (method == "facility_location") s = MakeFacilityLocationSelector();
+  if (method == "kcenter") s = MakeKCenterSelector();
+  if (method == "dedup") return MakeDedupSelector(AtThreshold(dedup > 0 ? dedup : 0.95));
+  if (dedup > 0) s = MakeDedupSelector(AtThreshold(dedup), s);
+  return s;
+}
+
+void ExpectSame(const absl::StatusOr<SelectionResult>& a, const absl::StatusOr<SelectionResult>& b,
+                const std::string& what) {
+  ASSERT_TRUE(a.ok()) << what << ": " << a.status();
+  ASSERT_TRUE(b.ok()) << what << ": " << b.status();
+  EXPECT_EQ(a->rows, b->rows) << what;
+  EXPECT_EQ(a->scores, b->scores) << what;
+}
+
+TEST(FactoryTest, SameResultsAsTheHandComposition) {
+  const Matrix m = WithDuplicates(21);
+  GroupConstraint constraint;
+  for (int64_t i = 0; i < m.rows; ++i) constraint.group.push_back(i % 3 == 0 ? 1 : 0);
+  for (const std::string method : kMethods) {
+    for (double dedup : {0.0, 0.97}) {
+      for (bool constrained : {false, true}) {
+        const std::string what =
+            method + " dedup=" + std::to_string(dedup) + (constrained ? " constrained" : "");
+        SelectorSpec spec;
+        spec.method = method;
+        spec.dedup_threshold = dedup;
+        if (constrained) spec.constraint = constraint;
+        absl::StatusOr<std::unique_ptr<Selector>> made = MakeSelector(spec);
+        ASSERT_TRUE(made.ok()) << what << ": " << made.status();
+        std::shared_ptr<const Selector> hand = HandMethod(method, dedup);
+        if (constrained) hand = MakeConstrainedSelector(hand, constraint);
+        EXPECT_EQ((*made)->name(), hand->name()) << what;
+        ExpectSame((*made)->Select(m.view(), 30, Seeded(4)), hand->Select(m.view(), 30, Seeded(4)),
+                   what);
+      }
+    }
+  }
+}
+
+TEST(FactoryTest, RankingIsRankAllOrTheKeptRowsOrder) {
+  const Matrix m = WithDuplicates(22);
+  for (const std::string method : kMethods) {
+    for (double dedup : {0.0, 0.97}) {
+      const std::string what = method + " dedup=" + std::to_string(dedup);
+      SelectorSpec spec;
+      spec.method = method;
+      spec.dedup_threshold = dedup;
+      spec.ranking = true;
+      absl::StatusOr<std::unique_ptr<Selector>> made = MakeSelector(spec);
+      ASSERT_TRUE(made.ok()) << what << ": " << made.status();
+      std::shared_ptr<const Selector> hand = HandMethod(method, dedup);
+      absl::StatusOr<SelectionResult> ranked = (*made)->Select(m.view(), 30, Seeded(6));
+      if (dedup == 0 && method != "dedup") {
+        ExpectSame(ranked, RankAll(*hand, m.view(), Seeded(6)), what);
+        EXPECT_EQ(ranked->rows.size(), 300u) << what;
+        continue;
+      }
+      // As the server did: dedup, then Select(kept rows) of the dedup-wrapped method.
+      absl::StatusOr<DedupResult> groups =
+          Deduplicate(m.view(), AtThreshold(dedup > 0 ? dedup : 0.95));
+      ASSERT_TRUE(groups.ok());
+      const int64_t kept = static_cast<int64_t>(groups->kept.size());
+      ASSERT_GE(kept, 30);
+      ASSERT_LE(kept, 240);
+      ExpectSame(ranked, hand->Select(m.view(), kept, Seeded(6)), what);
+      EXPECT_EQ(static_cast<int64_t>(ranked->rows.size()), kept) << what;
+      // A budget above the kept rows cannot be ranked.
+      const absl::Status short_of = (*made)->Select(m.view(), kept + 1, Seeded(6)).status();
+      EXPECT_EQ(short_of.code(), absl::StatusCode::kFailedPrecondition) << what;
+      EXPECT_THAT(
+          std::string(short_of.message()),
+          ::testing::HasSubstr("only " + std::to_string(kept) + " rows are left after dedup"))
+          << what;
+    }
+  }
+}
+
+TEST(FactoryTest, RefusesRankingsThatAreNotPrefixConsistent) {
+  SelectorSpec spec;
+  spec.method = "herding";
+  spec.ranking = true;
+  spec.constraint = GroupConstraint{.group = {0, 1, 0, 1}, .shares = {}};
+  EXPECT_EQ(MakeSelector(spec).status().code(), absl::StatusCode::kInvalidArgument);
+  spec.constraint.reset();
+  EXPECT_TRUE(MakeSelector(spec).ok());
+  spec.method = "facility_location";
+  spec.facility_location.greedy = GreedyMode::kStochastic;
+  EXPECT_EQ(MakeSelector(spec).status().code(), absl::StatusCode::kInvalidArgument);
+  spec.ranking = false;
+  EXPECT_TRUE(MakeSelector(spec).ok());
+  spec.dedup_threshold = 1.5;
+  EXPECT_EQ(MakeSelector(spec).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FactoryTest, UnknownMethodNamesTheKnownOnes) {
+  SelectorSpec spec;
+  spec.method = "density";
+  const absl::Status s = MakeSelector(spec).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::HasSubstr("unknown selection method \"density\""));
+  for (const char* known : kMethods) {
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(known));
+  }
 }
 
 }  // namespace

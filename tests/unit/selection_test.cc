@@ -856,7 +856,41 @@ TEST(FactoryTest, MakesKnownMethodsOnly) {
     ASSERT_TRUE(s.ok()) << s.status();
     EXPECT_EQ((*s)->name(), name);
   }
-  EXPECT_EQ(MakeSelector("density").status().code(), absl::StatusCode::kInvalidArgument);
+  const absl::Status unknown = MakeSelector("density").status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.message()), ::testing::HasSubstr("\"density\""));
+  for (const char* known : {"isa", "random", "herding", "facility_location", "kcenter", "dedup"}) {
+    EXPECT_THAT(std::string(unknown.message()), ::testing::HasSubstr(known));
+  }
+}
+
+// ISA through the factory reports the whole fit, as ScoreIsa does, so no caller needs ScoreIsa
+// for the k-means rounds, the PCA's retained variance or the fit's time.
+TEST(FactoryTest, IsaReportsTheFitInFull) {
+  Matrix m = TwoClusters(600, 400, 16, 12);
+  SelectorSpec spec;
+  spec.method = "isa";
+  spec.isa.pca_dim = 4;
+  absl::StatusOr<std::unique_ptr<Selector>> isa = MakeSelector(spec);
+  ASSERT_TRUE(isa.ok()) << isa.status();
+  absl::StatusOr<SelectionResult> r = (*isa)->Select(m.view(), 10, Seeded(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->fit.has_value());
+  absl::StatusOr<IsaScores> scores = ScoreIsa(m.view(), spec.isa, 5);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  EXPECT_GT(r->fit->init_iterations, 0);  // k-means rounds
+  EXPECT_EQ(r->fit->init_iterations, scores->init_iterations);
+  EXPECT_LT(r->fit->retained_variance, 1);
+  EXPECT_EQ(r->fit->retained_variance, scores->retained_variance);
+  EXPECT_GT(r->fit->fit_seconds, 0);
+  EXPECT_EQ(r->fit->iterations, scores->fit.iterations);
+  EXPECT_EQ(r->fit->mean_log_likelihood, scores->fit.mean_log_likelihood);
+  EXPECT_EQ(r->fit->weights, scores->fit.weights);
+  // Without a PCA all of the variance is kept.
+  spec.isa.pca_dim = 0;
+  absl::StatusOr<SelectionResult> plain = (*MakeSelector(spec))->Select(m.view(), 10, Seeded(5));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->fit->retained_variance, 1);
 }
 
 }  // namespace
