@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/cancel.h"
 #include "selection/mixture_internal.h"
 #include "selection/mixture_lanes.h"
 #include "selection/rng.h"
@@ -359,21 +360,26 @@ CURATION_HOT void DistanceChunk(const MatrixView& x, const double* center, int64
 // loaded machine can cost more than the pass itself.
 constexpr int64_t kMinParallelChunks = 4;
 
-// Runs fn(chunk, begin, end) for every chunk, in parallel.
+// Runs fn(chunk, begin, end) for every chunk, in parallel. With `cancel`, asks it before each
+// chunk and skips the chunks left once it says stop (the caller then checks cancel->stopped()
+// and discards the pass), so a pass over many rows stops within a chunk per thread.
 template <typename Fn>
-void ForEachChunk(const Chunks& chunks, Fn&& fn) {
+void ForEachChunk(const Chunks& chunks, Fn&& fn, internal::Cancel* cancel = nullptr) {
   const int threads = chunks.count >= kMinParallelChunks ? chunks.threads : 1;
-  internal::ParallelFor(chunks.count, threads,
-                        [&](int, int64_t c) { fn(c, chunks.begin(c), chunks.end(c)); });
+  internal::ParallelFor(chunks.count, threads, [&](int, int64_t c) {
+    if (cancel != nullptr && cancel->Stop()) return;
+    fn(c, chunks.begin(c), chunks.end(c));
+  });
 }
 
 // Runs fn(begin, end, acc) with a zeroed `width`-double buffer per chunk, then returns the
-// buffers summed in chunk order.
+// buffers summed in chunk order. `cancel` as ForEachChunk's (the sums are then partial).
 template <typename Fn>
 std::vector<double> ReduceChunks(const Chunks& chunks, size_t width, std::vector<double>& scratch,
-                                 Fn&& fn) {
+                                 Fn&& fn, internal::Cancel* cancel = nullptr) {
   scratch.assign(chunks.count * width, 0.0);
-  ForEachChunk(chunks, [&](int64_t c, int64_t b, int64_t e) { fn(b, e, &scratch[c * width]); });
+  ForEachChunk(
+      chunks, [&](int64_t c, int64_t b, int64_t e) { fn(b, e, &scratch[c * width]); }, cancel);
   std::vector<double> total(scratch.begin(), scratch.begin() + width);
   for (int64_t c = 1; c < chunks.count; ++c) {
     const double* part = &scratch[c * width];
@@ -391,12 +397,14 @@ struct InputScan {
   double mean_variance = 0;
 };
 
-// Sums are taken relative to the first row to limit cancellation.
-InputScan ScanInput(const MatrixView& x, const Chunks& chunks, std::vector<double>& scratch) {
+// Sums are taken relative to the first row to limit cancellation. Partial if `cancel` stops it.
+InputScan ScanInput(const MatrixView& x, const Chunks& chunks, std::vector<double>& scratch,
+                    internal::Cancel* cancel) {
   const int64_t dim = x.dim;
   std::vector<double> origin(x.row(0), x.row(0) + dim);
-  const std::vector<double> sums =
-      ReduceChunks(chunks, 1 + 2 * dim, scratch, [&](int64_t b, int64_t e, double* acc) {
+  const std::vector<double> sums = ReduceChunks(
+      chunks, 1 + 2 * dim, scratch,
+      [&](int64_t b, int64_t e, double* acc) {
         const float* p = x.row(b);
         const float* stop = x.row(e);
         bool ok = true;
@@ -410,7 +418,8 @@ InputScan ScanInput(const MatrixView& x, const Chunks& chunks, std::vector<doubl
           WidenCentred(x.row(i), origin.data(), dim, row.data());
           AccumulateMoments(row.data(), dim, acc + 1, acc + 1 + dim);
         }
-      });
+      },
+      cancel);
   InputScan scan;
   if (sums[0] != 0) {
     scan.finite = false;
@@ -430,18 +439,21 @@ InputScan ScanInput(const MatrixView& x, const Chunks& chunks, std::vector<doubl
 
 // Greedy k-means++ seeding as in sklearn: each new centre is the best (lowest total potential)
 // of 2 + floor(ln k) candidates drawn with probability proportional to the squared distance
-// to the nearest centre chosen so far. Returns the seed rows.
+// to the nearest centre chosen so far. Returns the seed rows, or nothing once `cancel` says
+// stop (it is asked between the chunks of every pass).
 std::vector<int64_t> KMeansPlusPlus(const MatrixView& x, int k, const Chunks& chunks,
-                                    std::mt19937_64& rng) {
+                                    std::mt19937_64& rng, internal::Cancel* cancel) {
   const int64_t n = x.rows;
   const int64_t dim = x.dim;
   std::vector<int64_t> seeds;
   seeds.push_back(static_cast<int64_t>(BoundedDraw(rng, n)));
   std::vector<double> center(x.row(seeds[0]), x.row(seeds[0]) + dim);
   std::vector<double> closest(n);
-  ForEachChunk(chunks, [&](int64_t, int64_t b, int64_t e) {
-    DistanceChunk(x, center.data(), b, e, closest.data());
-  });
+  ForEachChunk(
+      chunks,
+      [&](int64_t, int64_t b, int64_t e) { DistanceChunk(x, center.data(), b, e, closest.data()); },
+      cancel);
+  if (cancel->stopped()) return {};
   const int trials = 2 + static_cast<int>(std::log(static_cast<double>(k)));
   std::vector<double> cumulative(n);
   std::vector<double> candidate_closest(n);
@@ -458,12 +470,16 @@ std::vector<int64_t> KMeansPlusPlus(const MatrixView& x, int k, const Chunks& ch
           std::lower_bound(cumulative.begin(), cumulative.end(), target) - cumulative.begin(),
           n - 1);
       std::copy(x.row(row), x.row(row) + dim, center.begin());
-      ForEachChunk(chunks, [&](int64_t, int64_t b, int64_t e) {
-        DistanceChunk(x, center.data(), b, e, candidate_closest.data());
-        for (int64_t i = b; i < e; ++i) {
-          candidate_closest[i] = std::min(candidate_closest[i], closest[i]);
-        }
-      });
+      ForEachChunk(
+          chunks,
+          [&](int64_t, int64_t b, int64_t e) {
+            DistanceChunk(x, center.data(), b, e, candidate_closest.data());
+            for (int64_t i = b; i < e; ++i) {
+              candidate_closest[i] = std::min(candidate_closest[i], closest[i]);
+            }
+          },
+          cancel);
+      if (cancel->stopped()) return {};
       double candidate_potential = 0;
       for (int64_t i = 0; i < n; ++i) candidate_potential += candidate_closest[i];
       if (candidate_potential < best_potential) {
@@ -486,6 +502,7 @@ absl::StatusOr<std::vector<int32_t>> KMeans(const MatrixView& x, int k,
                                             const std::vector<int64_t>& seeds, int max_iter,
                                             double tol, const Chunks& chunks,
                                             const std::function<bool()>& progress,
+                                            internal::Cancel* cancel,
                                             std::vector<double>& scratch) {
   const int64_t dim = x.dim;
   std::vector<double> centers(k * dim);
@@ -503,12 +520,17 @@ absl::StatusOr<std::vector<int32_t>> KMeans(const MatrixView& x, int k,
   update_norms();
   const size_t width = 1 + k + k * dim;
   const auto assign = [&] {
-    return ReduceChunks(chunks, width, scratch, [&](int64_t b, int64_t e, double* a) {
-      LloydChunk(x, k, centers.data(), half_norms.data(), b, e, labels.data(), a);
-    });
+    return ReduceChunks(
+        chunks, width, scratch,
+        [&](int64_t b, int64_t e, double* a) {
+          LloydChunk(x, k, centers.data(), half_norms.data(), b, e, labels.data(), a);
+        },
+        cancel);
   };
+  const auto cancelled = [] { return absl::CancelledError("mixture fit cancelled"); };
   for (int iter = 0; iter < max_iter; ++iter) {
     const std::vector<double> acc = assign();
+    if (cancel->stopped()) return cancelled();
     double shift = 0;
     for (int c = 0; c < k; ++c) {
       const double count = acc[1 + c];
@@ -522,10 +544,11 @@ absl::StatusOr<std::vector<int32_t>> KMeans(const MatrixView& x, int k,
       }
     }
     update_norms();
-    if (!progress()) return absl::CancelledError("mixture fit cancelled");
+    if (!progress()) return cancelled();
     if (acc[0] == 0 || shift <= tol) break;
   }
   assign();
+  if (cancel->stopped()) return cancelled();
   return labels;
 }
 
@@ -581,10 +604,10 @@ class MixtureFitter {
 
   // `center` is the point EM's sums are taken about (the data's mean), `kmeans_scale` the mean
   // per-dimension variance that scales the k-means tolerance (sklearn's tol = 1e-4 of it).
-  MixtureFitter(const MixtureOptions& options, const FitProgress& progress,
-                std::vector<double> center, double kmeans_scale)
+  MixtureFitter(const MixtureOptions& options, internal::Cancel& cancel, std::vector<double> center,
+                double kmeans_scale)
       : o_(options),
-        progress_(progress),
+        cancel_(cancel),
         center32_(center.begin(), center.end()),
         center_(center32_.begin(), center32_.end()),
         kmeans_tol_(1e-4 * kmeans_scale),
@@ -620,12 +643,14 @@ class MixtureFitter {
   int k() const { return o_.components; }
   bool full() const { return o_.covariance == Covariance::kFull; }
 
-  bool Report(double done) { return !progress_ || progress_(done); }
+  // Reports `done` to the caller's progress callback; false once it has said stop. Between
+  // reports, the passes over the rows and the M step's factorisations ask cancel_ too.
+  bool Report(double done) { return cancel_.Report(done); }
 
   // Sets g's parameters from k-means labels or k-means++ seeds on `data`.
   absl::Status Initialise(Data& data, std::mt19937_64& rng, double done, GaussianMixture& g) {
-    std::vector<int64_t> seeds = KMeansPlusPlus(data.x, k(), data.chunks, rng);
-    if (!Report(done)) return absl::CancelledError("mixture fit cancelled");
+    std::vector<int64_t> seeds = KMeansPlusPlus(data.x, k(), data.chunks, rng, &cancel_);
+    if (cancel_.stopped() || !Report(done)) return absl::CancelledError("mixture fit cancelled");
     MixtureStats stats;
     if (o_.init == MixtureInit::kKMeansPlusPlus) {
       // One-hot responsibilities on the seed rows alone, as sklearn's init_params="k-means++";
@@ -656,9 +681,10 @@ class MixtureFitter {
           ++g.init_iterations_;
           return Report(done);
         },
-        scratch_);
+        &cancel_, scratch_);
     if (!labels.ok()) return labels.status();
     Pass(data, nullptr, labels->data(), stats);
+    if (cancel_.stopped()) return absl::CancelledError("mixture fit cancelled");
     return MStep(data, stats, g);
   }
 
@@ -672,6 +698,7 @@ class MixtureFitter {
     g.converged_ = false;
     for (int iter = 1; iter <= o_.max_iter; ++iter) {
       Pass(data, &g, nullptr, stats);
+      if (cancel_.stopped()) return absl::CancelledError("mixture fit cancelled");
       // Finite rows always have a finite log-likelihood (log-sum-exp of finite terms), so this
       // is where a warm-started fit, which scanned only its sample, finds bad values.
       if (!std::isfinite(stats.ll)) {
@@ -708,7 +735,7 @@ class MixtureFitter {
         model = {k(), dim, g->means_.data(), g->inverse_cholesky_.data(), g->log_norm_.data()};
       }
       internal::FullStatsPass(data.x, center_.data(), k(), g != nullptr ? &model : nullptr, labels,
-                              derived, data.chunks.threads, &data.full_scratch, &stats);
+                              derived, data.chunks.threads, &data.full_scratch, &stats, &cancel_);
     } else {
       // The E step runs on centred rows, so it takes the means relative to the centre.
       std::vector<float> offsets, precisions;
@@ -725,18 +752,20 @@ class MixtureFitter {
         model = {k(), dim, offsets.data(), precisions.data(), g->log_norm_.data()};
       }
       const size_t width = 1 + k() + 2 * k() * dim;
-      std::vector<double> acc =
-          ReduceChunks(data.chunks, width, scratch_, [&](int64_t b, int64_t e, double* a) {
+      std::vector<double> acc = ReduceChunks(
+          data.chunks, width, scratch_,
+          [&](int64_t b, int64_t e, double* a) {
             DiagStatsChunk(data.x, center32_.data(), g != nullptr ? &model : nullptr, labels, k(),
                            derived, b, e, a);
-          });
+          },
+          &cancel_);
       stats.ll = acc[0];
       stats.mass.assign(acc.begin() + 1, acc.begin() + 1 + k());
       stats.s1.assign(acc.begin() + 1 + k(), acc.begin() + 1 + k() + k() * dim);
       stats.s2.assign(acc.begin() + 1 + k() + k() * dim, acc.end());
       stats.derived = derived;
     }
-    if (derived < 0 && !data.have_totals) {
+    if (derived < 0 && !data.have_totals && !cancel_.stopped()) {
       const size_t w1 = dim;
       const size_t w2 = stats.s2.size() / k();
       data.total1.assign(w1, 0.0);
@@ -789,6 +818,7 @@ class MixtureFitter {
         g.means_[c * dim + a] = center_[a] + shift[a];
       }
       if (full()) {
+        if (cancel_.Stop()) return absl::CancelledError("mixture fit cancelled");
         double* cov = &g.covariances_[c * dim * dim];
         const double* s2 = &stats.s2[c * w2];
         for (int64_t a = 0; a < dim; ++a) {
@@ -818,11 +848,11 @@ class MixtureFitter {
             "a mixture component has zero variance in some dimension; use reg_covar > 0");
       }
     }
-    return g.Prepare();
+    return g.Prepare(&cancel_);
   }
 
   const MixtureOptions& o_;
-  const FitProgress& progress_;
+  internal::Cancel& cancel_;
   // The point sums are taken about, rounded to float32 (any point near the data's mean serves),
   // so that the float32 passes and the float64 M step use the very same one.
   const std::vector<float> center32_;
@@ -832,7 +862,7 @@ class MixtureFitter {
   std::vector<double> scratch_;
 };
 
-absl::Status GaussianMixture::Prepare() {
+absl::Status GaussianMixture::Prepare(internal::Cancel* cancel) {
   const double log_two_pi = std::log(2 * std::numbers::pi);
   log_norm_.resize(components_);
   const int64_t dim = dim_;
@@ -840,6 +870,10 @@ absl::Status GaussianMixture::Prepare() {
     inverse_cholesky_.resize(components_ * dim * dim);
     precisions_.clear();
     for (int c = 0; c < components_; ++c) {
+      // A factorisation of a large covariance takes tens of milliseconds; K of them, far more.
+      if (cancel != nullptr && cancel->Stop()) {
+        return absl::CancelledError("mixture fit cancelled");
+      }
       absl::StatusOr<double> log_det = internal::InverseCholesky(&covariances_[c * dim * dim], dim,
                                                                  &inverse_cholesky_[c * dim * dim]);
       if (!log_det.ok()) return log_det.status();
@@ -932,22 +966,37 @@ absl::StatusOr<GaussianMixture> GaussianMixture::FromParameters(std::vector<doub
 }
 
 void GaussianMixture::ScoreSamples(const MatrixView& x, double* out, int threads) const {
+  ScoreRows(x, out, threads, nullptr);
+}
+
+absl::Status GaussianMixture::ScoreSamples(const MatrixView& x, double* out, int threads,
+                                           const FitProgress& progress) const {
+  internal::Cancel cancel(progress);
+  ScoreRows(x, out, threads, &cancel);
+  if (cancel.stopped()) return absl::CancelledError("mixture scoring cancelled");
+  return absl::OkStatus();
+}
+
+void GaussianMixture::ScoreRows(const MatrixView& x, double* out, int threads,
+                                internal::Cancel* cancel) const {
   if (x.rows <= 0) return;
   if (covariance_ == Covariance::kFull) {
     const internal::FullModel m{components_, dim_, means_.data(), inverse_cholesky_.data(),
                                 log_norm_.data()};
-    internal::FullScoreSamples(x, m, threads, out);
+    internal::FullScoreSamples(x, m, threads, out, cancel);
     return;
   }
   const DiagModel m{components_, dim_, means_.data(), precisions_.data(), log_norm_.data()};
-  ForEachChunk(Chunks(x.rows, threads),
-               [&](int64_t, int64_t b, int64_t e) { ScoreChunk(x, m, b, e, out); });
+  ForEachChunk(
+      Chunks(x.rows, threads), [&](int64_t, int64_t b, int64_t e) { ScoreChunk(x, m, b, e, out); },
+      cancel);
 }
 
 absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const MatrixView& x,
                                                      const MixtureOptions& options,
                                                      const FitProgress& progress) {
   if (absl::Status s = ValidateOptions(x, options); !s.ok()) return s;
+  internal::Cancel cancel(progress);
   MixtureFitter::Data all(x, options.threads);
   std::mt19937_64 rng(options.seed);
   std::vector<double> scratch;
@@ -966,12 +1015,14 @@ absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const MatrixView& x,
     const MatrixView view{sample_rows.data(), static_cast<int64_t>(rows.size()), x.dim};
     sample.emplace(view, options.threads);
   }
-  InputScan scan = ScanInput(sample ? sample->x : x, sample ? sample->chunks : all.chunks, scratch);
+  InputScan scan =
+      ScanInput(sample ? sample->x : x, sample ? sample->chunks : all.chunks, scratch, &cancel);
+  if (cancel.stopped()) return absl::CancelledError("mixture fit cancelled");
   if (!scan.finite) {
     return absl::InvalidArgumentError("input matrix contains NaN or infinite values");
   }
 
-  MixtureFitter fitter(options, progress, std::move(scan.mean), scan.mean_variance);
+  MixtureFitter fitter(options, cancel, std::move(scan.mean), scan.mean_variance);
   std::optional<GaussianMixture> best;
   int init_iterations = 0;
   for (int init = 0; init < options.n_init; ++init) {

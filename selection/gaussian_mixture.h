@@ -45,6 +45,9 @@
 #include "selection/selector.h"
 
 namespace curation::selection {
+namespace internal {
+class Cancel;
+}  // namespace internal
 
 enum class Covariance {
   // One variance per component and dimension.
@@ -102,8 +105,11 @@ struct MixtureOptions {
 
 // Called with the share of the fit done, in [0, 1]: after every EM iteration on all rows, and
 // during initialisation after the k-means++ seeding, every k-means round and every EM
-// iteration on the warm-start sample (with the share unchanged). Returning false stops the fit,
-// which then returns CANCELLED.
+// iteration on the warm-start sample (with the share unchanged). In between, with the share
+// unchanged, every few milliseconds (at most) between the chunks of rows of every pass and
+// between the components' factorisations of kFull's M step, so that a stop takes effect well
+// within a second even when one iteration takes many. Always on the thread that called Fit.
+// Returning false stops the fit, which then returns CANCELLED.
 using FitProgress = std::function<bool(double done)>;
 
 class GaussianMixture {
@@ -141,6 +147,12 @@ class GaussianMixture {
   // `threads` threads (0: as MixtureOptions::threads); thread-safe.
   void ScoreSamples(const MatrixView& x, double* out, int threads = 0) const;
 
+  // As above, calling `progress` (with share 0) between blocks of rows, every few milliseconds
+  // at most, so a long scoring (full covariances, many rows) can be cancelled: CANCELLED once
+  // it returns false, with out[] then only partly written. Called on the calling thread only.
+  absl::Status ScoreSamples(const MatrixView& x, double* out, int threads,
+                            const FitProgress& progress) const;
+
   int components() const { return components_; }
   int64_t dim() const { return dim_; }
   Covariance covariance() const { return covariance_; }
@@ -171,8 +183,12 @@ class GaussianMixture {
   GaussianMixture() = default;
 
   // Recomputes the cached precisions and per-component constants from the parameters.
-  // Fails (FAILED_PRECONDITION) if a full covariance is not positive definite.
-  absl::Status Prepare();
+  // Fails (FAILED_PRECONDITION) if a full covariance is not positive definite, CANCELLED if
+  // `cancel` (asked between the components' factorisations) says stop.
+  absl::Status Prepare(internal::Cancel* cancel = nullptr);
+
+  // ScoreSamples, skipping the rest of the rows once `cancel` (if any) says stop.
+  void ScoreRows(const MatrixView& x, double* out, int threads, internal::Cancel* cancel) const;
 
   int components_ = 0;
   int64_t dim_ = 0;

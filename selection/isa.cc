@@ -59,6 +59,14 @@ absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& op
   if (options.pca_dim < 0 || options.pca_dim > units.dim) {
     return absl::InvalidArgumentError("pca_dim must be between 0 and the rows' dimension");
   }
+  // The fit's last share, repeated while the rows are scored so that progress never goes back.
+  double share = 0;
+  const FitProgress fit_progress = !progress ? FitProgress() : [&](double done) {
+    share = done;
+    return progress(done);
+  };
+  const FitProgress score_progress =
+      !progress ? FitProgress() : [&](double) { return progress(share); };
   IsaScores scores;
   // The projected rows, when there is a PCA; the mixture is fitted and scored on them.
   std::vector<float> projected;
@@ -72,7 +80,10 @@ absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& op
                                                  .seed = seed ^ 0x9e3779b97f4a7c15ull});
     if (!pca.ok()) return pca.status();
     if (progress && !progress(0)) return absl::CancelledError("mixture fit cancelled");
-    projected = pca->Apply(units, options.mixture.threads, &scores.retained_variance);
+    absl::StatusOr<std::vector<float>> applied =
+        pca->Apply(units, options.mixture.threads, &scores.retained_variance, progress);
+    if (!applied.ok()) return applied.status();
+    projected = *std::move(applied);
     rows = MatrixView{projected.data(), units.rows, options.pca_dim};
     scores.pca_seconds = seconds_since(start);
   }
@@ -80,13 +91,17 @@ absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& op
   Clock::time_point start = Clock::now();
   MixtureOptions mixture = options.mixture;
   mixture.seed = seed;
-  absl::StatusOr<GaussianMixture> gmm = GaussianMixture::Fit(rows, mixture, progress);
+  absl::StatusOr<GaussianMixture> gmm = GaussianMixture::Fit(rows, mixture, fit_progress);
   if (!gmm.ok()) return gmm.status();
   scores.fit_seconds = seconds_since(start);
 
   start = Clock::now();
   scores.log_likelihoods.resize(rows.rows);
-  gmm->ScoreSamples(rows, scores.log_likelihoods.data(), mixture.threads);
+  if (absl::Status s =
+          gmm->ScoreSamples(rows, scores.log_likelihoods.data(), mixture.threads, score_progress);
+      !s.ok()) {
+    return s;
+  }
   scores.deltas = IsaDeltas(scores.log_likelihoods);
   scores.score_seconds = seconds_since(start);
 

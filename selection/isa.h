@@ -48,8 +48,10 @@ struct IsaScores {
 };
 
 // The PCA (if any), the mixture fit on every row, l(x) and Delta(x) for every row, as Select
-// computes them for `seed`. `progress` is called as GaussianMixture::Fit documents (also before
-// and after the PCA, with share 0). Errors as MakeIsaSelector's Select, plus INVALID_ARGUMENT
+// computes them for `seed`. `progress` is called as GaussianMixture::Fit documents (also before,
+// during and after the PCA's projection, with share 0, and while the rows are scored, with the
+// fit's last share), every few milliseconds at most between blocks of rows, so a stop takes
+// effect within a block. Errors as MakeIsaSelector's Select, plus INVALID_ARGUMENT
 // for a pca_dim above the rows' dimension.
 absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& options,
                                    uint64_t seed, const FitProgress& progress = nullptr);

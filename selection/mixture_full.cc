@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/cancel.h"
 #include "selection/mixture_internal.h"
 #include "selection/mixture_lanes.h"
 
@@ -559,7 +560,8 @@ absl::StatusOr<double> InverseCholesky(const double* cov, int64_t dim, double* i
   return log_det;
 }
 
-void FullScoreSamples(const MatrixView& x, const FullModel& m, int threads, double* out) {
+void FullScoreSamples(const MatrixView& x, const FullModel& m, int threads, double* out,
+                      Cancel* cancel) {
   const int64_t d = m.dim;
   const int n = static_cast<int>(d);
   const int64_t block = BlockRows(d);
@@ -587,7 +589,9 @@ void FullScoreSamples(const MatrixView& x, const FullModel& m, int threads, doub
   };
   const int team = static_cast<int>(std::min<int64_t>(Threads(threads), blocks));
   std::vector<Worker> workers(std::max(team, 1));
+  const auto stop = [cancel] { return cancel != nullptr && cancel->Stop(); };
   ParallelFor(blocks, team, [&](int worker, int64_t b) {
+    if (stop()) return;
     Worker& w = workers[worker];
     w.z.resize(block * d);
     w.y.resize(kernels ? 0 : block * d);
@@ -602,6 +606,7 @@ void FullScoreSamples(const MatrixView& x, const FullModel& m, int threads, doub
     }
 #endif
     for (int c = 0; c < m.k && !kernels; ++c) {
+      if (stop()) return;
       std::copy(w.z.begin(), w.z.begin() + rows * d, w.y.begin());
       cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, rows, n, 1.0,
                   m.inverse_cholesky + c * d * d, n, w.y.data(), n);
@@ -616,7 +621,7 @@ void FullScoreSamples(const MatrixView& x, const FullModel& m, int threads, doub
 
 void FullStatsPass(const MatrixView& x, const double* center, int k, const FullModel* model,
                    const int32_t* labels, int derived, int threads, FullScratch* scratch,
-                   MixtureStats* out) {
+                   MixtureStats* out, Cancel* cancel) {
   const int64_t d = x.dim;
   const int n = static_cast<int>(d);
   const int64_t block = BlockRows(d);
@@ -668,6 +673,7 @@ void FullStatsPass(const MatrixView& x, const double* center, int k, const FullM
   const int team = static_cast<int>(std::min<int64_t>(Threads(threads), strands));
   scratch->threads.resize(std::max<size_t>(scratch->threads.size(), team));
   SerialBlas serial(!kernels);
+  const auto stop = [cancel] { return cancel != nullptr && cancel->Stop(); };
   ParallelFor(strands, team, [&](int worker, int64_t strand) {
     FullThreadBuffers& buffers = scratch->threads[worker];
     std::vector<float>& z = buffers.z;
@@ -686,6 +692,7 @@ void FullStatsPass(const MatrixView& x, const double* center, int k, const FullM
     acc.s1.assign(k * d, 0.0);
     acc.s2.assign(k * d * d, 0.0);
     for (int64_t b = strand * blocks / strands; b < (strand + 1) * blocks / strands; ++b) {
+      if (stop()) return;
       const int64_t begin = b * block;
       const int rows = static_cast<int>(std::min(block, x.rows - begin));
       CentreRows(x.row(begin), center, rows, d, z.data());
@@ -697,6 +704,7 @@ void FullStatsPass(const MatrixView& x, const double* center, int k, const FullM
         }
 #endif
         for (int c = 0; c < k && !kernels; ++c) {
+          if (stop()) return;
           std::copy(z.begin(), z.begin() + rows * d, y.begin());
           cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, rows, n,
                       1.0f, &inverse_cholesky[c * d * d], n, y.data(), n);
@@ -712,6 +720,7 @@ void FullStatsPass(const MatrixView& x, const double* center, int k, const FullM
         }
       }
       for (int c = 0; c < k; ++c) {
+        if (stop()) return;
         for (int i = 0; i < rows; ++i) acc.mass[c] += resp[i * k + c];
         if (c == derived) continue;
         const int used =

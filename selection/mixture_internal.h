@@ -127,16 +127,22 @@ void ProjectRows(const float* x, int64_t rows, int64_t in_dim, const std::vector
 // can cover both on one machine. Not for concurrent use with fits in progress.
 void ForceBlasForTesting(bool blas);
 
-// log p(x) for every row of x into out[0 .. x.rows), in float64.
-void FullScoreSamples(const MatrixView& x, const FullModel& model, int threads, double* out);
+class Cancel;
+
+// log p(x) for every row of x into out[0 .. x.rows), in float64. With `cancel`, asked before
+// every block of rows (and every component's product on BLAS); the blocks left once it says
+// stop are skipped.
+void FullScoreSamples(const MatrixView& x, const FullModel& model, int threads, double* out,
+                      Cancel* cancel = nullptr);
 
 // One pass of EM statistics for full covariances, about `center` (dim doubles). With `model`
 // the responsibilities come from an E step (in float32); otherwise from `labels`
 // (one-hot, labels[i] in [0, k)). Component `derived` (or none, if -1) is left out of s1 and
 // s2. The block layout and summation order depend only on x.rows and x.dim, so the result does
-// not depend on `threads`.
+// not depend on `threads`. With `cancel`, asked before every block of rows and every
+// component's scatter product; once it says stop the rest is skipped and `out` is partial.
 void FullStatsPass(const MatrixView& x, const double* center, int k, const FullModel* model,
                    const int32_t* labels, int derived, int threads, FullScratch* scratch,
-                   MixtureStats* out);
+                   MixtureStats* out, Cancel* cancel = nullptr);
 
 }  // namespace curation::selection::internal

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/cancel.h"
 #include "selection/mixture_internal.h"
 
 namespace curation::selection {
@@ -59,6 +60,11 @@ absl::StatusOr<Pca> Pca::Train(const MatrixView& x, const PcaOptions& options) {
 }
 
 double Pca::Apply(const MatrixView& x, float* out, int threads) const {
+  return ApplyInto(x, out, threads, nullptr);
+}
+
+double Pca::ApplyInto(const MatrixView& x, float* out, int threads,
+                      internal::Cancel* cancel) const {
   // Blocks of rows on our threads, each block through our AVX-512 kernel or one
   // single-threaded sgemm in FAISS (whose LinearTransform::apply_noalloc keeps no state).
   // While a block is in cache, its share of the variance sums is taken too: per block
@@ -77,6 +83,7 @@ double Pca::Apply(const MatrixView& x, float* out, int threads) const {
   internal::SerialBlas serial(!kernel);
   internal::ParallelFor(blocks, threads > 0 ? threads : internal::DefaultThreads(),
                         [&](int, int64_t b) {
+                          if (cancel != nullptr && cancel->Stop()) return;
                           const int64_t begin = b * kBlockRows;
                           const int64_t rows = std::min(kBlockRows, x.rows - begin);
                           float* y = out + begin * out_dim_;
@@ -119,6 +126,16 @@ double Pca::Apply(const MatrixView& x, float* out, int threads) const {
 std::vector<float> Pca::Apply(const MatrixView& x, int threads, double* retained) const {
   std::vector<float> out(x.rows * out_dim_);
   const double share = Apply(x, out.data(), threads);
+  if (retained != nullptr) *retained = share;
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> Pca::Apply(const MatrixView& x, int threads, double* retained,
+                                              const std::function<bool(double)>& progress) const {
+  internal::Cancel cancel(progress);
+  std::vector<float> out(x.rows * out_dim_);
+  const double share = ApplyInto(x, out.data(), threads, &cancel);
+  if (cancel.stopped()) return absl::CancelledError("pca projection cancelled");
   if (retained != nullptr) *retained = share;
   return out;
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,6 +20,9 @@ struct PCAMatrix;
 }  // namespace faiss
 
 namespace curation::selection {
+namespace internal {
+class Cancel;
+}  // namespace internal
 
 struct PcaOptions {
   // Output dimension, 1 <= dim <= the input's dimension.
@@ -61,8 +65,17 @@ class Pca {
   // As Apply, into a new matrix; the share of the variance kept goes to *retained if given.
   std::vector<float> Apply(const MatrixView& x, int threads = 0, double* retained = nullptr) const;
 
+  // As above, calling `progress` (with share 0, on the calling thread, every few milliseconds
+  // at most) between blocks of rows, so that projecting millions of rows can be cancelled:
+  // CANCELLED once it returns false.
+  absl::StatusOr<std::vector<float>> Apply(const MatrixView& x, int threads, double* retained,
+                                           const std::function<bool(double)>& progress) const;
+
  private:
   Pca() = default;
+
+  // Apply into `out`, skipping the blocks left once `cancel` (if any) says stop.
+  double ApplyInto(const MatrixView& x, float* out, int threads, internal::Cancel* cancel) const;
 
   int64_t in_dim_ = 0;
   int64_t out_dim_ = 0;

@@ -321,10 +321,11 @@ TEST(GaussianMixtureTest, ProgressReportsAndCancels) {
         return true;
       });
   ASSERT_TRUE(g.ok());
-  // Zeros while k-means initialises, then one rising share per EM iteration.
+  // Zeros while k-means initialises, then one rising share per EM iteration (polls between
+  // chunks of rows may repeat a share).
   const auto first_em = std::find_if(seen.begin(), seen.end(), [](double d) { return d > 0; });
   EXPECT_GT(first_em - seen.begin(), 0);
-  ASSERT_EQ(seen.end() - first_em, g->iterations());
+  ASSERT_EQ(std::set<double>(first_em, seen.end()).size(), static_cast<size_t>(g->iterations()));
   EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
   EXPECT_DOUBLE_EQ(seen.back(), g->iterations() / 50.0);
 
@@ -579,9 +580,13 @@ TEST(WarmStartTest, ProgressReportsDuringTheSampleAndCancels) {
         return true;
       });
   ASSERT_TRUE(g.ok());
+  // Every k-means round and sample EM iteration reports share 0 (+ the k-means++ seeding); every
+  // EM iteration on all rows reports a larger share. Polls between chunks of rows may repeat
+  // the last share in between, never move it back.
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
   const auto first_em = std::find_if(seen.begin(), seen.end(), [](double d) { return d > 0; });
-  EXPECT_EQ(first_em - seen.begin(), g->init_iterations() + 1);  // + the k-means++ seeding
-  EXPECT_EQ(seen.end() - first_em, g->iterations());
+  EXPECT_GE(first_em - seen.begin(), g->init_iterations() + 1);
+  EXPECT_EQ(std::set<double>(first_em, seen.end()).size(), static_cast<size_t>(g->iterations()));
   int calls = 0;
   EXPECT_EQ(GaussianMixture::Fit(m.view(), {.init_sample_rows = 1000},
                                  [&](double) { return ++calls < 3; })
