@@ -2,6 +2,7 @@
 
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
+#include <faiss/impl/FaissException.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/cancel.h"
 #include "selection/kernels.h"
 
 namespace curation::selection {
@@ -121,12 +123,21 @@ class HerdingSelector final : public Selector {
       mu[j] /= static_cast<double>(n);
     }
 
+    // FAISS's k-means and search for the buckets are interrupted through the same polls.
+    internal::Cancel cancel(options.progress);
+    internal::FaissInterruptScope interrupt(&cancel);
+    const auto cancelled = [] { return absl::CancelledError("herding cancelled"); };
     std::unique_ptr<Buckets> buckets;
     if (n > options_.exact_max_rows) {
       const int64_t lists = std::clamp<int64_t>(
           options_.ivf_lists > 0 ? options_.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
           std::max<int64_t>(1, n / 40));
-      buckets = std::make_unique<Buckets>(units, lists);
+      try {
+        buckets = std::make_unique<Buckets>(units, lists);
+      } catch (const faiss::FaissException&) {
+        if (cancel.stopped()) return cancelled();
+        throw;
+      }
     }
 
     SelectionResult result;
@@ -138,9 +149,10 @@ class HerdingSelector final : public Selector {
     std::vector<float> target(d);
     std::vector<std::pair<float, int64_t>> by_distance;
     for (int64_t t = 0; t < k; ++t) {
-      if (t % kProgressEvery == 0 && t > 0 && options.progress &&
-          !options.progress(static_cast<double>(t) / static_cast<double>(k))) {
-        return absl::CancelledError("herding cancelled");
+      if (t % kProgressEvery == 0 && t > 0
+              ? !cancel.Report(static_cast<double>(t) / static_cast<double>(k))
+              : cancel.Stop()) {
+        return cancelled();
       }
       for (int64_t j = 0; j < d; ++j) target[j] = static_cast<float>(mu[j] - residual[j]);
       Nearest best;

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/cancel.h"
 #include "selection/kernels.h"
 #include "selection/rng.h"
 
@@ -124,6 +125,9 @@ class KCenterSelector final : public Selector {
       center = Nearest(units, inv_norm.data(), cosine, mean.data());
     }
 
+    // Reported every kProgressEvery steps; in between, a step asks whether to stop (each is a
+    // pass over every row).
+    internal::Cancel cancel(options.progress);
     SelectionResult result;
     result.rows.reserve(k);
     result.scores.reserve(k);
@@ -135,8 +139,8 @@ class KCenterSelector final : public Selector {
       result.scores.push_back(score);
       nearest[center] = -1;
       if (t + 1 == k) break;
-      if (t % kProgressEvery == 0 && options.progress &&
-          !options.progress(static_cast<double>(t) / static_cast<double>(k))) {
+      if (t % kProgressEvery == 0 ? !cancel.Report(static_cast<double>(t) / static_cast<double>(k))
+                                  : cancel.Stop()) {
         return absl::CancelledError("kcenter cancelled");
       }
       Farthest farthest;

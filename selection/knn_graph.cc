@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
+#include <faiss/impl/FaissException.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/cancel.h"
 #include "selection/kernels.h"
 
 namespace curation::selection {
@@ -204,116 +206,127 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
   std::iota(order.begin(), order.end(), 0);
   const bool exact = options.search == KnnSearch::kExact ||
                      (options.search == KnnSearch::kAuto && n <= options.exact_max_rows);
+  // Polled between batches here and, through FAISS's interruption checks, between the blocks
+  // of its searches and the iterations of its k-means.
+  internal::Cancel cancel(progress);
+  internal::FaissInterruptScope interrupt(&cancel);
   const auto report = [&](int64_t done) {
-    return !progress || progress(static_cast<double>(done) / static_cast<double>(n));
+    return cancel.Report(static_cast<double>(done) / static_cast<double>(n));
   };
   const auto cancelled = [] { return absl::CancelledError("k-NN graph build cancelled"); };
 
-  if (exact) {
-    faiss::IndexFlatIP index(d);
-    for (int64_t first = 0; first < n; first += kBatch) {
-      const int64_t count = std::min(kBatch, n - first);
-      WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
-      index.add(count, buf.data());
-    }
-    for (int64_t first = 0; first < n; first += kBatch) {
-      const int64_t count = std::min(kBatch, n - first);
-      index.search(count, index.get_xb() + first * d, k, faiss_sims.data(), labels.data());
-      keep_edges(order.data() + first, count, labels.data());
-      if (!report(first + count)) return cancelled();
-    }
-  } else {
-    const int64_t lists = std::clamp<int64_t>(
-        options.ivf_lists > 0 ? options.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
-        std::max<int64_t>(1, n / 40));
-    // Buckets: spherical k-means (FAISS) on an evenly strided sample of the normalised rows.
-    faiss::IndexFlatIP centroids(d);
-    {
-      faiss::ClusteringParameters cp;
-      cp.niter = kIvfIterations;
-      cp.seed = kIvfSeed;
-      cp.spherical = true;
-      cp.max_points_per_centroid = static_cast<int>(kIvfTrainPerList);
-      faiss::Clustering clustering(d, lists, cp);
-      const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
-      std::vector<int64_t> sample(n_train);
-      for (int64_t t = 0; t < n_train; ++t) sample[t] = t * n / n_train;
-      std::vector<float> train(n_train * d);
-      WriteNormalised(units, inv_norm, sample.data(), n_train, train.data());
-      clustering.train(n_train, train.data(), centroids);
-    }
-    std::vector<FaissId> bucket(n);
-    for (int64_t first = 0; first < n; first += kBatch) {
-      const int64_t count = std::min(kBatch, n - first);
-      WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
-      centroids.search(count, buf.data(), 1, faiss_sims.data(), bucket.data() + first);
-    }
-    // The normalised rows again, grouped by bucket, so every bucket is one contiguous block
-    // that BLAS can multiply without gathering.
-    std::vector<int64_t> offsets(lists + 1, 0);
-    for (FaissId b : bucket) ++offsets[b + 1];
-    for (int64_t b = 0; b < lists; ++b) offsets[b + 1] += offsets[b];
-    {
-      std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
-      for (int64_t i = 0; i < n; ++i) order[next[bucket[i]]++] = i;
-    }
-    bucket = {};
-    std::vector<float> grouped(n * d);
-#pragma omp parallel for schedule(static)
-    for (int64_t first = 0; first < n; first += 256) {
-      WriteNormalised(units, inv_norm, order.data() + first, std::min<int64_t>(256, n - first),
-                      grouped.data() + first * d);
-    }
-    // Every bucket is compared with the rows of the buckets whose centroids are nearest its own
-    // (itself included): probing per bucket rather than per row is what makes the scan a few
-    // large matrix products.
-    const int64_t probes = std::min<int64_t>(options.ivf_probe, lists);
-    std::vector<FaissId> probe(lists * probes);
-    {
-      std::vector<float> probe_sims(lists * probes);
-      centroids.search(lists, centroids.get_xb(), probes, probe_sims.data(), probe.data());
-    }
-    TopK top(kScanRows, k);
-    std::vector<float> block(kScanRows * kScanCols);
-    std::vector<int64_t> block_rows(kScanCols);
-    int64_t done = 0;
-    for (int64_t b = 0; b < lists; ++b) {
-      for (int64_t first = offsets[b]; first < offsets[b + 1]; first += kScanRows) {
-        const int64_t count = std::min(kScanRows, offsets[b + 1] - first);
-        top.Reset(count);
-        // Candidate columns of all probed buckets, kScanCols at a time: one product per
-        // bucket slice into the block, then one parallel merge per block.
-        int64_t filled = 0;
-        const auto merge = [&] {
-#pragma omp parallel for schedule(static) if (count * filled >= kParallelMerge)
-          for (int64_t q = 0; q < count; ++q) {
-            top.Offer(q, block.data() + q * kScanCols, block_rows.data(), filled);
-          }
-          filled = 0;
-        };
-        for (int64_t t = 0; t < probes; ++t) {
-          const FaissId other = probe[b * probes + t];
-          if (other < 0) continue;
-          for (int64_t col = offsets[other]; col < offsets[other + 1];) {
-            if (filled == kScanCols) merge();
-            const int64_t cols = std::min(kScanCols - filled, offsets[other + 1] - col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
-                        static_cast<int>(cols), static_cast<int>(d), 1.0f,
-                        grouped.data() + first * d, static_cast<int>(d), grouped.data() + col * d,
-                        static_cast<int>(d), 0.0f, block.data() + filled,
-                        static_cast<int>(kScanCols));
-            std::copy_n(order.data() + col, cols, block_rows.data() + filled);
-            filled += cols;
-            col += cols;
-          }
-        }
-        if (filled > 0) merge();
-        top.Labels(count, labels.data());
+  try {
+    if (exact) {
+      faiss::IndexFlatIP index(d);
+      for (int64_t first = 0; first < n; first += kBatch) {
+        const int64_t count = std::min(kBatch, n - first);
+        WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
+        index.add(count, buf.data());
+        if (cancel.Stop()) return cancelled();
+      }
+      for (int64_t first = 0; first < n; first += kBatch) {
+        const int64_t count = std::min(kBatch, n - first);
+        index.search(count, index.get_xb() + first * d, k, faiss_sims.data(), labels.data());
         keep_edges(order.data() + first, count, labels.data());
-        done += count;
-        if (!report(done)) return cancelled();
+        if (!report(first + count)) return cancelled();
+      }
+    } else {
+      const int64_t lists = std::clamp<int64_t>(
+          options.ivf_lists > 0 ? options.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
+          std::max<int64_t>(1, n / 40));
+      // Buckets: spherical k-means (FAISS) on an evenly strided sample of the normalised rows.
+      faiss::IndexFlatIP centroids(d);
+      {
+        faiss::ClusteringParameters cp;
+        cp.niter = kIvfIterations;
+        cp.seed = kIvfSeed;
+        cp.spherical = true;
+        cp.max_points_per_centroid = static_cast<int>(kIvfTrainPerList);
+        faiss::Clustering clustering(d, lists, cp);
+        const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
+        std::vector<int64_t> sample(n_train);
+        for (int64_t t = 0; t < n_train; ++t) sample[t] = t * n / n_train;
+        std::vector<float> train(n_train * d);
+        WriteNormalised(units, inv_norm, sample.data(), n_train, train.data());
+        clustering.train(n_train, train.data(), centroids);
+      }
+      std::vector<FaissId> bucket(n);
+      for (int64_t first = 0; first < n; first += kBatch) {
+        const int64_t count = std::min(kBatch, n - first);
+        WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
+        centroids.search(count, buf.data(), 1, faiss_sims.data(), bucket.data() + first);
+        if (cancel.Stop()) return cancelled();
+      }
+      // The normalised rows again, grouped by bucket, so every bucket is one contiguous block
+      // that BLAS can multiply without gathering.
+      std::vector<int64_t> offsets(lists + 1, 0);
+      for (FaissId b : bucket) ++offsets[b + 1];
+      for (int64_t b = 0; b < lists; ++b) offsets[b + 1] += offsets[b];
+      {
+        std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
+        for (int64_t i = 0; i < n; ++i) order[next[bucket[i]]++] = i;
+      }
+      bucket = {};
+      std::vector<float> grouped(n * d);
+#pragma omp parallel for schedule(static)
+      for (int64_t first = 0; first < n; first += 256) {
+        WriteNormalised(units, inv_norm, order.data() + first, std::min<int64_t>(256, n - first),
+                        grouped.data() + first * d);
+      }
+      // Every bucket is compared with the rows of the buckets whose centroids are nearest its own
+      // (itself included): probing per bucket rather than per row is what makes the scan a few
+      // large matrix products.
+      const int64_t probes = std::min<int64_t>(options.ivf_probe, lists);
+      std::vector<FaissId> probe(lists * probes);
+      {
+        std::vector<float> probe_sims(lists * probes);
+        centroids.search(lists, centroids.get_xb(), probes, probe_sims.data(), probe.data());
+      }
+      TopK top(kScanRows, k);
+      std::vector<float> block(kScanRows * kScanCols);
+      std::vector<int64_t> block_rows(kScanCols);
+      int64_t done = 0;
+      for (int64_t b = 0; b < lists; ++b) {
+        for (int64_t first = offsets[b]; first < offsets[b + 1]; first += kScanRows) {
+          const int64_t count = std::min(kScanRows, offsets[b + 1] - first);
+          top.Reset(count);
+          // Candidate columns of all probed buckets, kScanCols at a time: one product per
+          // bucket slice into the block, then one parallel merge per block.
+          int64_t filled = 0;
+          const auto merge = [&] {
+#pragma omp parallel for schedule(static) if (count * filled >= kParallelMerge)
+            for (int64_t q = 0; q < count; ++q) {
+              top.Offer(q, block.data() + q * kScanCols, block_rows.data(), filled);
+            }
+            filled = 0;
+          };
+          for (int64_t t = 0; t < probes; ++t) {
+            const FaissId other = probe[b * probes + t];
+            if (other < 0) continue;
+            for (int64_t col = offsets[other]; col < offsets[other + 1];) {
+              if (filled == kScanCols) merge();
+              const int64_t cols = std::min(kScanCols - filled, offsets[other + 1] - col);
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
+                          static_cast<int>(cols), static_cast<int>(d), 1.0f,
+                          grouped.data() + first * d, static_cast<int>(d), grouped.data() + col * d,
+                          static_cast<int>(d), 0.0f, block.data() + filled,
+                          static_cast<int>(kScanCols));
+              std::copy_n(order.data() + col, cols, block_rows.data() + filled);
+              filled += cols;
+              col += cols;
+            }
+          }
+          if (filled > 0) merge();
+          top.Labels(count, labels.data());
+          keep_edges(order.data() + first, count, labels.data());
+          done += count;
+          if (!report(done)) return cancelled();
+        }
       }
     }
+  } catch (const faiss::FaissException&) {
+    if (cancel.stopped()) return cancelled();
+    throw;
   }
 
   // Compact in place: row i's edges move from slot i * k to offsets[i] <= i * k, and never
