@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/cancel.h"
 #include "selection/rng.h"
 
 namespace curation::selection {
@@ -101,9 +102,13 @@ absl::StatusOr<SelectionResult> FacilityLocation::Greedy(
     return absl::InvalidArgumentError("stochastic_epsilon must be in (0, 1)");
   }
   Coverage state(coverage_, k);
+  // Reports every kProgressEvery selections; in between, asks whether to stop (plain and
+  // stochastic greedy evaluate many gains per selection), the callback at most every few ms.
+  internal::Cancel cancel(progress);
   const auto keep_going = [&] {
-    return state.taken() % kProgressEvery != 0 || !progress ||
-           progress(static_cast<double>(state.taken()) / static_cast<double>(k));
+    return state.taken() % kProgressEvery != 0
+               ? !cancel.Stop()
+               : cancel.Report(static_cast<double>(state.taken()) / static_cast<double>(k));
   };
   const auto cancelled = [] { return absl::CancelledError("facility location cancelled"); };
 
