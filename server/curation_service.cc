@@ -22,14 +22,16 @@ grpc::Status Invalid(const FieldError& e) { return ToGrpc(InvalidField(e.field, 
 
 CurationService::CurationService(store::Store* store, const Authenticator* auth,
                                  TenantRegistry* tenants, const embedding::Embedder* embedder,
-                                 const Limits& limits, Metrics* metrics, WorkerPool* workers)
+                                 const Limits& limits, Metrics* metrics,
+                                 jobs::Scheduler* scheduler, jobs::Operations* operations)
     : store_(store),
       auth_(auth),
       tenants_(tenants),
       embedder_(embedder),
       limits_(limits),
       metrics_(metrics),
-      workers_(workers),
+      scheduler_(scheduler),
+      operations_(operations),
       ingestor_(store, embedder, limits) {}
 
 void CurationService::SetReady(Catalog* catalog) { catalog_.store(catalog); }

@@ -16,17 +16,19 @@
 #include "server/limits.h"
 #include "server/telemetry.h"
 #include "server/tenants.h"
-#include "server/worker_pool.h"
+#include "jobs/operations.h"
+#include "jobs/scheduler.h"
 #include "store/store.h"
 
 namespace curation::server {
 
 class CurationService final : public v1::CurationService::Service {
  public:
-  // `metrics` may be null. Selections run on `workers`.
+  // `metrics` may be null. Selections, evaluations and recommendations are operations run
+  // by `scheduler`.
   CurationService(store::Store* store, const Authenticator* auth, TenantRegistry* tenants,
                   const embedding::Embedder* embedder, const Limits& limits, Metrics* metrics,
-                  WorkerPool* workers);
+                  jobs::Scheduler* scheduler, jobs::Operations* operations);
 
   // Calls before this get UNAVAILABLE: the server serves health while the datasets load.
   void SetReady(Catalog* catalog);
@@ -60,6 +62,21 @@ class CurationService final : public v1::CurationService::Service {
                                  grpc::ServerWriter<v1::EvaluateSelectionProgress>*) override;
   grpc::Status RecommendBudget(grpc::ServerContext*, const v1::RecommendBudgetRequest*,
                                grpc::ServerWriter<v1::RecommendBudgetProgress>*) override;
+  // Operations (job_rpcs.cc).
+  grpc::Status StartSelect(grpc::ServerContext*, const v1::SelectRequest*,
+                           v1::Operation*) override;
+  grpc::Status StartEvaluation(grpc::ServerContext*, const v1::EvaluateSelectionRequest*,
+                               v1::Operation*) override;
+  grpc::Status StartRecommendBudget(grpc::ServerContext*, const v1::RecommendBudgetRequest*,
+                                    v1::Operation*) override;
+  grpc::Status GetOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
+                            v1::Operation*) override;
+  grpc::Status ListOperations(grpc::ServerContext*, const v1::ListOperationsRequest*,
+                              v1::ListOperationsResponse*) override;
+  grpc::Status CancelOperation(grpc::ServerContext*, const v1::CancelOperationRequest*,
+                               v1::Operation*) override;
+  grpc::Status WaitOperation(grpc::ServerContext*, const v1::WaitOperationRequest*,
+                             v1::Operation*) override;
 
  private:
   // Every data RPC starts here: the server must be ready and the caller must hold at least
@@ -78,13 +95,19 @@ class CurationService final : public v1::CurationService::Service {
   static v1::Dataset View(DatasetState& state);
   // Reads a stored selection of the scope's tenant by its public id ("sel-<dataset>-<seq>").
   absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id) const;
-  // Validates a SelectRequest, runs the method on the selection workers and stores the
-  // result. `report`, if set, is called about five times a second while the method runs.
-  using ProgressReport = std::function<void(const std::string& stage, double done,
-                                            std::chrono::steady_clock::time_point started)>;
-  absl::StatusOr<v1::Selection> RunSelect(grpc::ServerContext* context,
-                                          const v1::SelectRequest* request,
-                                          const ProgressReport& report);
+  // Starts `record` (its request set) as an operation of `kind` for the scope's tenant.
+  absl::StatusOr<jobs::Operations::Started> StartJob(const Scope& scope, v1::OperationKind kind,
+                                                     const std::string& request_id,
+                                                     storage::OperationRecord record);
+  // StartJob, then waits for the job: `report` (may be empty) gets its progress about five
+  // times a second and returns false when the client is gone. A caller that leaves (or whose
+  // deadline passes) cancels the job unless it sent a request_id. Returns the done operation,
+  // or its error as the status.
+  using ProgressReport = std::function<bool(const v1::Progress&)>;
+  absl::StatusOr<v1::Operation> RunJob(grpc::ServerContext* context, const Scope& scope,
+                                       v1::OperationKind kind, const std::string& request_id,
+                                       storage::OperationRecord record,
+                                       const ProgressReport& report);
   // Ingests one message's batch under the tenant's quotas and rate limit.
   // A stream's batches (`in_stream`) are written without an fsync each; IngestStream syncs
   // once before its reply. A batch whose client went away while it waited for its turn is
@@ -104,7 +127,8 @@ class CurationService final : public v1::CurationService::Service {
   const embedding::Embedder* embedder_;
   Limits limits_;
   Metrics* metrics_;
-  WorkerPool* workers_;
+  jobs::Scheduler* scheduler_;
+  jobs::Operations* operations_;
   Ingestor ingestor_;
 };
 

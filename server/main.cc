@@ -28,6 +28,8 @@
 #include "server/auth.h"
 #include "server/catalog.h"
 #include "server/curation_service.h"
+#include "server/job_runner.h"
+#include "server/scheduling.h"
 #include "server/telemetry.h"
 #include "server/tenants.h"
 #include "store/store.h"
@@ -54,8 +56,24 @@ ABSL_FLAG(std::string, restore_from, "",
           "(which must be empty)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS with --tls-key");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
-ABSL_FLAG(int, selection_threads, 2,
-          "Selections computed at once; more wait in a queue (each may use every core)");
+ABSL_FLAG(int, selection_threads, 0,
+          "Job workers: selections, evaluations and recommendations that run at once (0: one "
+          "per core). With more than one, a tenant runs at most all but one of them.");
+ABSL_FLAG(std::string, max_job_memory, "",
+          "Largest estimated peak memory of one job (e.g. 6G, 512M); larger jobs are refused "
+          "with RESOURCE_EXHAUSTED. Default: a quarter of the machine's memory");
+ABSL_FLAG(std::string, job_memory_budget, "",
+          "Estimated memory of all running jobs together; jobs wait rather than run past it. "
+          "Default: half the machine's memory (at least --max-job-memory)");
+ABSL_FLAG(double, max_job_seconds, 3600,
+          "A job that runs longer ends DEADLINE_EXCEEDED (0: no limit); tenants' "
+          "max_job_seconds quotas can only lower it");
+ABSL_FLAG(int, default_max_running_jobs, 2,
+          "Running jobs per tenant when its max_concurrent_selections quota is 0");
+ABSL_FLAG(int, default_max_queued_jobs, 16,
+          "Queued jobs per tenant when its max_queued_jobs quota is 0");
+ABSL_FLAG(double, operation_retention_hours, 168,
+          "How long finished operations (and their results) are kept");
 ABSL_FLAG(int, ingest_threads, 0,
           "Cores one ingest batch embeds on (0: half the cores, at least 1), so that a bulk "
           "load leaves cores to the other tenants' calls");
@@ -191,9 +209,29 @@ int Run() {
     LogEvent("info", "serving metrics",
              {{"address", address}, {"port", std::to_string(metrics.port())}});
   }
-  curation::server::WorkerPool selection_workers(absl::GetFlag(FLAGS_selection_threads));
+  curation::server::SchedulingFlags scheduling;
+  scheduling.workers = absl::GetFlag(FLAGS_selection_threads);
+  scheduling.max_job_memory = absl::GetFlag(FLAGS_max_job_memory);
+  scheduling.job_memory_budget = absl::GetFlag(FLAGS_job_memory_budget);
+  scheduling.max_job_seconds = absl::GetFlag(FLAGS_max_job_seconds);
+  scheduling.default_max_running = absl::GetFlag(FLAGS_default_max_running_jobs);
+  scheduling.default_max_queued = absl::GetFlag(FLAGS_default_max_queued_jobs);
+  auto scheduler = curation::server::MakeScheduler(scheduling, tenants->get(), &metrics);
+  if (!scheduler.ok()) return Fatal("job scheduling flags", scheduler.status());
+  LogEvent("info", "job scheduler",
+           {{"workers", std::to_string((*scheduler)->options().workers)},
+            {"max_job_memory_bytes", std::to_string((*scheduler)->options().max_job_memory_bytes)},
+            {"job_memory_budget_bytes",
+             std::to_string((*scheduler)->options().memory_budget_bytes)},
+            {"max_job_seconds", absl::StrCat((*scheduler)->options().max_job_seconds)}});
+  curation::server::ServiceJobRunner runner(store->get(), &metrics);
+  curation::jobs::Operations::Options operation_options;
+  operation_options.retention = std::chrono::seconds(
+      static_cast<int64_t>(absl::GetFlag(FLAGS_operation_retention_hours) * 3600));
+  auto operations = std::make_unique<curation::jobs::Operations>(
+      store->get(), scheduler->get(), &runner, operation_options);
   CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits,
-                          &metrics, &selection_workers);
+                          &metrics, scheduler->get(), operations.get());
   AdminService admin(store->get(), auth->get(), tenants->get(), absl::GetFlag(FLAGS_backup_dir));
 
   auto credentials = ServerCredentials();
@@ -229,8 +267,15 @@ int Run() {
 
   auto catalog = Catalog::Load(store->get(), tenants->get());
   if (!catalog.ok()) return Fatal("loading datasets", catalog.status());
+  runner.SetCatalog(catalog->get());
   service.SetReady(catalog->get());
   metrics.SetCatalog(catalog->get());
+  // Operations that were queued or running when the server stopped run again.
+  if (auto recovered = operations->Recover(); !recovered.ok()) {
+    return Fatal("recovering operations", recovered.status());
+  } else if (*recovered > 0) {
+    LogEvent("info", "resubmitted unfinished operations", {{"count", std::to_string(*recovered)}});
+  }
   server->GetHealthCheckService()->SetServingStatus(true);
   const double ready_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -249,13 +294,18 @@ int Run() {
              {{"signal", std::to_string(sig)},
               {"grace_seconds", std::to_string(absl::GetFlag(FLAGS_grace_period_seconds))}});
     server->GetHealthCheckService()->SetServingStatus(false);
+    // Jobs stop within about a second and stay stored as unfinished, to run again after the
+    // restart; callers waiting on them get UNAVAILABLE now rather than at the grace's end.
+    (*scheduler)->Shutdown();
     server->Shutdown(std::chrono::system_clock::now() +
                      std::chrono::seconds(absl::GetFlag(FLAGS_grace_period_seconds)));
   });
   server->Wait();
   stopper.join();
   server.reset();
-  store->reset();  // flushes the WAL and closes RocksDB
+  operations.reset();
+  scheduler->reset();  // joins the workers
+  store->reset();      // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");
   return 0;
 }

@@ -163,7 +163,27 @@ Metrics::Metrics(store::Store* store, TenantRegistry* tenants)
       quota_rejections_(prometheus::BuildCounter()
                             .Name("curation_quota_rejections_total")
                             .Help("Requests refused by a quota or rate limit, by tenant and limit.")
-                            .Register(*registry_)) {
+                            .Register(*registry_)),
+      job_wait_seconds_(prometheus::BuildHistogram()
+                            .Name("curation_job_wait_seconds")
+                            .Help("Time a job waited for a worker, by tenant and kind.")
+                            .Register(*registry_)),
+      job_run_seconds_(prometheus::BuildHistogram()
+                           .Name("curation_job_run_seconds")
+                           .Help("Time a job ran on a worker, by tenant and kind.")
+                           .Register(*registry_)),
+      jobs_ended_(prometheus::BuildCounter()
+                      .Name("curation_jobs_total")
+                      .Help("Jobs that ran, by tenant, kind and gRPC status code.")
+                      .Register(*registry_)),
+      job_refusals_(prometheus::BuildCounter()
+                        .Name("curation_job_refusals_total")
+                        .Help("Jobs refused at admission, by tenant and reason.")
+                        .Register(*registry_)),
+      jobs_(prometheus::BuildGauge()
+                .Name("curation_jobs")
+                .Help("Jobs queued and running now, by tenant and state.")
+                .Register(*registry_)) {
   live_ = std::make_shared<LiveFigures>(store, tenants, this);
 }
 
@@ -208,6 +228,37 @@ void Metrics::RecordSelection(const std::string& method, double seconds) {
 
 void Metrics::RecordQuotaRejection(const std::string& tenant, const std::string& limit) {
   quota_rejections_.Add({{"tenant", tenant}, {"limit", limit}}).Increment();
+}
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& JobBuckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
+  return kBuckets;
+}
+
+}  // namespace
+
+void Metrics::RecordJobStart(const std::string& tenant, const std::string& kind,
+                             double wait_seconds) {
+  job_wait_seconds_.Add({{"tenant", tenant}, {"kind", kind}}, JobBuckets()).Observe(wait_seconds);
+}
+
+void Metrics::RecordJobEnd(const std::string& tenant, const std::string& kind, int code,
+                           double run_seconds) {
+  job_run_seconds_.Add({{"tenant", tenant}, {"kind", kind}}, JobBuckets()).Observe(run_seconds);
+  jobs_ended_.Add({{"tenant", tenant}, {"kind", kind}, {"code", std::to_string(code)}})
+      .Increment();
+}
+
+void Metrics::RecordJobRefusal(const std::string& tenant, const std::string& reason) {
+  job_refusals_.Add({{"tenant", tenant}, {"reason", reason}}).Increment();
+}
+
+void Metrics::SetJobLoad(const std::string& tenant, int queued, int running) {
+  jobs_.Add({{"tenant", tenant}, {"state", "queued"}}).Set(queued);
+  jobs_.Add({{"tenant", tenant}, {"state", "running"}}).Set(running);
 }
 
 namespace {

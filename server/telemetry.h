@@ -15,6 +15,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
+#include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "server/auth.h"
@@ -46,6 +47,14 @@ class Metrics {
   void RecordIngest(int64_t accepted, int64_t duplicates, int64_t rejected);
   void RecordSelection(const std::string& method, double seconds);
   void RecordQuotaRejection(const std::string& tenant, const std::string& limit);
+  // Jobs (selections, evaluations, recommendations) through the scheduler: how long each
+  // waited for a worker and ran, by tenant and kind; refusals by tenant and reason; and the
+  // current queued and running jobs per tenant.
+  void RecordJobStart(const std::string& tenant, const std::string& kind, double wait_seconds);
+  void RecordJobEnd(const std::string& tenant, const std::string& kind, int code,
+                    double run_seconds);
+  void RecordJobRefusal(const std::string& tenant, const std::string& reason);
+  void SetJobLoad(const std::string& tenant, int queued, int running);
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
@@ -61,6 +70,11 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& ingested_;
   prometheus::Family<prometheus::Histogram>& selection_seconds_;
   prometheus::Family<prometheus::Counter>& quota_rejections_;
+  prometheus::Family<prometheus::Histogram>& job_wait_seconds_;
+  prometheus::Family<prometheus::Histogram>& job_run_seconds_;
+  prometheus::Family<prometheus::Counter>& jobs_ended_;
+  prometheus::Family<prometheus::Counter>& job_refusals_;
+  prometheus::Family<prometheus::Gauge>& jobs_;
 };
 
 // Counts, times and logs every RPC. The tenant in the log comes from the token (resolved

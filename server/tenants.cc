@@ -23,6 +23,7 @@ v1::Tenant TenantState::View() {
   usage->set_stored_bytes(stored_bytes);
   usage->set_datasets(datasets);
   usage->set_running_selections(running_selections);
+  usage->set_queued_jobs(queued_jobs);
   return view;
 }
 

@@ -25,7 +25,8 @@ struct TenantState {
   int64_t examples = 0;
   int64_t stored_bytes = 0;
   int64_t datasets = 0;
-  int32_t running_selections = 0;
+  int32_t running_selections = 0;  // running jobs, kept by the job scheduler's hooks
+  int32_t queued_jobs = 0;
   // Admitted but not yet written, so concurrent requests cannot overshoot a quota together.
   int64_t reserved_examples = 0;
   int64_t reserved_bytes = 0;

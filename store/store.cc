@@ -51,6 +51,21 @@ std::string IdKey(uint64_t dataset_id, absl::string_view id) {
   return key;
 }
 
+std::string OperationKey(absl::string_view tenant, absl::string_view id) {
+  return absl::StrCat("o", tenant, absl::string_view("\0", 1), id);
+}
+
+std::string RequestIdKey(absl::string_view tenant, absl::string_view request_id) {
+  return absl::StrCat("r", tenant, absl::string_view("\0", 1), request_id);
+}
+
+// The id part of an operation's name, "operations/<id>".
+absl::string_view OperationId(const storage::OperationRecord& record) {
+  absl::string_view name = record.operation().name();
+  const size_t slash = name.find('/');
+  return slash == absl::string_view::npos ? name : name.substr(slash + 1);
+}
+
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(what, ": not found"));
@@ -86,6 +101,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const
       {"selections", cf_options},
       {"tenants", cf_options},
       {"tokens", cf_options},
+      {"operations", cf_options},
   };
   auto store = std::unique_ptr<Store>(new Store());
   store->sync_ = options.sync;
@@ -100,6 +116,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const
   store->selections_ = store->handles_[5];
   store->tenants_ = store->handles_[6];
   store->tokens_ = store->handles_[7];
+  store->operations_ = store->handles_[8];
   return store;
 }
 
@@ -286,13 +303,99 @@ absl::Status Store::ForEachExample(
 }
 
 absl::Status Store::PutSelection(const storage::DatasetRecord& updated, int64_t seq,
-                                 const v1::Selection& selection) {
+                                 const v1::Selection& selection,
+                                 const storage::OperationRecord* operation) {
   rocksdb::WriteBatch batch;
+  if (operation != nullptr) {
+    batch.Put(operations_, OperationKey(operation->tenant(), OperationId(*operation)),
+              operation->SerializeAsString());
+  }
   batch.Put(selections_, SeqKey(updated.internal_id(), seq), selection.SerializeAsString());
   batch.Put(datasets_, DatasetKey(updated), updated.SerializeAsString());
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   return FromRocks(db_->Write(wo, &batch), "write selection");
+}
+
+absl::Status Store::PutOperation(const storage::OperationRecord& record) {
+  rocksdb::WriteBatch batch;
+  const absl::string_view id = OperationId(record);
+  batch.Put(operations_, OperationKey(record.tenant(), id), record.SerializeAsString());
+  const std::string& request_id = record.operation().metadata().request_id();
+  if (!request_id.empty()) {
+    batch.Put(operations_, RequestIdKey(record.tenant(), request_id),
+              rocksdb::Slice(id.data(), id.size()));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Write(wo, &batch), "write operation");
+}
+
+absl::StatusOr<storage::OperationRecord> Store::GetOperation(absl::string_view tenant,
+                                                             absl::string_view id) const {
+  std::string bytes;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), operations_, OperationKey(tenant, id), &bytes);
+  if (s.IsNotFound()) return absl::NotFoundError("operation not found");
+  if (!s.ok()) return FromRocks(s, "read operation");
+  return Parse<storage::OperationRecord>(bytes, "operation");
+}
+
+absl::StatusOr<std::optional<std::string>> Store::FindOperationByRequestId(
+    absl::string_view tenant, absl::string_view request_id) const {
+  std::string id;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), operations_, RequestIdKey(tenant, request_id), &id);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "read operation request id");
+  return std::optional<std::string>(std::move(id));
+}
+
+absl::StatusOr<std::vector<storage::OperationRecord>> Store::ListOperations(
+    absl::string_view tenant, absl::string_view before, int limit) const {
+  std::vector<storage::OperationRecord> out;
+  const std::string lower = OperationKey(tenant, "");
+  // Keys of this tenant sort between "o<tenant>\0" and "o<tenant>\1".
+  const std::string upper = before.empty() ? absl::StrCat("o", tenant, absl::string_view("\1", 1))
+                                           : OperationKey(tenant, before);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice lower_bound(lower), upper_bound(upper);
+  ro.iterate_lower_bound = &lower_bound;
+  ro.iterate_upper_bound = &upper_bound;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, operations_));
+  for (it->SeekToLast(); it->Valid() && static_cast<int>(out.size()) < limit; it->Prev()) {
+    auto record = Parse<storage::OperationRecord>(it->value().ToString(), "operation");
+    if (!record.ok()) return record.status();
+    out.push_back(*std::move(record));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "list operations");
+  return out;
+}
+
+absl::Status Store::ForEachOperation(
+    const std::function<absl::Status(storage::OperationRecord)>& fn) const {
+  rocksdb::ReadOptions ro;
+  const std::string lower = "o", upper = "p";
+  rocksdb::Slice lower_bound(lower), upper_bound(upper);
+  ro.iterate_lower_bound = &lower_bound;
+  ro.iterate_upper_bound = &upper_bound;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, operations_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto record = Parse<storage::OperationRecord>(it->value().ToString(), "operation");
+    if (!record.ok()) return record.status();
+    if (absl::Status s = fn(*std::move(record)); !s.ok()) return s;
+  }
+  return FromRocks(it->status(), "scan operations");
+}
+
+absl::Status Store::DeleteOperation(const storage::OperationRecord& record) {
+  rocksdb::WriteBatch batch;
+  batch.Delete(operations_, OperationKey(record.tenant(), OperationId(record)));
+  const std::string& request_id = record.operation().metadata().request_id();
+  if (!request_id.empty()) batch.Delete(operations_, RequestIdKey(record.tenant(), request_id));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Write(wo, &batch), "delete operation");
 }
 
 absl::StatusOr<v1::Selection> Store::GetSelection(uint64_t dataset_id, int64_t seq) const {

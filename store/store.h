@@ -11,6 +11,8 @@
 //   rejected) ids         internal_id(8) example id     -> seq(8) content_hash(32) selections
 //   internal_id(8) selection seq(8) -> curation.v1.Selection default     "next_dataset_id" ->
 //   uint64
+//   operations  "o" tenant "\0" id           -> storage::OperationRecord
+//               "r" tenant "\0" request_id   -> operation id
 //
 // Every mutation is one WriteBatch written with the WAL (fsync'd when Options::sync is set),
 // so a call that returned OK survives a crash of the process. Store is thread-safe; callers
@@ -106,15 +108,38 @@ class Store {
       uint64_t dataset_id,
       const std::function<bool(int64_t seq, const storage::ExampleRecord&)>& fn) const;
 
-  // Stores a selection under (dataset, seq) together with the updated dataset record.
+  // Stores a selection under (dataset, seq) together with the updated dataset record and,
+  // if given, the operation that made it (done, holding the selection): one batch, so a crash
+  // never leaves a stored selection whose operation would run again.
   absl::Status PutSelection(const storage::DatasetRecord& updated, int64_t seq,
-                            const v1::Selection& selection);
+                            const v1::Selection& selection,
+                            const storage::OperationRecord* operation = nullptr);
   // NOT_FOUND if absent.
   absl::StatusOr<v1::Selection> GetSelection(uint64_t dataset_id, int64_t seq) const;
   // Up to `limit` selections with seq < `before` (newest first), without their items.
   absl::StatusOr<std::vector<std::pair<int64_t, v1::Selection>>> ListSelections(uint64_t dataset_id,
                                                                                 int64_t before,
                                                                                 int limit) const;
+
+  // Operations, by tenant and id (see server-side jobs/operations.h). PutOperation creates
+  // or replaces the record and, when the operation has a request_id, the request_id's entry.
+  absl::Status PutOperation(const storage::OperationRecord& record);
+  // NOT_FOUND if absent.
+  absl::StatusOr<storage::OperationRecord> GetOperation(absl::string_view tenant,
+                                                        absl::string_view id) const;
+  // The id of the operation that `request_id` of `tenant` started, or nullopt.
+  absl::StatusOr<std::optional<std::string>> FindOperationByRequestId(
+      absl::string_view tenant, absl::string_view request_id) const;
+  // Up to `limit` of the tenant's operations with ids below `before` (empty: from the
+  // newest), newest first (ids sort by creation time).
+  absl::StatusOr<std::vector<storage::OperationRecord>> ListOperations(absl::string_view tenant,
+                                                                       absl::string_view before,
+                                                                       int limit) const;
+  // Every operation of every tenant, for start-up; stops at fn's first error.
+  absl::Status ForEachOperation(
+      const std::function<absl::Status(storage::OperationRecord)>& fn) const;
+  // Removes the operation and its request_id entry.
+  absl::Status DeleteOperation(const storage::OperationRecord& record);
 
   // Tenants. PutTenant creates or replaces; CreateTenant fails with ALREADY_EXISTS.
   absl::Status CreateTenant(const v1::Tenant& tenant);
@@ -148,6 +173,7 @@ class Store {
   rocksdb::ColumnFamilyHandle* selections_ = nullptr;
   rocksdb::ColumnFamilyHandle* tenants_ = nullptr;
   rocksdb::ColumnFamilyHandle* tokens_ = nullptr;
+  rocksdb::ColumnFamilyHandle* operations_ = nullptr;
   bool sync_ = true;
   // Serialises dataset creation (name check and id allocation).
   mutable std::mutex create_mu_;

@@ -1,4 +1,4 @@
-#include "server/selection_plan.h"
+#include "jobs/selection_plan.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,10 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "selection/factory.h"
-#include "server/validation.h"
+#include "common/status.h"
 
-namespace curation::server {
+namespace curation::jobs {
 namespace {
 
 // Measured (README, "Choosing a method"): herding beat random at 1-10% budgets on the proxy
@@ -253,18 +252,13 @@ absl::StatusOr<SelectionPlan> PlanSelection(const v1::SelectRequest& request, v1
     }
   }
 
-  // The method behind the dedup pre-filter; constraints and rankings are RunSelect's.
-  selection::SelectorSpec spec;
+  selection::SelectorSpec& spec = plan.spec;
   spec.method = name;
   if (method == v1::SELECTION_METHOD_ISA) spec.isa = IsaLibraryOptions(resolved.isa());
-  if (method == v1::SELECTION_METHOD_FACILITY_LOCATION) {
-    spec.facility_location = ToLibrary(resolved.facility_location());
-  }
+  spec.facility_location = ToLibrary(resolved.facility_location());
   spec.dedup_threshold = resolved.filter().dedup_threshold();
-  auto selector = selection::MakeSelector(spec);
-  if (!selector.ok()) return selector.status();
-  plan.selector = *std::move(selector);
+  spec.ranking = resolved.ranking();
   return plan;
 }
 
-}  // namespace curation::server
+}  // namespace curation::jobs

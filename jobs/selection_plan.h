@@ -1,6 +1,6 @@
-// From a SelectRequest to a selector of the selection library: defaults, validation and the
-// method's unit rows. Shared by Select (selection_rpcs.cc) and the evaluation RPCs
-// (evaluation_rpcs.cc), so a method means the same thing wherever it is named.
+// From a SelectRequest to the selection library's SelectorSpec: defaults, validation and the
+// method's unit rows. The first step of the selection pipeline (pipeline.h), shared by every
+// RPC that selects, so a method means the same thing wherever it is named.
 #pragma once
 
 #include <memory>
@@ -8,10 +8,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "curation/v1/curation.pb.h"
+#include "selection/factory.h"
 #include "selection/isa.h"
-#include "selection/selector.h"
 
-namespace curation::server {
+namespace curation::jobs {
 
 // How a method wants a pair laid out as one selection row (PAIR units only).
 enum class PairRows {
@@ -23,10 +23,10 @@ struct SelectionPlan {
   // The request with every default filled in (method by dataset kind, unit, ISA and facility
   // location options), as stored in Selection.
   v1::SelectRequest resolved;
-  // The method, wrapped in the dedup pre-filter when filter.dedup_threshold is set (DEDUP is
-  // that filter itself and is not wrapped again). Filters on metadata and length and the
-  // constraints need per-example data and are applied by the caller around this selector.
-  std::shared_ptr<const selection::Selector> selector;
+  // The method with its options and the dedup pre-filter (filter.dedup_threshold). The
+  // pipeline adds the constraint (groups need the pool) and the ranking before it calls
+  // selection::MakeSelector.
+  selection::SelectorSpec spec;
   bool pair_units = false;
   PairRows pair_rows = PairRows::kMean;
   // The library's name of the method, e.g. "herding": metric labels and progress stages.
@@ -50,4 +50,4 @@ absl::StatusOr<SelectionPlan> PlanSelection(const v1::SelectRequest& request, v1
 // selection::ScoreIsa themselves to report more of the fit than SelectionResult holds.
 selection::IsaOptions IsaLibraryOptions(const v1::IsaOptions& isa);
 
-}  // namespace curation::server
+}  // namespace curation::jobs

@@ -1,0 +1,48 @@
+// The service's jobs: what Select, EvaluateSelection and RecommendBudget do once the
+// scheduler runs them. The jobs::JobRunner the operations call: it checks a request against
+// the catalog (Prepare), runs it through the selection pipeline and the proxy (Run), commits
+// a selection with its operation in one write, and fills a stored operation's result back in
+// (Expand). No gRPC here: handlers validate roles, submit and translate.
+#pragma once
+
+#include <atomic>
+
+#include "jobs/operations.h"
+#include "server/catalog.h"
+#include "server/telemetry.h"
+#include "store/store.h"
+
+namespace curation::server {
+
+class ServiceJobRunner final : public jobs::JobRunner {
+ public:
+  // `metrics` may be null.
+  ServiceJobRunner(store::Store* store, Metrics* metrics) : store_(store), metrics_(metrics) {}
+  // Set once the datasets are loaded; Prepare answers UNAVAILABLE before.
+  void SetCatalog(Catalog* catalog) { catalog_.store(catalog); }
+
+  absl::StatusOr<jobs::JobCost> Prepare(storage::OperationRecord* record) override;
+  absl::StatusOr<bool> Run(storage::OperationRecord* record, jobs::JobControl& control,
+                           const std::function<void(storage::OperationRecord*)>& succeed) override;
+  absl::Status Expand(const storage::OperationRecord& record, v1::Operation* op) override;
+
+ private:
+  // The dataset an operation was submitted against: NOT_FOUND if it is gone (or was deleted
+  // and created again, which makes another dataset).
+  absl::StatusOr<std::shared_ptr<DatasetState>> Dataset(const storage::OperationRecord& record,
+                                                        absl::string_view field,
+                                                        const std::string& name) const;
+  absl::StatusOr<jobs::JobCost> PrepareSelect(storage::OperationRecord* record);
+  absl::StatusOr<jobs::JobCost> PrepareEvaluate(storage::OperationRecord* record);
+  absl::StatusOr<jobs::JobCost> PrepareRecommend(storage::OperationRecord* record);
+  absl::StatusOr<bool> RunSelect(storage::OperationRecord* record, jobs::JobControl& control,
+                                 const std::function<void(storage::OperationRecord*)>& succeed);
+  absl::Status RunEvaluate(storage::OperationRecord* record, jobs::JobControl& control);
+  absl::Status RunRecommend(storage::OperationRecord* record, jobs::JobControl& control);
+
+  store::Store* store_;
+  Metrics* metrics_;
+  std::atomic<Catalog*> catalog_{nullptr};
+};
+
+}  // namespace curation::server

@@ -1,0 +1,25 @@
+// Stored selections by their public id, for every caller that reads one (GetSelection,
+// ExportSelection, EvaluateSelection) and the one that names new ones (the select job).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "curation/storage/records.pb.h"
+#include "curation/v1/curation.pb.h"
+#include "server/catalog.h"
+#include "store/store.h"
+
+namespace curation::server {
+
+// The public id of the dataset's selection number `seq`.
+std::string NewSelectionId(const storage::DatasetRecord& dataset, int64_t seq);
+
+// A stored selection of `tenant`'s by id. NOT_FOUND, the same for a missing id and another
+// tenant's, for anything that is not the tenant's selection; INVALID_ARGUMENT "<field>:
+// required" for an empty id.
+absl::StatusOr<v1::Selection> LoadSelection(const store::Store& store, const Catalog& catalog,
+                                            const std::string& tenant, const std::string& id,
+                                            absl::string_view field = "id");
+
+}  // namespace curation::server
