@@ -76,8 +76,11 @@ class CurationService final : public v1::CurationService::Service {
                                                             const std::string& name) const;
   // The public view of a dataset, with the live index count.
   static v1::Dataset View(DatasetState& state);
-  // Reads a stored selection of the scope's tenant by its public id ("sel-<dataset>-<seq>").
-  absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id) const;
+  // Reads a stored selection of the scope's tenant by its public id (selection_ids.h).
+  // INVALID_ARGUMENT naming `field` if the id is empty or too long; NOT_FOUND, decided before
+  // anything is read, if it is malformed, forged or another tenant's.
+  absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id,
+                                              absl::string_view field = "id") const;
   // Validates a SelectRequest, runs the method on the selection workers and stores the
   // result. `report`, if set, is called about five times a second while the method runs.
   using ProgressReport = std::function<void(const std::string& stage, double done,

@@ -89,6 +89,15 @@ class Metrics::LiveFigures : public prometheus::Collectable {
       out.push_back(Gauge("curation_rocksdb_pending_compaction_bytes",
                           "Estimated bytes compaction still has to rewrite.",
                           store_->GetIntProperty("rocksdb.estimate-pending-compaction-bytes")));
+      // Durability of acknowledged ingests rests on these (besides synced writes).
+      prometheus::MetricFamily syncs{"curation_wal_syncs_total",
+                                     "Explicit fsyncs of the RocksDB WAL before a reply.",
+                                     prometheus::MetricType::Counter,
+                                     {}};
+      prometheus::ClientMetric m;
+      m.counter.value = static_cast<double>(store_->wal_syncs());
+      syncs.metric.push_back(std::move(m));
+      out.push_back(std::move(syncs));
     }
     if (tenants_ != nullptr) {
       prometheus::MetricFamily examples{"curation_tenant_examples",
