@@ -585,7 +585,7 @@ absl::StatusOr<bool> RecordReader::NextLine(std::string* text) {
 
 absl::StatusOr<bool> RecordReader::NextElement(std::string* text) {
   text->clear();
-  if (array_done_) return false;
+  if (array_done_) return AfterArray();
   // Scans one element by bracket depth, minding strings, so elements stream without parsing
   // the whole array.
   int depth = 0;
@@ -615,7 +615,7 @@ absl::StatusOr<bool> RecordReader::NextElement(std::string* text) {
     if (depth == 0 && (c == ',' || c == ']')) {
       if (c == ']') array_done_ = true;
       if (!started) {
-        if (c == ']' && line_ == 0) return false;  // "[]"
+        if (c == ']' && line_ == 0) return AfterArray();  // "[]"
         ++line_;
         element_line_ = text_line_;
         sticky_ = absl::InvalidArgumentError(absl::StrCat(Where(), ": empty array element"));
@@ -636,6 +636,22 @@ absl::StatusOr<bool> RecordReader::NextElement(std::string* text) {
     } else if (c == '}' || c == ']') {
       --depth;
     }
+  }
+}
+
+absl::StatusOr<bool> RecordReader::AfterArray() {
+  // A file is one array; anything but whitespace after its ']' (a second array, a stray
+  // record) would otherwise be dropped without a word.
+  while (true) {
+    absl::StatusOr<bool> more = Fill();
+    if (!more.ok()) return more.status();
+    if (!*more) return false;
+    const char c = buf_[pos_++];
+    if (c == '\n') ++text_line_;
+    if (IsSpace(c)) continue;
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected content after the array's closing ']': '", std::string(1, c),
+                     "' on line ", text_line_, "; a file holds one JSON array"));
   }
 }
 

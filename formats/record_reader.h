@@ -96,6 +96,9 @@ class RecordReader {
   // Reads the next raw JSON text (a line or an array element) into *text; false at the end.
   absl::StatusOr<bool> NextText(std::string* text);
   absl::StatusOr<bool> NextLine(std::string* text);
+  // After the array's ']': false at the end of the input, INVALID_ARGUMENT at anything but
+  // whitespace.
+  absl::StatusOr<bool> AfterArray();
   absl::StatusOr<bool> NextElement(std::string* text);
   // Makes sure buf_ holds at least one byte past pos_ if the file has any; false at the end.
   absl::StatusOr<bool> Fill();

@@ -5,6 +5,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <iterator>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -70,10 +72,18 @@ absl::StatusOr<Caller> Authenticator::Resolve(const std::string& authorization) 
 }
 
 absl::StatusOr<Caller> Authenticator::Authenticate(const grpc::ServerContext& context) const {
-  auto it = context.client_metadata().find("authorization");
+  auto [first, last] = context.client_metadata().equal_range("authorization");
+  // Two headers would let the check and the access log disagree on who called (one reads
+  // the first, another the last); a call names one caller or none.
+  if (first != last && std::next(first) != last) return TooManyAuthorizationHeaders();
   std::string header;
-  if (it != context.client_metadata().end()) header.assign(it->second.data(), it->second.size());
+  if (first != last) header.assign(first->second.data(), first->second.size());
   return Resolve(header);
+}
+
+absl::Status TooManyAuthorizationHeaders() {
+  return absl::UnauthenticatedError(
+      "more than one 'authorization' metadata entry; send exactly one 'Bearer <token>'");
 }
 
 absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContext& context,

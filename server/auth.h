@@ -31,6 +31,9 @@ struct Caller {
 // The tenant every call acts for when authentication is off.
 inline constexpr char kDefaultTenant[] = "default";
 
+// UNAUTHENTICATED: a call carried more than one "authorization" entry.
+absl::Status TooManyAuthorizationHeaders();
+
 class Authenticator {
  public:
   // With `enabled` false every call is an admin of kDefaultTenant. `bootstrap_admin_token`,
@@ -41,7 +44,8 @@ class Authenticator {
   bool enabled() const { return enabled_; }
 
   // The caller of `context`, from its "authorization: Bearer <token>" metadata.
-  // UNAUTHENTICATED if the header is missing or the token unknown or revoked.
+  // UNAUTHENTICATED if the header is missing, sent more than once, or the token unknown or
+  // revoked (with authentication off too: a repeated header is a client bug either way).
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContext& context) const;
   // Like Authenticate, for a raw header value (used by the logging interceptor).
   absl::StatusOr<Caller> Resolve(const std::string& authorization) const;

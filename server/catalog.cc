@@ -105,6 +105,20 @@ std::shared_ptr<DatasetState> Catalog::Find(const std::string& tenant,
   return it == datasets_.end() ? nullptr : it->second;
 }
 
+std::shared_ptr<DatasetState> Catalog::FindByInternalId(const std::string& tenant,
+                                                        uint64_t internal_id) const {
+  std::shared_lock lock(mu_);
+  // Keys are "tenant/name" and names hold no '/', so the tenant's datasets are one range.
+  const std::string prefix = tenant + "/";
+  for (auto it = datasets_.lower_bound(prefix);
+       it != datasets_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    // The record's own tenant as well: a tenant named "a/b" shares the prefix of "a".
+    const storage::DatasetRecord record = it->second->Snapshot();
+    if (record.internal_id() == internal_id && record.tenant() == tenant) return it->second;
+  }
+  return nullptr;
+}
+
 absl::StatusOr<std::shared_ptr<DatasetState>> Catalog::Create(storage::DatasetRecord record) {
   auto stored = store_->CreateDataset(std::move(record));
   if (!stored.ok()) return stored.status();

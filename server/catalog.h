@@ -54,6 +54,10 @@ class Catalog {
 
   // The tenant's open dataset, or nullptr.
   std::shared_ptr<DatasetState> Find(const std::string& tenant, const std::string& name) const;
+  // The tenant's open dataset with this internal id, or nullptr. Answers from memory only,
+  // so callers can refuse another tenant's ids before anything is read from the store.
+  std::shared_ptr<DatasetState> FindByInternalId(const std::string& tenant,
+                                                 uint64_t internal_id) const;
   // Creates the dataset (of record.tenant()) in the store and opens it. ALREADY_EXISTS if
   // the tenant has a dataset of that name.
   absl::StatusOr<std::shared_ptr<DatasetState>> Create(storage::DatasetRecord record);

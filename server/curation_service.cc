@@ -3,8 +3,10 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/message_budget.h"
 #include "server/validation.h"
 
 namespace curation::server {
@@ -167,9 +169,9 @@ absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context,
   // so reserve both against the tenant's quotas.
   const int64_t vector_bytes = static_cast<int64_t>(sizeof(float)) * dataset.index->dim() *
                                (dataset.index->pairs() ? 2 : 1) * request.examples_size();
+  const int64_t request_bytes = static_cast<int64_t>(request.ByteSizeLong());
   auto reservation =
-      tenants_->AdmitIngest(*scope.tenant, request.examples_size(),
-                            static_cast<int64_t>(request.ByteSizeLong()) + vector_bytes);
+      tenants_->AdmitIngest(*scope.tenant, request.examples_size(), request_bytes + vector_bytes);
   if (!reservation.ok()) return reservation.status();
   const int64_t accepted_before = summary->accepted();
   const int64_t duplicates_before = summary->duplicates();
@@ -177,7 +179,7 @@ absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context,
   // Fair sharing of the cores (IngestSharing in tenants.h): a large batch waits for its
   // tenant's turn and runs at low priority on bounded threads.
   absl::StatusOr<int64_t> grown = absl::UnknownError("not run");
-  tenants_->RunIngest(scope.caller.tenant, request.examples_size(), [&] {
+  tenants_->RunIngest(scope.caller.tenant, request.examples_size(), request_bytes, [&] {
     if (context.IsCancelled()) {
       grown = absl::CancelledError("the client went away while the batch waited for its turn");
       return;
@@ -221,35 +223,46 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
   std::shared_ptr<DatasetState> state;
   int64_t next_index = 0;
   int64_t message = 0;
+  bool wrote = false;
+  // The messages are written without an fsync each; every reply, an error too, comes after
+  // one sync of all of them. A client told "error" may resend the stream, and its records
+  // then come back as duplicates: acknowledged, so they must be durable by then.
+  auto finish = [&](absl::Status status) {
+    if (wrote) {
+      absl::Status synced = store_->SyncWal();
+      if (status.ok()) status = synced;
+    }
+    return ToGrpc(status);
+  };
   while (reader->Read(&request)) {
     if (state == nullptr ||
         (!request.dataset().empty() && request.dataset() != state->Snapshot().dataset().name())) {
       if (state != nullptr) {
-        return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].dataset"),
+        return finish(InvalidField(absl::StrCat("messages[", message, "].dataset"),
                                    "one stream ingests into one dataset"));
       }
       auto found = FindDataset(*scope, "dataset", request.dataset());
-      if (!found.ok()) return ToGrpc(found.status());
+      if (!found.ok()) return finish(found.status());
       state = *std::move(found);
     }
     if (request.examples_size() > limits_.max_records_per_request) {
-      return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].examples"),
+      return finish(InvalidField(absl::StrCat("messages[", message, "].examples"),
                                  absl::StrCat(request.examples_size(), " records; at most ",
                                               limits_.max_records_per_request, " per message")));
     }
     // Each message is written before the next is read, so a client that loses the stream
     // can resend it whole: what was stored comes back as duplicates.
+    wrote = true;
     if (absl::Status s = IngestAdmitted(*context, *scope, *state, request, next_index,
                                         /*in_stream=*/true, response);
         !s.ok()) {
-      return ToGrpc(s);
+      return finish(s);
     }
     next_index += request.examples_size();
     ++message;
   }
   if (state == nullptr) return ToGrpc(InvalidField("dataset", "the stream sent no message"));
-  // The messages were written without an fsync each; the reply promises durability.
-  return ToGrpc(store_->SyncWal());
+  return finish(absl::OkStatus());
 }
 
 absl::StatusOr<storage::ExampleRecord> CurationService::LoadExample(uint64_t dataset_id,
@@ -270,10 +283,26 @@ grpc::Status CurationService::GetExamples(grpc::ServerContext* context,
   if (request->ids_size() > limits_.max_ids_per_get) {
     return ToGrpc(InvalidField("ids", absl::StrCat("at most ", limits_.max_ids_per_get)));
   }
+  for (int i = 0; i < request->ids_size(); ++i) {
+    if (auto e =
+            CheckRequestId(absl::StrCat("ids[", i, "]"), request->ids(i), limits_.max_id_bytes)) {
+      return Invalid(*e);
+    }
+  }
   const storage::DatasetRecord record = (*state)->Snapshot();
   const int dim = record.dataset().embedding().dim();
+  // The reply is the examples of the distinct ids, in the order of their first mention, and
+  // it stops before the one that would take it past one message (ReplyBudgetBytes): the
+  // client asks again for the ids after the last one returned. Without both, 1,000 copies of
+  // one large id built gigabytes before failing, and any reply over the limit failed whole.
+  // (GetExamplesResponse has no field naming the ids left out; until it does, "a prefix of
+  // the distinct ids, in order" is the contract, see the README.)
+  const int64_t budget = ReplyBudgetBytes(limits_);
+  int64_t reply_bytes = 0;
+  absl::flat_hash_set<absl::string_view> seen;
   for (int i = 0; i < request->ids_size(); ++i) {
     const std::string& id = request->ids(i);
+    if (!seen.insert(id).second) continue;
     auto entry = store_->FindId(record.internal_id(), id);
     if (!entry.ok()) return ToGrpc(entry.status());
     if (!entry->has_value()) {
@@ -282,18 +311,27 @@ grpc::Status CurationService::GetExamples(grpc::ServerContext* context,
     }
     auto example = store_->GetExample(record.internal_id(), (*entry)->seq);
     if (!example.ok()) return ToGrpc(example.status());
-    v1::Example* out = response->add_examples();
-    *out = example->example();
+    v1::Example out = std::move(*example->mutable_example());
     if (request->include_embeddings()) {
       auto vec = store_->GetEmbedding(record.internal_id(), (*entry)->seq);
       if (!vec.ok()) return ToGrpc(vec.status());
-      if (out->has_pair()) {
-        out->mutable_pair()->mutable_chosen_embedding()->Add(vec->begin(), vec->begin() + dim);
-        out->mutable_pair()->mutable_rejected_embedding()->Add(vec->begin() + dim, vec->end());
+      if (out.has_pair()) {
+        out.mutable_pair()->mutable_chosen_embedding()->Add(vec->begin(), vec->begin() + dim);
+        out.mutable_pair()->mutable_rejected_embedding()->Add(vec->begin() + dim, vec->end());
       } else {
-        out->mutable_unpaired()->mutable_embedding()->Add(vec->begin(), vec->end());
+        out.mutable_unpaired()->mutable_embedding()->Add(vec->begin(), vec->end());
       }
     }
+    const int64_t size = EmbeddedBytes(static_cast<int64_t>(out.ByteSizeLong()));
+    if (reply_bytes + size > budget) {
+      if (response->examples_size() > 0) break;  // the rest on the next call
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("ids[", i, "]: example '", id, "' is ", size, " bytes, over the ", budget,
+                       " bytes one reply may carry (--max-message-bytes)"));
+    }
+    reply_bytes += size;
+    *response->add_examples() = std::move(out);
   }
   return grpc::Status::OK;
 }

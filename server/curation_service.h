@@ -10,14 +10,14 @@
 
 #include "curation/v1/curation.grpc.pb.h"
 #include "embedding/embedder.h"
+#include "jobs/operations.h"
+#include "jobs/scheduler.h"
 #include "server/auth.h"
 #include "server/catalog.h"
 #include "server/ingestor.h"
 #include "server/limits.h"
 #include "server/telemetry.h"
 #include "server/tenants.h"
-#include "jobs/operations.h"
-#include "jobs/scheduler.h"
 #include "store/store.h"
 
 namespace curation::server {
@@ -63,8 +63,7 @@ class CurationService final : public v1::CurationService::Service {
   grpc::Status RecommendBudget(grpc::ServerContext*, const v1::RecommendBudgetRequest*,
                                grpc::ServerWriter<v1::RecommendBudgetProgress>*) override;
   // Operations (job_rpcs.cc).
-  grpc::Status StartSelect(grpc::ServerContext*, const v1::SelectRequest*,
-                           v1::Operation*) override;
+  grpc::Status StartSelect(grpc::ServerContext*, const v1::SelectRequest*, v1::Operation*) override;
   grpc::Status StartEvaluation(grpc::ServerContext*, const v1::EvaluateSelectionRequest*,
                                v1::Operation*) override;
   grpc::Status StartRecommendBudget(grpc::ServerContext*, const v1::RecommendBudgetRequest*,
@@ -93,8 +92,11 @@ class CurationService final : public v1::CurationService::Service {
                                                             const std::string& name) const;
   // The public view of a dataset, with the live index count.
   static v1::Dataset View(DatasetState& state);
-  // Reads a stored selection of the scope's tenant by its public id ("sel-<dataset>-<seq>").
-  absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id) const;
+  // Reads a stored selection of the scope's tenant by its public id (selection_ids.h).
+  // INVALID_ARGUMENT naming `field` if the id is empty or too long; NOT_FOUND, decided before
+  // anything is read, if it is malformed, forged or another tenant's.
+  absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id,
+                                              absl::string_view field = "id") const;
   // Starts `record` (its request set) as an operation of `kind` for the scope's tenant.
   absl::StatusOr<jobs::Operations::Started> StartJob(const Scope& scope, v1::OperationKind kind,
                                                      const std::string& request_id,

@@ -121,6 +121,7 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
 
   std::lock_guard<std::mutex> lock(dataset.write_mu);
   if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
+  const int64_t duplicates_before = summary->duplicates();
   storage::DatasetRecord updated = dataset.record;
   const int64_t bytes_before = updated.dataset().stored_bytes();
   v1::Dataset* counts = updated.mutable_dataset();
@@ -191,6 +192,12 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
     }
     dataset.index->Add(seqs, values.data(), written_ids, labels);
     dataset.Publish(std::move(updated));
+  }
+  // A duplicate is acknowledged as stored, but the write that stored it may be another
+  // stream's, not yet fsync'd (defer_sync). A synced write of this batch covers it (an fsync
+  // of the WAL covers every earlier entry); without one, sync now, before the reply.
+  if (!defer_sync && writes.empty() && summary->duplicates() > duplicates_before) {
+    if (absl::Status s = store_->SyncWal(); !s.ok()) return s;
   }
   summary->set_accepted(summary->accepted() + static_cast<int64_t>(writes.size()));
   summary->set_example_count(dataset.record.dataset().example_count());

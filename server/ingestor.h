@@ -23,7 +23,8 @@ class Ingestor {
   // indexes offset by `first_index`, and the ids when `report_ids`). Returns the bytes the
   // dataset grew by. A non-OK status means nothing of this batch was stored (the dataset
   // vanished, or the write failed). With `defer_sync` the batch is written without its own
-  // fsync (Store::WriteExamples); the caller syncs before it acknowledges.
+  // fsync (Store::WriteExamples); the caller syncs before it acknowledges. Without it, every
+  // record the summary reports as accepted or duplicate is durable on return.
   absl::StatusOr<int64_t> IngestBatch(
       DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
       int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary,

@@ -30,6 +30,7 @@
 #include "server/curation_service.h"
 #include "server/job_runner.h"
 #include "server/scheduling.h"
+#include "server/selection_ids.h"
 #include "server/telemetry.h"
 #include "server/tenants.h"
 #include "store/store.h"
@@ -54,6 +55,8 @@ ABSL_FLAG(std::string, backup_dir, "", "Where the admin CreateBackup RPC writes 
 ABSL_FLAG(std::string, restore_from, "",
           "Before serving, restore the newest backup of this directory into --data-dir "
           "(which must be empty)");
+ABSL_FLAG(uint32_t, restore_backup_id, 0,
+          "With --restore-from: the id of the backup to restore (0: the newest)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS with --tls-key");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(int, selection_threads, 0,
@@ -162,7 +165,9 @@ int Run() {
   const auto started = std::chrono::steady_clock::now();
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (const std::string from = absl::GetFlag(FLAGS_restore_from); !from.empty()) {
-    if (absl::Status s = Store::RestoreLatestBackup(from, data_dir); !s.ok()) {
+    if (absl::Status s =
+            Store::RestoreBackup(from, data_dir, absl::GetFlag(FLAGS_restore_backup_id));
+        !s.ok()) {
       return Fatal("restoring " + from, s);
     }
     LogEvent("info", "restored the newest backup", {{"from", from}, {"data_dir", data_dir}});
@@ -176,6 +181,9 @@ int Run() {
     auto content = ReadWholeFile(path);
     if (!content.ok()) return Fatal("--admin-token-file", content.status());
     admin_token = std::string(absl::StripAsciiWhitespace(*content));
+  }
+  if (absl::Status s = curation::server::InitSelectionIds(**store); !s.ok()) {
+    return Fatal("loading the selection id key", s);
   }
   auto auth = Authenticator::Load(store->get(), auth_enabled, admin_token);
   if (!auth.ok()) return Fatal("loading tokens", auth.status());
@@ -200,7 +208,10 @@ int Run() {
   limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   limits.max_records_per_request = absl::GetFlag(FLAGS_max_records_per_request);
   limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
-  Metrics metrics(store->get(), tenants->get());
+  // Owned here so that it stops (with its scrape thread, which reads the store and the
+  // catalog) before the store is closed.
+  auto owned_metrics = std::make_unique<Metrics>(store->get(), tenants->get());
+  Metrics& metrics = *owned_metrics;
   (*tenants)->set_rejection_hook([&metrics](const std::string& tenant, const std::string& limit) {
     metrics.RecordQuotaRejection(tenant, limit);
   });
@@ -218,18 +229,18 @@ int Run() {
   scheduling.default_max_queued = absl::GetFlag(FLAGS_default_max_queued_jobs);
   auto scheduler = curation::server::MakeScheduler(scheduling, tenants->get(), &metrics);
   if (!scheduler.ok()) return Fatal("job scheduling flags", scheduler.status());
-  LogEvent("info", "job scheduler",
-           {{"workers", std::to_string((*scheduler)->options().workers)},
-            {"max_job_memory_bytes", std::to_string((*scheduler)->options().max_job_memory_bytes)},
-            {"job_memory_budget_bytes",
-             std::to_string((*scheduler)->options().memory_budget_bytes)},
-            {"max_job_seconds", absl::StrCat((*scheduler)->options().max_job_seconds)}});
+  LogEvent(
+      "info", "job scheduler",
+      {{"workers", std::to_string((*scheduler)->options().workers)},
+       {"max_job_memory_bytes", std::to_string((*scheduler)->options().max_job_memory_bytes)},
+       {"job_memory_budget_bytes", std::to_string((*scheduler)->options().memory_budget_bytes)},
+       {"max_job_seconds", absl::StrCat((*scheduler)->options().max_job_seconds)}});
   curation::server::ServiceJobRunner runner(store->get(), &metrics);
   curation::jobs::Operations::Options operation_options;
   operation_options.retention = std::chrono::seconds(
       static_cast<int64_t>(absl::GetFlag(FLAGS_operation_retention_hours) * 3600));
-  auto operations = std::make_unique<curation::jobs::Operations>(
-      store->get(), scheduler->get(), &runner, operation_options);
+  auto operations = std::make_unique<curation::jobs::Operations>(store->get(), scheduler->get(),
+                                                                 &runner, operation_options);
   CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits,
                           &metrics, scheduler->get(), operations.get());
   AdminService admin(store->get(), auth->get(), tenants->get(), absl::GetFlag(FLAGS_backup_dir));
@@ -304,8 +315,9 @@ int Run() {
   stopper.join();
   server.reset();
   operations.reset();
-  scheduler->reset();  // joins the workers
-  store->reset();      // flushes the WAL and closes RocksDB
+  scheduler->reset();     // joins the workers
+  owned_metrics.reset();  // no scrape may read the store or the catalog from here on
+  store->reset();         // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");
   return 0;
 }

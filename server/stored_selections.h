@@ -12,12 +12,12 @@
 
 namespace curation::server {
 
-// The public id of the dataset's selection number `seq`.
+// The public id of the dataset's selection number `seq` (selection_ids.h: unguessable).
 std::string NewSelectionId(const storage::DatasetRecord& dataset, int64_t seq);
 
-// A stored selection of `tenant`'s by id. NOT_FOUND, the same for a missing id and another
-// tenant's, for anything that is not the tenant's selection; INVALID_ARGUMENT "<field>:
-// required" for an empty id.
+// A stored selection of `tenant`'s by id (selection_ids.h). INVALID_ARGUMENT naming `field`
+// if the id is empty or too long; NOT_FOUND, decided before anything is read, if it is
+// malformed, forged or another tenant's, exactly as for a missing one.
 absl::StatusOr<v1::Selection> LoadSelection(const store::Store& store, const Catalog& catalog,
                                             const std::string& tenant, const std::string& id,
                                             absl::string_view field = "id");

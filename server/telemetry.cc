@@ -15,8 +15,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/descriptor.h"
 
 namespace curation::server {
+
+std::string TruncateForLog(absl::string_view value) {
+  if (value.size() <= kMaxLogValueBytes) return std::string(value);
+  return absl::StrCat(value.substr(0, kMaxLogValueBytes), "...(", value.size(), " bytes)");
+}
+
 namespace {
 
 // gRPC and absl share the canonical codes, and absl can name them.
@@ -32,6 +39,22 @@ prometheus::MetricFamily Gauge(const std::string& name, const std::string& help,
   return family;
 }
 
+// The label of an RPC path: the path of a method this binary serves (its own services,
+// health, reflection), else "unknown". The path is the caller's to choose, even without a
+// token, so labelling by it raw would let anyone add series to /metrics without bound.
+std::string MethodLabel(const std::string& path) {
+  // "/package.Service/Method" -> "package.Service.Method", the descriptor's full name.
+  if (path.size() < 4 || path.size() > 256 || path[0] != '/') return "unknown";
+  const size_t slash = path.find('/', 1);
+  if (slash == std::string::npos || slash == 1 || slash + 1 == path.size() ||
+      path.find('/', slash + 1) != std::string::npos) {
+    return "unknown";
+  }
+  const std::string full = path.substr(1, slash - 1) + "." + path.substr(slash + 1);
+  const auto* method = google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full);
+  return method != nullptr ? path : "unknown";
+}
+
 const double kProcessStart = [] {
   return static_cast<double>(absl::ToUnixMillis(absl::Now())) / 1000.0;
 }();
@@ -43,8 +66,8 @@ void LogEvent(const std::string& level, const std::string& msg,
   nlohmann::ordered_json line;
   line["ts"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
   line["level"] = level;
-  line["msg"] = msg;
-  for (const auto& [key, value] : fields) line[key] = value;
+  line["msg"] = TruncateForLog(msg);
+  for (const auto& [key, value] : fields) line[key] = TruncateForLog(value);
   const std::string text =
       line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   // One write per line, so lines from several threads never interleave.
@@ -66,6 +89,15 @@ class Metrics::LiveFigures : public prometheus::Collectable {
       out.push_back(Gauge("curation_rocksdb_pending_compaction_bytes",
                           "Estimated bytes compaction still has to rewrite.",
                           store_->GetIntProperty("rocksdb.estimate-pending-compaction-bytes")));
+      // Durability of acknowledged ingests rests on these (besides synced writes).
+      prometheus::MetricFamily syncs{"curation_wal_syncs_total",
+                                     "Explicit fsyncs of the RocksDB WAL before a reply.",
+                                     prometheus::MetricType::Counter,
+                                     {}};
+      prometheus::ClientMetric m;
+      m.counter.value = static_cast<double>(store_->wal_syncs());
+      syncs.metric.push_back(std::move(m));
+      out.push_back(std::move(syncs));
     }
     if (tenants_ != nullptr) {
       prometheus::MetricFamily examples{"curation_tenant_examples",
@@ -93,7 +125,7 @@ class Metrics::LiveFigures : public prometheus::Collectable {
       out.push_back(std::move(datasets));
     }
     out.push_back(Gauge("curation_ready", "1 once every dataset is loaded and served.",
-                        owner_->catalog_ != nullptr ? 1 : 0));
+                        owner_->catalog_.load() != nullptr ? 1 : 0));
     AppendProcess(&out);
     return out;
   }
@@ -267,7 +299,7 @@ class TelemetryInterceptor : public grpc::experimental::Interceptor {
  public:
   TelemetryInterceptor(grpc::experimental::ServerRpcInfo* info, Metrics* metrics,
                        const Authenticator* auth)
-      : method_(info->method()), metrics_(metrics), auth_(auth) {}
+      : method_(info->method()), label_(MethodLabel(method_)), metrics_(metrics), auth_(auth) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
@@ -275,7 +307,11 @@ class TelemetryInterceptor : public grpc::experimental::Interceptor {
       start_ = std::chrono::steady_clock::now();
       for (const auto& [key, value] : *methods->GetRecvInitialMetadata()) {
         if (key == "x-request-id") request_id_.assign(value.data(), value.size());
-        if (key == "authorization") authorization_.assign(value.data(), value.size());
+        // The first, as Authenticator reads it; a call with more than one is refused there
+        // and logged without a tenant here.
+        if (key == "authorization" && authorizations_++ == 0) {
+          authorization_.assign(value.data(), value.size());
+        }
       }
       if (request_id_.empty() || request_id_.size() > 128) {
         static std::atomic<uint64_t> counter{0};
@@ -297,31 +333,33 @@ class TelemetryInterceptor : public grpc::experimental::Interceptor {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const int code = static_cast<int>(status.error_code());
-    if (metrics_ != nullptr) metrics_->RecordRpc(method_, code, seconds);
+    if (metrics_ != nullptr) metrics_->RecordRpc(label_, code, seconds);
     // Health probes arrive every few seconds from orchestrators; they are counted, not logged.
     if (method_.rfind("/grpc.health.", 0) == 0) return;
     std::string tenant;
-    if (auth_ != nullptr) {
+    std::string token_id;
+    if (auth_ != nullptr && authorizations_ <= 1) {
       if (auto caller = auth_->Resolve(authorization_); caller.ok()) {
         tenant = caller->tenant.empty() ? "(admin)" : caller->tenant;
+        token_id = caller->token_id;
       }
     }
     std::vector<std::pair<std::string, std::string>> fields = {
-        {"request_id", request_id_},
-        {"tenant", tenant},
-        {"method", method_},
-        {"code", CodeName(code)},
-        {"duration_ms", absl::StrFormat("%.3f", seconds * 1000)}};
+        {"request_id", request_id_}, {"tenant", tenant},
+        {"token_id", token_id},      {"method", method_},
+        {"code", CodeName(code)},    {"duration_ms", absl::StrFormat("%.3f", seconds * 1000)}};
     if (!status.ok()) fields.emplace_back("error", status.error_message());
     LogEvent(status.ok() ? "info" : "warn", "rpc", fields);
   }
 
   const std::string method_;
+  const std::string label_;  // method_ if this server serves it, else "unknown"
   Metrics* metrics_;
   const Authenticator* auth_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::string request_id_;
   std::string authorization_;
+  int authorizations_ = 0;
 };
 
 }  // namespace

@@ -1,12 +1,14 @@
 // What operators see: Prometheus metrics (scraped from --metrics-listen at /metrics) and one
 // JSON log line per RPC and per server event on stderr.
 //
-// Label sets stay bounded: RPC methods are the service's own, codes are gRPC's 17, tenants
+// Label sets stay bounded: RPC methods are those the server serves (any other path is
+// "unknown"), codes are gRPC's 17, tenants
 // are created by admins, and limits and outcomes are fixed words.
 #pragma once
 
 #include <grpcpp/support/server_interceptor.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -27,8 +29,13 @@ namespace curation::server {
 
 // One JSON object on one line of stderr: {"ts", "level", "msg", ...fields}, written with one
 // write() so that concurrent lines never interleave.
+// Every value (and msg) longer than kMaxLogValueBytes is cut to that many bytes plus its
+// length: values may come from callers (ids, paths, error messages quoting them), and a log
+// line must not grow with a request.
 void LogEvent(const std::string& level, const std::string& msg,
               const std::vector<std::pair<std::string, std::string>>& fields = {});
+inline constexpr size_t kMaxLogValueBytes = 1024;
+std::string TruncateForLog(absl::string_view value);
 
 class Metrics {
  public:
@@ -41,7 +48,8 @@ class Metrics {
   // The port actually bound (for --metrics-listen with port 0).
   int port() const;
   // Datasets and vectors are read from the catalog once it is loaded.
-  void SetCatalog(const Catalog* catalog) { catalog_ = catalog; }
+  // The scrape thread reads it, hence atomic.
+  void SetCatalog(const Catalog* catalog) { catalog_.store(catalog); }
 
   void RecordRpc(const std::string& method, int code, double seconds);
   void RecordIngest(int64_t accepted, int64_t duplicates, int64_t rejected);
@@ -64,7 +72,7 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<LiveFigures> live_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  const Catalog* catalog_ = nullptr;
+  std::atomic<const Catalog*> catalog_{nullptr};
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& rpc_seconds_;
   prometheus::Family<prometheus::Counter>& ingested_;

@@ -194,9 +194,9 @@ void TenantRegistry::set_ingest_sharing(const IngestSharing& sharing) {
   });
 }
 
-void TenantRegistry::RunIngest(const std::string& tenant, int64_t records,
+void TenantRegistry::RunIngest(const std::string& tenant, int64_t records, int64_t bytes,
                                const std::function<void()>& ingest) {
-  if (records <= sharing_.queue_above_records) {
+  if (records <= sharing_.queue_above_records && bytes <= sharing_.queue_above_bytes) {
     // The OpenMP thread count is a setting of this (gRPC) thread: put it back afterwards.
     const int threads = omp_get_max_threads();
     omp_set_num_threads(sharing_.threads_per_batch);

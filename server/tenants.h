@@ -46,6 +46,10 @@ struct IngestSharing {
   // interactive client's) skip the queue: they embed in milliseconds, and waiting behind a
   // large batch would cost them far more than they take from it.
   int64_t queue_above_records = 64;
+  // ... or of more than this many bytes (the request's size): a few records of megabyte
+  // texts embed for as long as thousands of short ones, and must not run on the gRPC thread
+  // at full priority.
+  int64_t queue_above_bytes = 1 << 20;
   int slots = 1;
   // Cores one batch embeds on (OpenMP threads), queued or not. The rest stay free for reads,
   // selections and other tenants.
@@ -94,10 +98,11 @@ class TenantRegistry {
   // Set once before serving.
   void set_ingest_sharing(const IngestSharing& sharing);
   const IngestSharing& ingest_sharing() const { return sharing_; }
-  // Runs `ingest`, the ingest of a batch of `records` records of `tenant`, under the sharing
-  // rules above and returns when it has: on this thread if the batch is small, else on an
-  // ingest worker once the tenant's turn has come.
-  void RunIngest(const std::string& tenant, int64_t records, const std::function<void()>& ingest);
+  // Runs `ingest`, the ingest of a batch of `records` records and `bytes` bytes of `tenant`,
+  // under the sharing rules above and returns when it has: on this thread if the batch is
+  // small in both, else on an ingest worker once the tenant's turn has come.
+  void RunIngest(const std::string& tenant, int64_t records, int64_t bytes,
+                 const std::function<void()>& ingest);
 
   // A dataset slot; RESOURCE_EXHAUSTED at the quota. Release it if the creation fails.
   absl::Status AdmitDataset(TenantState& t);

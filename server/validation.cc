@@ -40,6 +40,11 @@ std::optional<FieldError> CheckVector(std::string path,
     if (!std::isfinite(values[i])) {
       return FieldError{absl::StrCat(path, "[", i, "]"), "must be finite (not NaN or infinity)"};
     }
+    if (std::fabs(values[i]) > kMaxEmbeddingMagnitude) {
+      return FieldError{absl::StrCat(path, "[", i, "]"),
+                        absl::StrCat(values[i], " is outside [-", kMaxEmbeddingMagnitude, ", ",
+                                     kMaxEmbeddingMagnitude, "]")};
+    }
   }
   return std::nullopt;
 }
@@ -61,6 +66,16 @@ std::optional<FieldError> CheckDatasetName(absl::string_view field, absl::string
     if (!alnum(c) && c != '-' && c != '_' && c != '.') {
       return FieldError{std::string(field), "only letters, digits, '-', '_' and '.' are allowed"};
     }
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckRequestId(absl::string_view field, absl::string_view id,
+                                         int64_t max_bytes) {
+  if (id.empty()) return FieldError{std::string(field), "required"};
+  if (static_cast<int64_t>(id.size()) > max_bytes) {
+    return FieldError{std::string(field),
+                      absl::StrCat("is ", id.size(), " bytes; at most ", max_bytes, " bytes")};
   }
   return std::nullopt;
 }

@@ -24,6 +24,17 @@ absl::Status InvalidField(absl::string_view field, absl::string_view reason);
 // Dataset names: 1..64 characters of [A-Za-z0-9._-], starting with a letter or digit.
 std::optional<FieldError> CheckDatasetName(absl::string_view field, absl::string_view name);
 
+// Ids a caller names (example ids, selection ids): required, at most `max_bytes` bytes, so
+// that no caller-sized string reaches a lookup, an error message or a log line.
+std::optional<FieldError> CheckRequestId(absl::string_view field, absl::string_view id,
+                                         int64_t max_bytes);
+
+// The largest magnitude a client-supplied vector component may have. Selection methods sum
+// and square components (a pair's mean, squared distances over up to 8192 dimensions); with
+// |x| <= 1e6 every such sum stays far inside float range, while 3e38, though finite, makes
+// the pair mean overflow to infinity. Real embeddings are orders of magnitude smaller.
+inline constexpr float kMaxEmbeddingMagnitude = 1e6f;
+
 // Checks a CreateDataset request's dataset (name, kind, embedding config, description).
 std::optional<FieldError> CheckNewDataset(const v1::Dataset& dataset, const Limits& limits);
 

@@ -242,7 +242,9 @@ absl::Status Store::WriteExamples(const storage::DatasetRecord& updated,
 
 absl::Status Store::SyncWal() {
   if (!sync_) return absl::OkStatus();
-  return FromRocks(db_->SyncWAL(), "sync the WAL");
+  absl::Status s = FromRocks(db_->SyncWAL(), "sync the WAL");
+  if (s.ok()) wal_syncs_.fetch_add(1, std::memory_order_relaxed);
+  return s;
 }
 
 absl::StatusOr<storage::ExampleRecord> Store::GetExample(uint64_t dataset_id, int64_t seq) const {
@@ -481,22 +483,28 @@ absl::StatusOr<std::vector<storage::TokenRecord>> Store::ListTokens() const {
 }
 
 absl::StatusOr<std::pair<uint32_t, int64_t>> Store::CreateBackup(const std::string& backup_dir) {
+  std::lock_guard<std::mutex> lock(backup_mu_);
   rocksdb::BackupEngine* raw = nullptr;
   rocksdb::Status s = rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
                                                   rocksdb::BackupEngineOptions(backup_dir), &raw);
   if (!s.ok()) return FromRocks(s, "open backup engine");
   std::unique_ptr<rocksdb::BackupEngine> engine(raw);
   // Flushing first puts everything in SST files, so the backup needs no WAL replay.
-  s = engine->CreateNewBackup(db_.get(), /*flush_before_backup=*/true);
+  rocksdb::CreateBackupOptions options;
+  options.flush_before_backup = true;
+  rocksdb::BackupID id = 0;
+  s = engine->CreateNewBackup(options, db_.get(), &id);
   if (!s.ok()) return FromRocks(s, "create backup");
-  std::vector<rocksdb::BackupInfo> infos;
-  engine->GetBackupInfo(&infos);
-  if (infos.empty()) return absl::InternalError("backup vanished");
-  return std::make_pair(infos.back().backup_id, static_cast<int64_t>(infos.back().size));
+  // This backup's own figures, by its id: not "the newest", which another process writing
+  // to the same directory could have replaced.
+  rocksdb::BackupInfo info;
+  s = engine->GetBackupInfo(id, &info);
+  if (!s.ok()) return FromRocks(s, "read the new backup's info");
+  return std::make_pair(static_cast<uint32_t>(id), static_cast<int64_t>(info.size));
 }
 
-absl::Status Store::RestoreLatestBackup(const std::string& backup_dir,
-                                        const std::string& data_dir) {
+absl::Status Store::RestoreBackup(const std::string& backup_dir, const std::string& data_dir,
+                                  uint32_t backup_id) {
   std::error_code ec;
   if (std::filesystem::exists(std::filesystem::path(data_dir) / "CURRENT", ec)) {
     return absl::FailedPreconditionError(
@@ -510,7 +518,26 @@ absl::Status Store::RestoreLatestBackup(const std::string& backup_dir,
   std::vector<rocksdb::BackupInfo> infos;
   engine->GetBackupInfo(&infos);
   if (infos.empty()) return absl::NotFoundError(absl::StrCat("no backup in ", backup_dir));
-  return FromRocks(engine->RestoreDBFromLatestBackup(data_dir, data_dir), "restore");
+  if (backup_id == 0) {
+    return FromRocks(engine->RestoreDBFromLatestBackup(data_dir, data_dir), "restore");
+  }
+  return FromRocks(engine->RestoreDBFromBackup(backup_id, data_dir, data_dir),
+                   absl::StrCat("restore backup ", backup_id));
+}
+
+absl::StatusOr<std::string> Store::GetOrCreateMeta(absl::string_view key,
+                                                   const std::string& initial) {
+  std::lock_guard<std::mutex> lock(create_mu_);
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
+                               rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.ok()) return value;
+  if (!s.IsNotFound()) return FromRocks(s, absl::StrCat("read ", key));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // a secret handed out must never be regenerated after a crash
+  s = db_->Put(wo, db_->DefaultColumnFamily(), rocksdb::Slice(key.data(), key.size()), initial);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("write ", key));
+  return initial;
 }
 
 uint64_t Store::GetIntProperty(const std::string& property) const {

@@ -19,6 +19,7 @@
 // serialise read-modify-write sequences on one dataset themselves (see server/catalog.h).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -94,6 +95,9 @@ class Store {
                              const std::vector<ExampleWrite>& examples, bool defer_sync = false);
   // Makes every write so far durable (fsyncs the WAL); a no-op unless Options::sync.
   absl::Status SyncWal();
+  // WAL fsyncs SyncWal() has done since Open, for operators and tests: a reply that reports
+  // records as stored must come after one (or after a synced write of its own).
+  uint64_t wal_syncs() const { return wal_syncs_.load(std::memory_order_relaxed); }
   // NOT_FOUND if absent.
   absl::StatusOr<storage::ExampleRecord> GetExample(uint64_t dataset_id, int64_t seq) const;
   absl::StatusOr<std::vector<float>> GetEmbedding(uint64_t dataset_id, int64_t seq) const;
@@ -151,12 +155,23 @@ class Store {
   absl::StatusOr<std::vector<storage::TokenRecord>> ListTokens() const;
 
   // A consistent backup of the whole database as a new backup in `backup_dir` (RocksDB
-  // BackupEngine layout). Returns its id and size.
+  // BackupEngine layout). Returns its id and size. Calls are serialised: two BackupEngines on
+  // one directory would race on its temporary files and each one's cleanup could delete the
+  // other's.
   absl::StatusOr<std::pair<uint32_t, int64_t>> CreateBackup(const std::string& backup_dir);
-  // Restores the newest backup of `backup_dir` into `data_dir`, which must not hold a
-  // database yet (FAILED_PRECONDITION otherwise).
+  // Restores backup `backup_id` of `backup_dir` (0: the newest) into `data_dir`, which must
+  // not hold a database yet (FAILED_PRECONDITION otherwise).
+  static absl::Status RestoreBackup(const std::string& backup_dir, const std::string& data_dir,
+                                    uint32_t backup_id = 0);
   static absl::Status RestoreLatestBackup(const std::string& backup_dir,
-                                          const std::string& data_dir);
+                                          const std::string& data_dir) {
+    return RestoreBackup(backup_dir, data_dir, 0);
+  }
+
+  // The value of `key` in the default column family; if absent, stores `initial` there
+  // (synced) and returns it. For server-wide secrets that must outlive restarts and travel
+  // with backups.
+  absl::StatusOr<std::string> GetOrCreateMeta(absl::string_view key, const std::string& initial);
 
   // Live figures for operators, e.g. "rocksdb.estimate-live-data-size".
   uint64_t GetIntProperty(const std::string& property) const;
@@ -175,8 +190,10 @@ class Store {
   rocksdb::ColumnFamilyHandle* tokens_ = nullptr;
   rocksdb::ColumnFamilyHandle* operations_ = nullptr;
   bool sync_ = true;
-  // Serialises dataset creation (name check and id allocation).
+  // Serialises dataset creation (name check and id allocation) and GetOrCreateMeta.
   mutable std::mutex create_mu_;
+  std::mutex backup_mu_;  // one CreateBackup at a time
+  std::atomic<uint64_t> wal_syncs_{0};
 };
 
 }  // namespace curation::store

@@ -33,6 +33,12 @@ v1::Example ToExample(formats::Record& r) {
   return e;
 }
 
+// Bytes of records one stream message carries at most (a record larger than this goes alone).
+// gRPC's default receive limit is 4 MiB, so a message of this size reaches any server, and
+// one of curation-server's (64 MiB by default) with room to spare; counting records alone
+// sent 500 records of megabyte texts as one message the server had to refuse.
+constexpr int64_t kBatchBytes = 4 << 20;
+
 }  // namespace
 
 int IngestCommand(Context& ctx, const Args& args) {
@@ -78,9 +84,11 @@ int IngestCommand(Context& ctx, const Args& args) {
   v1::IngestExamplesRequest batch;
   batch.set_dataset(dataset);
   bool stream_broken = false;
+  int64_t batch_bytes = 0;
   auto send = [&]() {
     if (batch.examples_size() == 0 || stream_broken) return;
     if (!stream->Write(batch)) stream_broken = true;
+    batch_bytes = 0;
     batch.clear_examples();
     batch.clear_dataset();  // only the first message needs it
   };
@@ -95,7 +103,12 @@ int IngestCommand(Context& ctx, const Args& args) {
     }
     if (!*more) break;
     line_of.push_back((*reader)->line());
-    *batch.add_examples() = ToExample(record);
+    v1::Example example = ToExample(record);
+    // Tag, length and the record: what it adds to the message.
+    const int64_t bytes = 6 + static_cast<int64_t>(example.ByteSizeLong());
+    if (batch.examples_size() > 0 && batch_bytes + bytes > kBatchBytes) send();
+    *batch.add_examples() = std::move(example);
+    batch_bytes += bytes;
     if (batch.examples_size() >= batch_size) send();
     bar.Update(static_cast<double>((*reader)->bytes_consumed()),
                static_cast<double>((*reader)->total_bytes()), static_cast<int64_t>(line_of.size()));

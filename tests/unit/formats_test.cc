@@ -501,5 +501,35 @@ TEST_F(FormatsTest, OpenBytesReadsAsOpenDoes) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(FormatsTest, ContentAfterTheArrayIsAnError) {
+  // A second array (two files concatenated) or a stray record after the ']' was dropped
+  // without a word.
+  for (const std::string tail :
+       {"\n[{\"prompt\": \"p2\", \"chosen\": \"c\", \"rejected\": \"r\"}]", "\n\n x"}) {
+    auto reader = RecordReader::Open(
+        Write("two.json", "[{\"prompt\": \"p\", \"chosen\": \"c\", \"rejected\": \"r\"}]" + tail));
+    ASSERT_TRUE(reader.ok());
+    Record r;
+    ASSERT_TRUE(*(*reader)->Next(&r));
+    absl::StatusOr<bool> got = (*reader)->Next(&r);
+    ASSERT_FALSE(got.ok()) << tail;
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(got.status().message().find("two.json: after element 1: unexpected content after "
+                                          "the array's closing ']'"),
+              std::string::npos)
+        << got.status();
+  }
+  // "[]" followed by content too.
+  auto reader = RecordReader::Open(Write("empty.json", "[] {}"));
+  ASSERT_TRUE(reader.ok());
+  Record r;
+  EXPECT_FALSE((*reader)->Next(&r).ok());
+  // Whitespace after the array is fine.
+  EXPECT_EQ(ReadAll(Write("ws.json",
+                          "[{\"prompt\": \"p\", \"chosen\": \"c\", \"rejected\": \"r\"}]\n\n  \n"))
+                .size(),
+            1u);
+}
+
 }  // namespace
 }  // namespace curation::formats

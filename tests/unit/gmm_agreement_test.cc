@@ -29,6 +29,7 @@
 #include "selection/isa.h"
 #include "selection/pca.h"
 #include "selection/selector.h"
+#include "tests/support/scratch_dir.h"
 
 namespace curation::selection {
 namespace {
@@ -96,9 +97,10 @@ std::vector<std::string>& TempFiles() {
 }
 
 std::string TempPath(const std::string& name) {
-  const std::string path =
-      (fs::path(testing::TempDir()) / ("gmm_agreement_" + std::to_string(getpid()) + "_" + name))
-          .string();
+  // A directory of this process's own (under $TEST_TMPDIR if set, removed at exit), not a
+  // name in the shared /tmp that another run or user could hold or plant.
+  static const std::string dir = curation::testing::ScratchDir("gmm-agreement");
+  const std::string path = (fs::path(dir) / name).string();
   TempFiles().push_back(path);
   return path;
 }
@@ -156,7 +158,7 @@ for seed in range(3):
     print(repr(float(g.score_samples(X).mean())))
 )";
 
-class GmmAgreementTest : public testing::TestWithParam<Covariance> {
+class GmmAgreementTest : public ::testing::TestWithParam<Covariance> {
  protected:
   static void SetUpTestSuite() {
     embedded_ = new Matrix(EmbedHhSample());
@@ -260,8 +262,8 @@ TEST_P(GmmAgreementTest, FittedFromScratchNoWorseThanSklearn) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Covariances, GmmAgreementTest,
-                         testing::Values(Covariance::kDiag, Covariance::kFull),
-                         [](const testing::TestParamInfo<Covariance>& info) {
+                         ::testing::Values(Covariance::kDiag, Covariance::kFull),
+                         [](const ::testing::TestParamInfo<Covariance>& info) {
                            return std::string(Name(info.param));
                          });
 

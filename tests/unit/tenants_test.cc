@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "tests/support/scratch_dir.h"
 
@@ -67,6 +68,21 @@ TEST(TenantRegistryTest, DefaultTenantAndUnknownTenants) {
   ASSERT_TRUE(registry->UpdateQuotas("default", q).ok());
   auto again = *TenantRegistry::Load(store.get(), true);
   EXPECT_EQ((*again->Find("default"))->View().quotas().max_datasets(), 3);
+}
+
+TEST(TenantRegistryTest, FewLargeRecordsQueueByBytes) {
+  // 3 records are far below the record threshold, but 60 MB of text embed for seconds: the
+  // batch must wait its turn on an ingest worker, never run on the caller's (gRPC) thread.
+  auto store = OpenStore("bytes");
+  auto registry = *TenantRegistry::Load(store.get(), true);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  registry->RunIngest("default", 3, int64_t{60} << 20,
+                      [&] { ran_on = std::this_thread::get_id(); });
+  EXPECT_NE(ran_on, caller);
+  // A small batch in records and bytes still runs at once on the caller's thread.
+  registry->RunIngest("default", 3, 4096, [&] { ran_on = std::this_thread::get_id(); });
+  EXPECT_EQ(ran_on, caller);
 }
 
 }  // namespace

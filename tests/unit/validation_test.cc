@@ -83,5 +83,29 @@ TEST(ValidationTest, DatasetNames) {
   EXPECT_TRUE(CheckDatasetName("name", std::string(65, 'a')).has_value());
 }
 
+TEST(ValidationTest, HugeFiniteVectorComponentsAreRefusedByPath) {
+  // 3e38 is finite, yet the pair mean (chosen + rejected) / 2 overflows to infinity.
+  v1::Example e = Pair();
+  for (float x : {0.5f, 3e38f}) e.mutable_pair()->add_chosen_embedding(x);
+  for (float x : {0.5f, 0.25f}) e.mutable_pair()->add_rejected_embedding(x);
+  auto error = CheckExample(e, Pairs(2), Limits{}, "examples[4]");
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->field, "examples[4].pair.chosen_embedding[1]");
+  EXPECT_NE(error->reason.find("outside [-1e+06, 1e+06]"), std::string::npos) << error->reason;
+  e.mutable_pair()->set_chosen_embedding(1, -kMaxEmbeddingMagnitude);  // the bound itself is in
+  EXPECT_EQ(FieldOf(e, Pairs(2)), "");
+  e.mutable_pair()->set_rejected_embedding(0, -1.5e6f);
+  EXPECT_EQ(FieldOf(e, Pairs(2)), "examples[4].pair.rejected_embedding[0]");
+}
+
+TEST(ValidationTest, RequestIdsAreBounded) {
+  EXPECT_FALSE(CheckRequestId("id", std::string(256, 'a'), 256).has_value());
+  auto error = CheckRequestId("selection_id", std::string(257, 'a'), 256);
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->field, "selection_id");
+  EXPECT_EQ(error->reason, "is 257 bytes; at most 256 bytes");
+  EXPECT_EQ(CheckRequestId("ids[3]", "", 256)->reason, "required");
+}
+
 }  // namespace
 }  // namespace curation::server
