@@ -74,12 +74,17 @@ class JobControl {
   }
 
   // A library progress callback whose [0, 1] fills [from, to] of the job; false = stop.
+  // Each call also runs the tick (see set_tick), on the thread that reports.
   std::function<bool(double)> Range(double from, double to) {
     return [this, from, to](double d) {
       SetFraction(from + (to - from) * std::clamp(d, 0.0, 1.0));
+      if (tick_) tick_();
       return !stopped();
     };
   }
+  // Set once by the scheduler before the job runs: how a running job follows the server's
+  // load (its share of the cores) at every progress report.
+  void set_tick(std::function<void()> tick) { tick_ = std::move(tick); }
 
  private:
   mutable std::mutex mu_;
@@ -90,6 +95,7 @@ class JobControl {
   std::atomic<bool> has_deadline_{false};
   std::atomic<Clock::rep> deadline_ns_{0};
   std::string deadline_what_;
+  std::function<void()> tick_;
 };
 
 }  // namespace curation::jobs

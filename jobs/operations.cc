@@ -179,7 +179,7 @@ absl::StatusOr<Operations::Started> Operations::Submit(
       work = *record;
     }
     // Not synced on its own: after a crash a RUNNING and a QUEUED operation both run again.
-    if (absl::Status s = store_->PutOperation(work); !s.ok()) return s;
+    if (absl::Status s = store_->PutOperation(work, /*defer_sync=*/true); !s.ok()) return s;
     auto result = runner_->Run(
         &work, control, [this](storage::OperationRecord* r) { MarkDone(r, absl::OkStatus()); });
     if (!result.ok()) return result.status();

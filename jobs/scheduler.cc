@@ -1,5 +1,7 @@
 #include "jobs/scheduler.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -51,6 +53,12 @@ Scheduler::Scheduler(Options options, PolicyFn policy, Hooks hooks)
 Scheduler::~Scheduler() {
   Shutdown();
   for (auto& t : threads_) t.join();
+}
+
+void Scheduler::AdjustThreads() const {
+  if (options_.threads <= 0) return;
+  const int share = std::max(1, options_.threads / std::max(1, running_count_.load()));
+  if (omp_get_max_threads() != share) omp_set_num_threads(share);
 }
 
 int Scheduler::RunningCap(const TenantPolicy& policy) const {
@@ -133,6 +141,7 @@ std::shared_ptr<Job> Scheduler::PickLocked() {
   virtual_time_ = q.pass;
   q.pass += 1.0 / std::max(1e-3, policy_(best).weight);
   memory_in_use_ += job->cost_.memory_bytes;
+  running_count_.fetch_add(1);
   running_.push_back(job);
   return job;
 }
@@ -167,6 +176,8 @@ void Scheduler::Work() {
                   std::chrono::duration<double>(limit)),
           absl::StrCat("max_job_seconds: the job ran past its limit of ", limit, " s"));
     }
+    job->control_.set_tick([this] { AdjustThreads(); });
+    AdjustThreads();
     if (hooks_.started) hooks_.started(*job, waited);
     const auto began = std::chrono::steady_clock::now();
     absl::Status status = job->control_.stopped() ? job->control_.stop_reason()
@@ -178,6 +189,7 @@ void Scheduler::Work() {
       TenantQueue& q = tenants_[job->tenant_];
       q.running -= 1;
       memory_in_use_ -= job->cost_.memory_bytes;
+      running_count_.fetch_sub(1);
       running_.erase(std::find(running_.begin(), running_.end(), job));
     }
     cv_.notify_all();

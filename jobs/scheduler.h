@@ -17,6 +17,7 @@
 // DEADLINE_EXCEEDED, a cancelled queued job ends without running.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -101,6 +102,10 @@ class Scheduler {
     int64_t max_job_memory_bytes = int64_t{4} << 30;
     // Every job's time limit; a tenant's own limit can only be lower. 0: none.
     double max_job_seconds = 0;
+    // OpenMP threads the running jobs share (each gets threads / running, at least 1, and
+    // follows changes at its progress reports); 0 leaves OpenMP's defaults alone. The server
+    // passes cores - 1, so one core always stays free for the RPCs of every tenant.
+    int threads = 0;
   };
   // Observers for metrics and logs; any may be empty. Called without the scheduler's lock.
   struct Hooks {
@@ -143,6 +148,8 @@ class Scheduler {
   std::shared_ptr<Job> PickLocked();
   void Finish(const std::shared_ptr<Job>& job, absl::Status status);
   int RunningCap(const TenantPolicy& policy) const;
+  // Sets the calling worker's OpenMP team size to its share of options_.threads.
+  void AdjustThreads() const;
 
   const Options options_;
   const PolicyFn policy_;
@@ -151,6 +158,7 @@ class Scheduler {
   std::condition_variable cv_;
   std::map<std::string, TenantQueue> tenants_;
   int64_t memory_in_use_ = 0;
+  std::atomic<int> running_count_{0};
   double virtual_time_ = 0;
   bool closing_ = false;
   std::vector<std::shared_ptr<Job>> running_;

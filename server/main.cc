@@ -75,6 +75,9 @@ ABSL_FLAG(int, default_max_running_jobs, 2,
           "Running jobs per tenant when its max_concurrent_selections quota is 0");
 ABSL_FLAG(int, default_max_queued_jobs, 16,
           "Queued jobs per tenant when its max_queued_jobs quota is 0");
+ABSL_FLAG(int, job_threads, -1,
+          "Cores the running jobs share (each gets its part, at least one); -1: all but one, "
+          "so that calls are served while jobs run; 0: no limit");
 ABSL_FLAG(double, operation_retention_hours, 168,
           "How long finished operations (and their results) are kept");
 ABSL_FLAG(int, ingest_threads, 0,
@@ -227,6 +230,7 @@ int Run() {
   scheduling.max_job_seconds = absl::GetFlag(FLAGS_max_job_seconds);
   scheduling.default_max_running = absl::GetFlag(FLAGS_default_max_running_jobs);
   scheduling.default_max_queued = absl::GetFlag(FLAGS_default_max_queued_jobs);
+  scheduling.job_threads = absl::GetFlag(FLAGS_job_threads);
   auto scheduler = curation::server::MakeScheduler(scheduling, tenants->get(), &metrics);
   if (!scheduler.ok()) return Fatal("job scheduling flags", scheduler.status());
   LogEvent(

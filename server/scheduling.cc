@@ -87,6 +87,8 @@ absl::StatusOr<std::unique_ptr<jobs::Scheduler>> MakeScheduler(const SchedulingF
         "--default-max-running-jobs and --default-max-queued-jobs: must be at least 1");
   }
   options.max_job_seconds = flags.max_job_seconds;
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  options.threads = flags.job_threads < 0 ? std::max(1, cores - 1) : flags.job_threads;
 
   auto policy = [tenants, flags](const std::string& name) {
     jobs::TenantPolicy p;

@@ -20,6 +20,7 @@ struct SchedulingFlags {
   double max_job_seconds = 3600;
   int default_max_running = 2;
   int default_max_queued = 16;
+  int job_threads = -1;  // -1: cores - 1 (at least 1); 0: OpenMP's defaults
 };
 
 // "6G", "512M", "64K" or plain bytes (binary units). INVALID_ARGUMENT otherwise.

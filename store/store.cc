@@ -319,7 +319,7 @@ absl::Status Store::PutSelection(const storage::DatasetRecord& updated, int64_t 
   return FromRocks(db_->Write(wo, &batch), "write selection");
 }
 
-absl::Status Store::PutOperation(const storage::OperationRecord& record) {
+absl::Status Store::PutOperation(const storage::OperationRecord& record, bool defer_sync) {
   rocksdb::WriteBatch batch;
   const absl::string_view id = OperationId(record);
   batch.Put(operations_, OperationKey(record.tenant(), id), record.SerializeAsString());
@@ -329,7 +329,7 @@ absl::Status Store::PutOperation(const storage::OperationRecord& record) {
               rocksdb::Slice(id.data(), id.size()));
   }
   rocksdb::WriteOptions wo;
-  wo.sync = sync_;
+  wo.sync = sync_ && !defer_sync;
   return FromRocks(db_->Write(wo, &batch), "write operation");
 }
 

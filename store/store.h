@@ -127,7 +127,8 @@ class Store {
 
   // Operations, by tenant and id (see server-side jobs/operations.h). PutOperation creates
   // or replaces the record and, when the operation has a request_id, the request_id's entry.
-  absl::Status PutOperation(const storage::OperationRecord& record);
+  // `defer_sync` as for WriteExamples: for state changes that a crash may lose harmlessly.
+  absl::Status PutOperation(const storage::OperationRecord& record, bool defer_sync = false);
   // NOT_FOUND if absent.
   absl::StatusOr<storage::OperationRecord> GetOperation(absl::string_view tenant,
                                                         absl::string_view id) const;

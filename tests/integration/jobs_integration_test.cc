@@ -288,7 +288,7 @@ TEST_F(JobsTest, AnOperationSurvivesKill9AndEndsWithTheSameSelection) {
   CreatePairs("", "d", 3000, 48);
   // About a second or two of EM on this machine's release build: long enough to be killed
   // in the middle, short enough to run twice.
-  v1::SelectRequest request = LongFit("d", 600);
+  v1::SelectRequest request = LongFit("d", 3000);
   request.set_seed(5);
   request.set_request_id("nightly-1");
   const v1::Operation started = StartSelect("", request);
