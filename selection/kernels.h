@@ -15,7 +15,11 @@
 // Hot loops calling these kernels get AVX-512 and AVX2 clones picked at load time (the
 // baseline x86-64 target has only SSE2); the kernels are always inlined so each clone compiles
 // them for its own registers. The lanes' arithmetic is the same in every clone.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+// Not under ThreadSanitizer: target_clones makes an ifunc resolver, which the dynamic loader
+// runs during relocation, before the TSan runtime is initialised; the resolver is
+// instrumented like any other function and crashes the loader. The baseline clone is used.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
 #define CURATION_KERNEL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CURATION_KERNEL_CLONES
