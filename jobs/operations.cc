@@ -113,7 +113,8 @@ void Operations::MarkDone(storage::OperationRecord* record, const absl::Status& 
   }
 }
 
-absl::StatusOr<Operations::Started> Operations::Start(storage::OperationRecord record) {
+absl::StatusOr<Operations::Started> Operations::Start(storage::OperationRecord record,
+                                                      bool durable) {
   record.set_request_fingerprint(Fingerprint(record));
   const std::string& request_id = record.operation().metadata().request_id();
   std::unique_lock<std::mutex> start_lock(start_mu_, std::defer_lock);
@@ -147,7 +148,7 @@ absl::StatusOr<Operations::Started> Operations::Start(storage::OperationRecord r
   meta->set_estimated_memory_bytes(cost->memory_bytes);
   meta->set_estimated_seconds(cost->seconds);
   meta->set_queue_position(-1);
-  if (absl::Status s = store_->PutOperation(record); !s.ok()) return s;
+  if (absl::Status s = store_->PutOperation(record, /*defer_sync=*/!durable); !s.ok()) return s;
   auto shared = std::make_shared<storage::OperationRecord>(std::move(record));
   auto started = Submit(shared, /*stored=*/true);
   if (!started.ok()) store_->DeleteOperation(*shared).IgnoreError();
@@ -178,6 +179,7 @@ absl::StatusOr<Operations::Started> Operations::Submit(
       *meta->mutable_start_time() = TimeUtil::GetCurrentTime();
       work = *record;
     }
+    control.SetStage("starting");
     // Not synced on its own: after a crash a RUNNING and a QUEUED operation both run again.
     if (absl::Status s = store_->PutOperation(work, /*defer_sync=*/true); !s.ok()) return s;
     auto result = runner_->Run(

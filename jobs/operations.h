@@ -65,8 +65,10 @@ class Operations {
   // Starts an operation for record->tenant with record's request and operation.metadata.kind
   // and .request_id set. A request_id already used by the tenant returns that operation
   // (ALREADY_EXISTS if the request differs). Errors of Prepare and of the scheduler's
-  // admission are returned and nothing is stored.
-  absl::StatusOr<Started> Start(storage::OperationRecord record);
+  // admission are returned and nothing is stored. `durable`: the queued operation is synced
+  // before Start returns (needed when a caller may come back for it: Start* RPCs and calls
+  // with a request_id); otherwise its first write waits for the next sync.
+  absl::StatusOr<Started> Start(storage::OperationRecord record, bool durable = true);
   // The operation as it is now: live progress and queue position while it waits or runs.
   // NOT_FOUND for an unknown, malformed or other tenant's name.
   absl::StatusOr<v1::Operation> Get(const std::string& tenant, const std::string& name);

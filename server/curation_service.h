@@ -98,9 +98,11 @@ class CurationService final : public v1::CurationService::Service {
   absl::StatusOr<v1::Selection> LoadSelection(const Scope& scope, const std::string& id,
                                               absl::string_view field = "id") const;
   // Starts `record` (its request set) as an operation of `kind` for the scope's tenant.
+  // `durable`: synced before the reply (see jobs::Operations::Start).
   absl::StatusOr<jobs::Operations::Started> StartJob(const Scope& scope, v1::OperationKind kind,
                                                      const std::string& request_id,
-                                                     storage::OperationRecord record);
+                                                     storage::OperationRecord record,
+                                                     bool durable = true);
   // StartJob, then waits for the job: `report` (may be empty) gets its progress about five
   // times a second and returns false when the client is gone. A caller that leaves (or whose
   // deadline passes) cancels the job unless it sent a request_id. Returns the done operation,

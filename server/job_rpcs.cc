@@ -36,15 +36,17 @@ absl::Status OperationError(const v1::Operation& op) {
   return absl::Status(static_cast<absl::StatusCode>(op.error().code()), op.error().message());
 }
 
-absl::StatusOr<jobs::Operations::Started> CurationService::StartJob(
-    const Scope& scope, v1::OperationKind kind, const std::string& request_id,
-    storage::OperationRecord record) {
+absl::StatusOr<jobs::Operations::Started> CurationService::StartJob(const Scope& scope,
+                                                                    v1::OperationKind kind,
+                                                                    const std::string& request_id,
+                                                                    storage::OperationRecord record,
+                                                                    bool durable) {
   if (absl::Status s = CheckRequestId(request_id); !s.ok()) return s;
   record.set_tenant(scope.caller.tenant);
   v1::OperationMetadata* meta = record.mutable_operation()->mutable_metadata();
   meta->set_kind(kind);
   meta->set_request_id(request_id);
-  return operations_->Start(std::move(record));
+  return operations_->Start(std::move(record), durable);
 }
 
 absl::StatusOr<v1::Operation> CurationService::RunJob(grpc::ServerContext* context,
@@ -52,7 +54,11 @@ absl::StatusOr<v1::Operation> CurationService::RunJob(grpc::ServerContext* conte
                                                       const std::string& request_id,
                                                       storage::OperationRecord record,
                                                       const ProgressReport& report) {
-  auto started = StartJob(scope, kind, request_id, std::move(record));
+  // A caller without a request_id cannot come back for the operation after a crash (its call
+  // fails and a retry is new work), so its submission need not wait for an fsync; the result
+  // is synced when it is committed.
+  auto started = StartJob(scope, kind, request_id, std::move(record),
+                          /*durable=*/!request_id.empty());
   if (!started.ok()) return started.status();
   const std::string name = started->operation.name();
   std::shared_ptr<jobs::Job> job = started->job;

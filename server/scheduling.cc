@@ -8,6 +8,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
+// OpenBLAS's own thread pool (the proxy's logistic regression runs on it); not behind
+// OpenMP's per-thread setting, so it is capped once for the whole process.
+extern "C" void openblas_set_num_threads(int threads);
+
 namespace curation::server {
 namespace {
 
@@ -89,6 +93,7 @@ absl::StatusOr<std::unique_ptr<jobs::Scheduler>> MakeScheduler(const SchedulingF
   options.max_job_seconds = flags.max_job_seconds;
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   options.threads = flags.job_threads < 0 ? std::max(1, cores - 1) : flags.job_threads;
+  if (options.threads > 0) openblas_set_num_threads(options.threads);
 
   auto policy = [tenants, flags](const std::string& name) {
     jobs::TenantPolicy p;

@@ -383,8 +383,8 @@ TEST_F(ServiceTest, SelectStreamAndDeadlines) {
       EXPECT_LE(update.progress().fraction(), 1.0);
       // Queued for a worker, or the default method for pairs at work.
       const std::string& stage = update.progress().stage();
-      EXPECT_TRUE(stage.rfind("queued: ", 0) == 0 || stage == "herding: building the pool" ||
-                  stage == "herding on 200 pairs")
+      EXPECT_TRUE(stage.rfind("queued: ", 0) == 0 || stage == "starting" ||
+                  stage == "herding: building the pool" || stage == "herding on 200 pairs")
           << stage;
     }
   }
