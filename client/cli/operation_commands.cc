@@ -67,10 +67,11 @@ void PrintOperationLine(const v1::Operation& op) {
       detail = buf;
       break;
     default:
-      if (op.has_error()) {
-        detail = ": " + absl::StatusCodeToString(static_cast<absl::StatusCode>(op.error().code())) +
-                 ": " + op.error().message();
+      // A cancelled job's code would only repeat its state.
+      if (op.has_error() && op.error().code() != static_cast<int>(grpc::StatusCode::CANCELLED)) {
+        detail = ": " + absl::StatusCodeToString(static_cast<absl::StatusCode>(op.error().code()));
       }
+      if (op.has_error()) detail += ": " + op.error().message();
   }
   std::printf("%s  %s %s: %s%s%s%s\n", op.name().c_str(), KindName(m.kind()), m.dataset().c_str(),
               client::StateName(m.state()).c_str(), detail.c_str(),
