@@ -1,6 +1,8 @@
 #include "curation/client.h"
 
+#include <algorithm>
 #include <optional>
+#include <string_view>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -103,6 +105,53 @@ absl::StatusOr<v1::BudgetRecommendation> Client::RecommendBudget(
       [](const v1::RecommendBudgetProgress& m) {
         return m.has_recommendation() ? &m.recommendation() : nullptr;
       });
+}
+
+grpc::Status Client::WaitOperation(const v1::WaitOperationRequest& r, v1::Operation* out) {
+  // The server's own default and cap (0 = 60 s, at most 600 s); a wait outside them is refused
+  // by the server, so the extra deadline does not matter for it.
+  const double wait_seconds = r.timeout_seconds() > 0 ? std::min(r.timeout_seconds(), 600.0) : 60;
+  const auto deadline =
+      std::chrono::milliseconds(static_cast<int64_t>(wait_seconds * 1000)) + options_.timeout;
+  return Unary(*curation_, &v1::CurationService::Stub::WaitOperation, r, out, deadline);
+}
+
+absl::StatusOr<v1::Operation> Client::AwaitOperation(const std::string& name,
+                                                     std::chrono::milliseconds timeout,
+                                                     std::chrono::milliseconds poll,
+                                                     const OperationCallback& update) {
+  using Clock = std::chrono::steady_clock;
+  const bool bounded = timeout.count() > 0;
+  const Clock::time_point end = bounded ? Clock::now() + timeout : Clock::time_point::max();
+  // The server refuses waits outside (0, 600] s.
+  poll = std::clamp(poll, std::chrono::milliseconds(1), std::chrono::milliseconds(600'000));
+  v1::WaitOperationRequest request;
+  request.set_name(name);
+  for (;;) {
+    std::chrono::milliseconds wait = poll;
+    if (bounded) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
+      wait = std::clamp(left, std::chrono::milliseconds(1), poll);
+    }
+    request.set_timeout_seconds(std::chrono::duration<double>(wait).count());
+    v1::Operation op;
+    grpc::Status s = WaitOperation(request, &op);
+    if (!s.ok())
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    if (update) update(op);
+    if (op.done() || (bounded && Clock::now() >= end)) return op;
+  }
+}
+
+grpc::Status OperationStatus(const v1::Operation& op) {
+  if (!op.done() || !op.has_error()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(op.error().code()), op.error().message());
+}
+
+std::string StateName(v1::OperationState state) {
+  constexpr std::string_view kPrefix = "OPERATION_STATE_";
+  std::string name = v1::OperationState_Name(state);
+  return name.rfind(kPrefix, 0) == 0 ? name.substr(kPrefix.size()) : name;
 }
 
 }  // namespace curation::client

@@ -183,9 +183,9 @@ int EvaluateCommand(Context& ctx, const Args& args) {
       "[--random-seeds N]";
   const auto& pos = args.positional();
   if (pos.size() != 1) return Usage(kUsage);
-  if (auto unknown =
-          args.Unknown({"selection", "count", "method", "budget", "unit", "seed", "split-seed",
-                        "test-pairs", "train-pairs", "random-seeds", "json"});
+  if (auto unknown = args.Unknown({"selection", "count", "method", "budget", "unit", "seed",
+                                   "split-seed", "test-pairs", "train-pairs", "random-seeds",
+                                   "json", "async", "request-id"});
       !unknown.empty()) {
     return Usage("evaluate: unknown option --" + unknown);
   }
@@ -215,6 +215,8 @@ int EvaluateCommand(Context& ctx, const Args& args) {
     }
     *request.mutable_select() = std::move(select);
   }
+  request.set_request_id(args.GetOr("request-id", ""));
+  if (args.Has("async")) return StartOperation(ctx, args, "evaluate", request);
 
   ProgressBar bar("evaluate", "s");
   auto result = ctx.client->Evaluate(request, BarFor(bar));
@@ -228,10 +230,14 @@ int EvaluateCommand(Context& ctx, const Args& args) {
                  result->selection_id().c_str(), result->dataset().c_str(), pos[0].c_str());
     return 1;
   }
+  return ShowEvaluation(ctx, args, *result);
+}
+
+int ShowEvaluation(const Context& ctx, const Args&, const v1::Evaluation& evaluation) {
   if (ctx.json) {
-    std::printf("%s\n", ToJson(*result).c_str());
+    std::printf("%s\n", ToJson(evaluation).c_str());
   } else {
-    PrintEvaluation(*result);
+    PrintEvaluation(evaluation);
   }
   return 0;
 }
@@ -243,9 +249,9 @@ int RecommendCommand(Context& ctx, const Args& args) {
       "[--split-seed N] [--test-pairs N] [--train-pairs N] [--random-seeds N]";
   const auto& pos = args.positional();
   if (pos.size() != 1) return Usage(kUsage);
-  if (auto unknown =
-          args.Unknown({"method", "unit", "seed", "budgets", "target", "with-random", "svg",
-                        "split-seed", "test-pairs", "train-pairs", "random-seeds", "json"});
+  if (auto unknown = args.Unknown({"method", "unit", "seed", "budgets", "target", "with-random",
+                                   "svg", "split-seed", "test-pairs", "train-pairs", "random-seeds",
+                                   "json", "async", "request-id"});
       !unknown.empty()) {
     return Usage("recommend: unknown option --" + unknown);
   }
@@ -270,6 +276,8 @@ int RecommendCommand(Context& ctx, const Args& args) {
     request.set_target_share(t);
   }
   request.set_with_random(args.Has("with-random"));
+  request.set_request_id(args.GetOr("request-id", ""));
+  if (args.Has("async")) return StartOperation(ctx, args, "recommend", request);
 
   ProgressBar bar("recommend", "s");
   auto result = ctx.client->RecommendBudget(request, BarFor(bar));
@@ -278,6 +286,12 @@ int RecommendCommand(Context& ctx, const Args& args) {
     return Fail("recommend", grpc::Status(static_cast<grpc::StatusCode>(result.status().code()),
                                           std::string(result.status().message())));
   }
+  return ShowRecommendation(ctx, args, *result);
+}
+
+int ShowRecommendation(const Context& ctx, const Args& args,
+                       const v1::BudgetRecommendation& recommendation) {
+  const v1::BudgetRecommendation* result = &recommendation;
   if (auto path = args.Get("svg")) {
     std::ofstream out(*path);
     out << LearningCurveSvg(

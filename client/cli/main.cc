@@ -45,6 +45,16 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
                     [--svg FILE] [--split-seed N] [--test-pairs N] [--train-pairs N]
                           the method's learning curve, the scaling law fitted to it and the
                           smallest budget reaching --target of its plateau
+  select|evaluate|recommend ... --async [--request-id ID]
+                          start the job on the server and print its operation's name (with
+                          --json the operation); --request-id (also without --async) makes a
+                          repeat of the same request return the same operation and result
+  operations list [--dataset D] [--page-size N [--page-token T]]
+  operations get NAME | cancel NAME
+  operations wait NAME [--timeout S] [--ids-out FILE] [--scores-svg FILE] [--svg FILE]
+                          waits (with a progress bar on a terminal) and prints the result as
+                          select/evaluate/recommend print it; exit 1 if the job failed or was
+                          cancelled, 3 if it is still running after --timeout seconds
 
   admin tenants create|set-quotas NAME [--max-examples N] [--max-bytes N] [--max-datasets N]
                 [--max-selections N] [--ingest-rate R] [--ingest-burst B]
@@ -130,7 +140,7 @@ int main(int argc, char** argv) {
 
   const curation::cli::Args args(argc, argv, i + 1,
                                  {"strict", "embeddings", "json", "help", "progress", "stochastic",
-                                  "balance-labels", "ranking", "with-random"});
+                                  "balance-labels", "ranking", "with-random", "async"});
   if (!args.error().empty()) return curation::cli::Usage(args.error());
   if (args.Has("json")) ctx.json = true;
   if (command == "datasets") return DatasetsCommand(ctx, args);
@@ -141,6 +151,7 @@ int main(int argc, char** argv) {
   if (command == "export") return ExportCommand(ctx, args);
   if (command == "evaluate") return EvaluateCommand(ctx, args);
   if (command == "recommend") return RecommendCommand(ctx, args);
+  if (command == "operations") return OperationsCommand(ctx, args);
   if (command == "admin") return AdminCommand(ctx, args);
   if (command == "health") return HealthCommand(ctx, args);
   std::fprintf(stderr, "curation: unknown command '%s'\n\n%s", command.c_str(), kUsage);

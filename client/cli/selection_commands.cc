@@ -93,12 +93,13 @@ void PrintSelection(const v1::Selection& s, int items) {
 int SelectCommand(Context& ctx, const Args& args) {
   const auto& pos = args.positional();
   if (pos.size() != 1) return Usage("select DATASET --budget B");
-  if (auto unknown = args.Unknown(
-          {"budget",      "method",     "unit",       "seed",           "name",
-           "covariance",  "components", "n-init",     "init",           "pca-dim",
-           "max-iter",    "tol",        "neighbours", "stochastic",     "where",
-           "min-chars",   "max-chars",  "dedup",      "balance-labels", "desirable-share",
-           "stratify-by", "ranking",    "scores-svg", "ids-out",        "json"});
+  if (auto unknown = args.Unknown({"budget",      "method",     "unit",           "seed",
+                                   "name",        "covariance", "components",     "n-init",
+                                   "init",        "pca-dim",    "max-iter",       "tol",
+                                   "neighbours",  "stochastic", "where",          "min-chars",
+                                   "max-chars",   "dedup",      "balance-labels", "desirable-share",
+                                   "stratify-by", "ranking",    "scores-svg",     "ids-out",
+                                   "json",        "async",      "request-id"});
       !unknown.empty()) {
     return Usage("select: unknown option --" + unknown);
   }
@@ -194,6 +195,8 @@ int SelectCommand(Context& ctx, const Args& args) {
     return Usage("--seed must be a non-negative number");
   }
   request.set_display_name(args.GetOr("name", ""));
+  request.set_request_id(args.GetOr("request-id", ""));
+  if (args.Has("async")) return StartOperation(ctx, args, "select", request);
 
   // The streaming form, so that a long fit shows its progress.
   v1::Selection reply;
@@ -212,6 +215,10 @@ int SelectCommand(Context& ctx, const Args& args) {
   grpc::Status s = stream->Finish();
   bar.Finish();
   if (!s.ok()) return Fail("select", s);
+  return ShowSelection(ctx, args, reply);
+}
+
+int ShowSelection(const Context& ctx, const Args& args, const v1::Selection& reply) {
   if (auto path = args.Get("ids-out")) {
     std::ofstream out(*path);
     for (const auto& item : reply.items()) {

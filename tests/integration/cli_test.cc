@@ -126,5 +126,148 @@ TEST(CliTest, ErrorsAreReadable) {
   EXPECT_NE(r.err.find("--colour"), std::string::npos);
 }
 
+// The contract of --async: the job it starts is the synchronous command's job, so waiting for
+// it prints what the synchronous command prints and selects the same examples.
+TEST(CliTest, AsyncOperations) {
+  const std::string dir = MakeTempDir("cli-operations");
+  auto server = ServerProcess::Start(dir + "/db");
+  const std::string addr = server->address();
+  ASSERT_EQ(RunCli(addr, {"datasets", "create", "hh"}).exit_code, 0);
+  ASSERT_EQ(
+      RunCli(addr, {"ingest", "hh", TestDataPath("hh-rlhf-harmless-sample.jsonl.gz")}).exit_code,
+      0);
+  const std::vector<std::string> select = {"select",   "hh",  "--budget", "10%",
+                                           "--method", "isa", "--seed",   "7"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = select;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+
+  const std::string sync_ids = dir + "/sync.txt", async_ids = dir + "/async.txt";
+  CommandResult r = RunCli(addr, with({"--ids-out", sync_ids}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string sync_out = r.out;
+
+  r = RunCli(addr, with({"--async"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_FALSE(r.out.empty());
+  const std::string name = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(name.rfind("operations/", 0), 0u) << name;
+  EXPECT_EQ(name.size(), std::string("operations/").size() + 32) << name;
+  EXPECT_EQ(r.out, name + "\n");  // the name alone, for scripts
+
+  r = RunCli(addr, {"operations", "wait", name, "--ids-out", async_ids});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Lines(async_ids), Lines(sync_ids));
+  ASSERT_EQ(Lines(sync_ids).size(), 50u);
+  // The same report as the synchronous select, but for the new selection's id and duration.
+  EXPECT_NE(r.out.find("isa chose 50 of 499 pairs"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.substr(r.out.find("  mixture:")), sync_out.substr(sync_out.find("  mixture:")));
+
+  r = RunCli(addr, {"operations", "list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(name + "  select hh: SUCCEEDED"), std::string::npos) << r.out;
+  r = RunCli(addr, {"operations", "list", "--dataset", "other"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find(name), std::string::npos) << r.out;
+
+  r = RunCli(addr, {"--json", "operations", "get", name});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto op = nlohmann::json::parse(r.out);
+  EXPECT_EQ(op["name"], name);
+  EXPECT_EQ(op["done"], true);
+  EXPECT_EQ(op["metadata"]["state"], "OPERATION_STATE_SUCCEEDED");
+  EXPECT_EQ(op["selection"]["items"].size(), 50u);
+
+  r = RunCli(addr, {"operations", "get", "operations/0123456789abcdef0123456789abcdef"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("NOT_FOUND"), std::string::npos) << r.err;
+  r = RunCli(addr, {"operations", "wait", "operations/0123456789abcdef0123456789abcdef"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("NOT_FOUND"), std::string::npos) << r.err;
+
+  // Cancelling a done operation changes nothing and is not an error.
+  r = RunCli(addr, {"operations", "cancel", name});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("SUCCEEDED"), std::string::npos) << r.out;
+
+  // An idempotency key: the same request twice is one operation; another request with the
+  // key is refused.
+  r = RunCli(addr, with({"--async", "--request-id", "nightly-7"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string keyed = r.out;
+  EXPECT_NE(keyed, name + "\n");
+  r = RunCli(addr, with({"--async", "--request-id", "nightly-7"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, keyed);
+  r = RunCli(addr, {"select", "hh", "--budget", "5%", "--async", "--request-id", "nightly-7"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("ALREADY_EXISTS"), std::string::npos) << r.err;
+  // The synchronous form with the key waits for that same job.
+  r = RunCli(addr, with({"--request-id", "nightly-7", "--ids-out", async_ids}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Lines(async_ids), Lines(sync_ids));
+
+  // --json --async prints the operation.
+  r = RunCli(addr, {"--json", "select", "hh", "--budget", "20", "--method", "random", "--async"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  op = nlohmann::json::parse(r.out);
+  EXPECT_EQ(op["metadata"]["kind"], "OPERATION_KIND_SELECT");
+  EXPECT_EQ(op["metadata"]["dataset"], "hh");
+  r = RunCli(addr, {"select", "hh", "--budget", "20", "--async", "--ids-out", async_ids});
+  EXPECT_EQ(r.exit_code, 2);
+
+  // Evaluate and recommend as jobs: waiting prints the synchronous commands' reports.
+  r = RunCli(addr, {"evaluate", "hh", "--method", "random", "--budget", "10%", "--test-pairs", "80",
+                    "--random-seeds", "2", "--async"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = RunCli(addr, {"operations", "wait", r.out.substr(0, r.out.find('\n'))});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("evaluate hh: random (pair units), selected now"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("verdict:"), std::string::npos) << r.out;
+  r = RunCli(addr, {"recommend", "hh", "--method", "random", "--budgets", "10,25,100",
+                    "--test-pairs", "80", "--async"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string svg = dir + "/curve.svg";
+  r = RunCli(addr, {"operations", "wait", r.out.substr(0, r.out.find('\n')), "--svg", svg});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("recommend hh: random (pair units)"), std::string::npos) << r.out;
+  EXPECT_FALSE(Lines(svg).empty());
+
+  // A long job (about 20 s on 2 cores: 20 restarts of 1,000 EM iterations that never
+  // converge) cancelled: whichever comes first, the exit code of wait says which it was.
+  r = RunCli(addr, {"select",    "hh",      "--budget",     "10%",  "--method",     "isa",
+                    "--unit",    "example", "--covariance", "full", "--components", "8",
+                    "--pca-dim", "32",      "--n-init",     "20",   "--max-iter",   "1000",
+                    "--tol",     "1e-300",  "--async"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string long_job = r.out.substr(0, r.out.find('\n'));
+  // --timeout ends the wait, not the job: exit 3 and the state it is in.
+  r = RunCli(addr, {"operations", "wait", long_job, "--timeout", "0.2"});
+  if (r.exit_code != 0) {
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_TRUE(r.out.find("RUNNING") != std::string::npos ||
+                r.out.find("QUEUED") != std::string::npos)
+        << r.out;
+    EXPECT_NE(r.err.find("is still"), std::string::npos) << r.err;
+  }
+  r = RunCli(addr, {"operations", "cancel", long_job});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const CommandResult waited = RunCli(addr, {"operations", "wait", long_job});
+  r = RunCli(addr, {"--json", "operations", "get", long_job});
+  ASSERT_EQ(nlohmann::json::parse(r.out)["done"], true) << r.out;
+  const bool succeeded =
+      nlohmann::json::parse(r.out)["metadata"]["state"] == "OPERATION_STATE_SUCCEEDED";
+  r = waited;
+  if (succeeded) {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  } else {
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("select " + long_job + ": CANCELLED"), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace curation::testing

@@ -2,10 +2,17 @@
 // deadline, retried with backoff while the server is UNAVAILABLE (restarting, draining,
 // still loading its datasets).
 //
-// Retrying is safe for every RPC but Select: an ingest resent after a lost reply comes back
-// as duplicates (records are keyed by id or content hash), reads have no effect, and a
-// Create that did happen answers ALREADY_EXISTS. A Select whose reply was lost may have
-// stored a selection; the retry stores another one with the same ids.
+// Retrying is safe for reads, ingests and creates: an ingest resent after a lost reply comes
+// back as duplicates (records are keyed by id or content hash), reads have no effect, and a
+// Create that did happen answers ALREADY_EXISTS. The operation calls GetOperation,
+// ListOperations, WaitOperation and CancelOperation are retried too (cancelling twice is
+// cancelling once; a done operation comes back unchanged).
+//
+// Select and the Start* calls are retried only when their request carries a request_id
+// (AIP-155): the server then maps the retry onto the job the lost attempt started, and the
+// same result comes back. Without one, a Select or Start* whose reply was lost may have
+// queued a job, and a retry would queue a second one (a second selection stored with the
+// same ids, twice the compute), so the UNAVAILABLE is returned to the caller instead.
 //
 //   curation::client::Options options{.server = "curation:50051", .token = token};
 //   auto client = curation::client::Client::Connect(options);
@@ -86,10 +93,12 @@ class Client {
   grpc::Status GetExamples(const v1::GetExamplesRequest& r, v1::GetExamplesResponse* out) {
     return Unary(*curation_, &v1::CurationService::Stub::GetExamples, r, out);
   }
-  // Selections can take minutes on large datasets: pass a longer timeout.
+  // Selections can take minutes on large datasets: pass a longer timeout. Retried only with
+  // a request_id (see the top of this file).
   grpc::Status Select(const v1::SelectRequest& r, v1::Selection* out,
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
-    return Unary(*curation_, &v1::CurationService::Stub::Select, r, out, timeout);
+    return Unary(*curation_, &v1::CurationService::Stub::Select, r, out, timeout,
+                 !r.request_id().empty());
   }
   grpc::Status GetSelection(const v1::GetSelectionRequest& r, v1::Selection* out) {
     return Unary(*curation_, &v1::CurationService::Stub::GetSelection, r, out);
@@ -110,6 +119,45 @@ class Client {
   absl::StatusOr<v1::BudgetRecommendation> RecommendBudget(
       const v1::RecommendBudgetRequest& r, const ProgressCallback& progress = {},
       std::chrono::milliseconds timeout = std::chrono::hours(6));
+
+  // Long-running operations (AIP-151). The Start* calls return the queued operation at once
+  // and are retried only with a request_id; the others are always retried.
+  grpc::Status StartSelect(const v1::SelectRequest& r, v1::Operation* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::StartSelect, r, out,
+                 std::chrono::milliseconds(0), !r.request_id().empty());
+  }
+  grpc::Status StartEvaluation(const v1::EvaluateSelectionRequest& r, v1::Operation* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::StartEvaluation, r, out,
+                 std::chrono::milliseconds(0), !r.request_id().empty());
+  }
+  grpc::Status StartRecommendBudget(const v1::RecommendBudgetRequest& r, v1::Operation* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::StartRecommendBudget, r, out,
+                 std::chrono::milliseconds(0), !r.request_id().empty());
+  }
+  grpc::Status GetOperation(const v1::GetOperationRequest& r, v1::Operation* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::GetOperation, r, out);
+  }
+  grpc::Status ListOperations(const v1::ListOperationsRequest& r, v1::ListOperationsResponse* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::ListOperations, r, out);
+  }
+  grpc::Status CancelOperation(const v1::CancelOperationRequest& r, v1::Operation* out) {
+    return Unary(*curation_, &v1::CurationService::Stub::CancelOperation, r, out);
+  }
+  // The server holds the call for up to r.timeout_seconds (0 = 60), so each attempt's deadline
+  // is that wait plus the options' timeout: the options' timeout alone would end every wait
+  // longer than it as DEADLINE_EXCEEDED instead of returning the operation.
+  grpc::Status WaitOperation(const v1::WaitOperationRequest& r, v1::Operation* out);
+
+  // Waits for operation `name` to be done: WaitOperation with a wait of `poll` again and
+  // again (a short poll gives `update` fresh progress to show), until the operation is done or
+  // `timeout` has passed (zero: no limit). `update` (may be empty) gets every reply, done or
+  // not. Returns the operation as it is then, done or not; an error only if a call failed.
+  // The operation's own failure is in the operation: see OperationStatus.
+  using OperationCallback = std::function<void(const v1::Operation&)>;
+  absl::StatusOr<v1::Operation> AwaitOperation(
+      const std::string& name, std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+      std::chrono::milliseconds poll = std::chrono::seconds(1),
+      const OperationCallback& update = {});
 
   // Unary calls of AdminService (need an admin token).
   grpc::Status CreateTenant(const v1::CreateTenantRequest& r, v1::Tenant* out) {
@@ -141,16 +189,18 @@ class Client {
  private:
   explicit Client(Options options) : options_(std::move(options)) {}
 
+  // `retry`: whether an UNAVAILABLE attempt may be sent again (see the top of this file).
   template <typename Stub, typename Request, typename Response>
   grpc::Status Unary(Stub& stub,
                      grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
                      const Request& request, Response* response,
-                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                     bool retry = true) {
     std::chrono::milliseconds backoff = options_.initial_backoff;
     for (int attempt = 1;; ++attempt) {
       auto context = NewContext(timeout);
       grpc::Status status = (stub.*method)(context.get(), request, response);
-      if (status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE || !retry ||
           attempt >= options_.max_attempts) {
         return status;
       }
@@ -173,5 +223,12 @@ class Client {
   std::unique_ptr<v1::CurationService::Stub> curation_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
 };
+
+// OK for an operation that is not done or succeeded; otherwise its error as a status
+// (CANCELLED for a cancelled one), so that callers handle a failed job like a failed call.
+grpc::Status OperationStatus(const v1::Operation& op);
+
+// "SUCCEEDED", "RUNNING", ...: the state's name without the enum's prefix.
+std::string StateName(v1::OperationState state);
 
 }  // namespace curation::client

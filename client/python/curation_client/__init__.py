@@ -7,14 +7,16 @@
     selection = client.select("hh", budget="10%")
     subset = client.export(selection.id)
     print(client.evaluate(selection).subset.accuracy)   # the proxy's held-out accuracy
+    job = client.select("hh", budget="10%", wait=False)  # an Operation: the job runs on
+    selection = job.wait()                              # the server; wait() for its result
 
 The generated stubs are found through $CURATION_PROTO_PY (see curation_client._stubs).
 """
 from curation_client.client import (Accuracy, BudgetRecommendation, CurationClient, CurationError,
                                     CurvePoint, Evaluation, IngestProgress, IngestResult,
-                                    Progress, RandomBaseline, ScalingLaw)
+                                    Operation, Progress, RandomBaseline, ScalingLaw)
 from curation_client.records import RecordError, to_example
 
 __all__ = ["Accuracy", "BudgetRecommendation", "CurationClient", "CurationError", "CurvePoint",
-           "Evaluation", "IngestProgress", "IngestResult", "Progress", "RandomBaseline",
-           "RecordError", "ScalingLaw", "to_example"]
+           "Evaluation", "IngestProgress", "IngestResult", "Operation", "Progress",
+           "RandomBaseline", "RecordError", "ScalingLaw", "to_example"]

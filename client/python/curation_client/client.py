@@ -19,11 +19,17 @@ MAX_RECORDS_PER_REQUEST = 10_000
 MAX_BATCH_BYTES = 16 << 20
 
 # Retried by gRPC itself on UNAVAILABLE (a restarting or draining server): calls that change
-# nothing, and IngestExamples, which is idempotent because a re-sent record is a duplicate.
-# Select, CreateDataset and DeleteDataset are not retried: their effect may already be done.
+# nothing, IngestExamples, which is idempotent because a re-sent record is a duplicate, and
+# CancelOperation (cancelling twice is cancelling once). Select, the Start* calls,
+# CreateDataset and DeleteDataset are not: their effect may already be done. Select and Start*
+# with a request_id are retried by _call instead (retry=True), because then the server maps
+# the retry onto the job the lost attempt started.
 _RETRIED_METHODS = ("GetDataset", "ListDatasets", "IngestExamples", "GetExamples",
                     "GetSelection", "ListSelections", "ExportSelection", "EvaluateSelection",
-                    "RecommendBudget")
+                    "RecommendBudget", "GetOperation", "ListOperations", "WaitOperation",
+                    "CancelOperation")
+_KEYED_RETRY_ATTEMPTS = 5
+_KEYED_RETRY_BACKOFF = 0.5  # seconds, doubled after each attempt
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
         "name": [{"service": "curation.v1.CurationService", "method": m}
@@ -53,6 +59,13 @@ _COVARIANCES = {None: pb.COVARIANCE_UNSPECIFIED, "diag": pb.COVARIANCE_DIAG,
 _FORMATS = {None: pb.EXPORT_FORMAT_UNSPECIFIED, "trl": pb.EXPORT_FORMAT_TRL,
             "kto": pb.EXPORT_FORMAT_KTO}
 _HEALTH = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+_STATES = {pb.OPERATION_STATE_QUEUED: "QUEUED", pb.OPERATION_STATE_RUNNING: "RUNNING",
+           pb.OPERATION_STATE_SUCCEEDED: "SUCCEEDED", pb.OPERATION_STATE_FAILED: "FAILED",
+           pb.OPERATION_STATE_CANCELLED: "CANCELLED"}
+_OPERATION_KINDS = {pb.OPERATION_KIND_SELECT: "select", pb.OPERATION_KIND_EVALUATE: "evaluate",
+                    pb.OPERATION_KIND_RECOMMEND_BUDGET: "recommend_budget"}
+# google.rpc.Code numbers (an OperationError's code) to grpc.StatusCode.
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class CurationError(Exception):
@@ -214,6 +227,108 @@ def _proxy(split_seed, test_pairs, train_pairs, random_seeds):
     return proxy
 
 
+class Operation:
+    """A job on the server: select, evaluate or recommend_budget with wait=False, or one
+    found with get_operation / list_operations. The job runs whether or not this process
+    stays; another process can pick it up by its name.
+
+    name: "operations/<32 hex digits>". done, state ("QUEUED", "RUNNING", "SUCCEEDED",
+    "FAILED", "CANCELLED"), kind ("select", "evaluate", "recommend_budget"), dataset,
+    request_id and progress (a Progress) are as of the last reply from the server: refresh(),
+    wait() and cancel() update them. proto is the curation.v1.Operation itself."""
+
+    def __init__(self, client, proto):
+        self._client = client
+        self.proto = proto
+
+    def __repr__(self):
+        return f"Operation({self.name!r}, {self.kind}, {self.state})"
+
+    @property
+    def name(self):
+        return self.proto.name
+
+    @property
+    def done(self):
+        return self.proto.done
+
+    @property
+    def state(self):
+        return _STATES.get(self.proto.metadata.state, "UNSPECIFIED")
+
+    @property
+    def kind(self):
+        return _OPERATION_KINDS.get(self.proto.metadata.kind, "unspecified")
+
+    @property
+    def dataset(self):
+        return self.proto.metadata.dataset
+
+    @property
+    def request_id(self):
+        return self.proto.metadata.request_id
+
+    @property
+    def progress(self):
+        p = self.proto.metadata.progress
+        return Progress(p.stage, p.fraction, p.elapsed_seconds)
+
+    def refresh(self):
+        """Fetches the operation as it is now; returns self."""
+        self.proto = self._client._call("GetOperation", pb.GetOperationRequest(name=self.name))
+        return self
+
+    def cancel(self):
+        """Asks the job to stop (it ends CANCELLED within about a second, storing nothing);
+        a done operation stays as it is. Returns self, as the server answered."""
+        self.proto = self._client._call("CancelOperation",
+                                        pb.CancelOperationRequest(name=self.name))
+        return self
+
+    def wait(self, timeout=None, *, poll=5.0, progress=None):
+        """Blocks until the job is done and returns its result, as the call with wait=True
+        returns it: a curation.v1.Selection, an Evaluation or a BudgetRecommendation.
+
+        Raises CurationError with the job's own code and message if it failed or was
+        cancelled (code CANCELLED), and TimeoutError if timeout seconds (None: no limit) pass
+        first; the job goes on either way. The server answers as soon as the job is done;
+        poll only sets how often progress (a callable receiving Progress) hears of it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            wait = poll
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.name} is {self.state} after {timeout}s")
+                wait = min(poll, left)
+            # The server refuses waits outside (0, 600] seconds; the call's own deadline must
+            # outlast the wait, or every long wait would end DEADLINE_EXCEEDED.
+            wait = min(max(wait, 0.001), 600.0)
+            self.proto = self._client._call(
+                "WaitOperation", pb.WaitOperationRequest(name=self.name, timeout_seconds=wait),
+                timeout=wait + self._client.timeout)
+            if progress and not self.done:
+                progress(self.progress)
+        return self.result()
+
+    def result(self):
+        """The result of a done operation (see wait); ValueError if it is not done yet."""
+        if not self.done:
+            raise ValueError(f"{self.name} is {self.state}, not done")
+        field = self.proto.WhichOneof("result")
+        if field == "error":
+            error = self.proto.error
+            raise CurationError(self.name, _STATUS_CODES.get(error.code, grpc.StatusCode.UNKNOWN),
+                                error.message)
+        if field == "selection":
+            return self.proto.selection
+        if field == "evaluation":
+            return _evaluation(self.proto.evaluation)
+        if field == "recommendation":
+            return _recommendation(self.proto.recommendation)
+        raise CurationError(self.name, grpc.StatusCode.INTERNAL, "done without a result")
+
+
 def _read(path_or_pem):
     if path_or_pem is None:
         return None
@@ -298,12 +413,24 @@ class CurationClient:
     def __repr__(self):
         return f"CurationClient({self.target!r})"
 
-    def _call(self, name, request, timeout=None):
-        try:
-            return getattr(self._stub, name)(request, timeout=timeout or self.timeout,
-                                             metadata=self._metadata)
-        except grpc.RpcError as e:
-            raise CurationError(name, e.code(), e.details()) from None
+    def _call(self, name, request, timeout=None, retry=False):
+        """retry: resend on UNAVAILABLE (for calls the service config does not retry, which
+        are safe to resend only because their request carries a request_id)."""
+        backoff = _KEYED_RETRY_BACKOFF
+        for attempt in range(1, _KEYED_RETRY_ATTEMPTS + 1):
+            try:
+                return getattr(self._stub, name)(request, timeout=timeout or self.timeout,
+                                                 metadata=self._metadata)
+            except grpc.RpcError as e:
+                if (retry and e.code() == grpc.StatusCode.UNAVAILABLE
+                        and attempt < _KEYED_RETRY_ATTEMPTS):
+                    time.sleep(backoff)
+                    backoff *= 2
+                    continue
+                raise CurationError(name, e.code(), e.details()) from None
+
+    def _start(self, method, request, request_id):
+        return Operation(self, self._call(method, request, retry=bool(request_id)))
 
     # -------------------------------------------------------------------------------------
     # Health
@@ -462,22 +589,32 @@ class CurationClient:
     # Selection and export
 
     def select(self, dataset, budget, *, method=None, unit=None, seed=0, name="",
-               covariance=None, timeout=3600.0):
+               covariance=None, isa=None, wait=True, request_id=None, timeout=3600.0):
         """Chooses a subset and returns the stored curation.v1.Selection (its .id, .summary
         and .items, best first).
 
         budget: a count (5000), a fraction (0.1) or a percentage ("10%"). method: None for
         the server's default (herding, chosen by measurement), or "isa", "random",
         "facility_location", "kcenter", "herding", "dedup". unit: "pair" or "example"
-        (default: pair for pair datasets). The same dataset contents, parameters and seed give
-        the same selection."""
+        (default: pair for pair datasets). covariance and isa (a dict of the other IsaOptions
+        fields, e.g. {"n_init": 5, "pca_dim": 64}) are ISA's options. The same dataset
+        contents, parameters and seed give the same selection.
+
+        wait=False returns an Operation at once instead; its wait() returns the Selection.
+        request_id (at most 128 printable bytes) makes the call idempotent: the same request
+        with the same id returns the first one's operation and result (ALREADY_EXISTS for a
+        different request), so the call is then retried after UNAVAILABLE."""
         request = pb.SelectRequest(dataset=dataset, budget=_budget(budget),
                                    method=_choice("method", _METHODS, method),
                                    unit=_choice("unit", _UNITS, unit), seed=seed,
-                                   display_name=name)
+                                   display_name=name, request_id=request_id or "")
+        if isa:
+            request.isa.CopyFrom(pb.IsaOptions(**isa))
         if covariance is not None:
             request.isa.covariance = _choice("covariance", _COVARIANCES, covariance)
-        return self._call("Select", request, timeout=timeout)
+        if not wait:
+            return self._start("StartSelect", request, request_id)
+        return self._call("Select", request, timeout=timeout, retry=bool(request_id))
 
     def get_selection(self, selection_id, *, items=True):
         view = pb.SELECTION_VIEW_FULL if items else pb.SELECTION_VIEW_BASIC
@@ -534,16 +671,19 @@ class CurationClient:
 
     def evaluate(self, selection=None, *, count=0, dataset=None, budget=None, method=None,
                  unit=None, seed=0, split_seed=None, test_pairs=0, train_pairs=0,
-                 random_seeds=0, progress=None, timeout=3600.0):
+                 random_seeds=0, progress=None, wait=True, request_id=None, timeout=3600.0):
         """How good is a subset? Returns an Evaluation: the subset's held-out accuracy, random
         subsets of as many training completions (whole pairs and single completions), and
         the whole training pool.
 
         Either selection (a Selection or its id; count = its first items, 0 = all) or
         dataset and budget (a count, fraction or "5%" of the training pool) with method,
-        unit and seed, run now on the pool. progress: a callable receiving Progress."""
+        unit and seed, run now on the pool. progress: a callable receiving Progress.
+        wait=False returns an Operation at once (its wait() returns the Evaluation);
+        request_id as for select()."""
         request = pb.EvaluateSelectionRequest(
-            proxy=_proxy(split_seed, test_pairs, train_pairs, random_seeds))
+            proxy=_proxy(split_seed, test_pairs, train_pairs, random_seeds),
+            request_id=request_id or "")
         if selection is not None:
             if dataset is not None or budget is not None or method is not None:
                 raise ValueError("give a selection or a dataset and budget, not both")
@@ -556,29 +696,56 @@ class CurationClient:
                 dataset=dataset, budget=_budget(budget),
                 method=_choice("method", _METHODS, method) if method else 0,
                 unit=_choice("unit", _UNITS, unit), seed=seed))
+        if not wait:
+            return self._start("StartEvaluation", request, request_id)
         result = self._progress_stream("EvaluateSelection", request, "evaluation", progress,
                                        timeout)
         return _evaluation(result)
 
     def recommend_budget(self, dataset, *, method=None, unit=None, seed=0, budgets_percent=(),
                          target_share=0.0, with_random=False, split_seed=None, test_pairs=0,
-                         train_pairs=0, random_seeds=0, progress=None, timeout=3600.0):
+                         train_pairs=0, random_seeds=0, progress=None, wait=True,
+                         request_id=None, timeout=3600.0):
         """How much data is enough? Returns a BudgetRecommendation: the method's learning
         curve at budgets_percent (default 0.5, 1, 2, 5, 10, 25, 50, 100 percent of the
         pool's completions), the scaling law fitted to it, and the smallest budget whose
         fitted accuracy reaches target_share (default 0.95) of the plateau. with_random also
         measures random whole pairs at every budget. progress: a callable receiving
-        Progress."""
+        Progress. wait=False returns an Operation at once (its wait() returns the
+        BudgetRecommendation); request_id as for select()."""
         request = pb.RecommendBudgetRequest(
             dataset=dataset,
             select=pb.SelectRequest(method=_choice("method", _METHODS, method) if method else 0,
                                     unit=_choice("unit", _UNITS, unit), seed=seed),
             budgets_percent=list(budgets_percent), target_share=target_share,
             with_random=with_random,
-            proxy=_proxy(split_seed, test_pairs, train_pairs, random_seeds))
+            proxy=_proxy(split_seed, test_pairs, train_pairs, random_seeds),
+            request_id=request_id or "")
+        if not wait:
+            return self._start("StartRecommendBudget", request, request_id)
         result = self._progress_stream("RecommendBudget", request, "recommendation", progress,
                                        timeout)
         return _recommendation(result)
+
+    # -------------------------------------------------------------------------------------
+    # Operations: the jobs select, evaluate and recommend_budget start with wait=False.
+
+    def get_operation(self, name):
+        """The Operation of that name as it is now; CurationError NOT_FOUND for an unknown
+        name or another tenant's."""
+        return Operation(self, self._call("GetOperation", pb.GetOperationRequest(name=name)))
+
+    def list_operations(self, dataset=None):
+        """Every operation of the caller's tenant (of one dataset, if given) the server still
+        keeps, newest first (all pages), as Operation handles."""
+        operations, token = [], ""
+        while True:
+            reply = self._call("ListOperations", pb.ListOperationsRequest(
+                dataset=dataset or "", page_size=1000, page_token=token))
+            operations.extend(Operation(self, op) for op in reply.operations)
+            token = reply.next_page_token
+            if not token:
+                return operations
 
     def _progress_stream(self, method, request, result_field, progress, timeout):
         result = None

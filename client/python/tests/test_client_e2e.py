@@ -10,7 +10,8 @@ import unittest
 import grpc
 
 import serverproc
-from curation_client import CurationClient, CurationError, IngestProgress
+from curation_client import (BudgetRecommendation, CurationClient, CurationError, Evaluation,
+                             IngestProgress, Operation)
 from curation_client._stubs import admin_pb2, admin_pb2_grpc
 
 SAMPLE = os.path.join(serverproc.TEST_DATA, "hh-rlhf-harmless-sample.jsonl.gz")
@@ -221,6 +222,99 @@ class ClientTest(unittest.TestCase):
         self.assertTrue(bad.exception.details.startswith("budgets_percent"))
         with self.assertRaises(ValueError):
             self.client.evaluate()
+
+    def test_operations(self):
+        self.client.create_dataset("ops")
+        self.client.ingest("ops", self.sample, progress=False)
+        job = self.client.select("ops", budget="10%", method="herding", wait=False)
+        self.assertIsInstance(job, Operation)
+        self.assertRegex(job.name, r"^operations/[0-9a-f]{32}$")
+        self.assertEqual((job.kind, job.dataset), ("select", "ops"))
+        selection = job.wait(timeout=300)
+        self.assertTrue(job.done)
+        self.assertEqual(job.state, "SUCCEEDED")
+        # The job's selection is the synchronous call's: same request, same examples.
+        sync = self.client.select("ops", budget="10%", method="herding")
+        self.assertEqual(selection.summary.selected_count, 50)
+        self.assertEqual([i.example_id for i in selection.items],
+                         [i.example_id for i in sync.items])
+        self.assertNotEqual(selection.id, sync.id)  # two jobs, two stored selections
+        self.assertEqual(job.result(), selection)
+
+        # An idempotency key: one operation for the same request, whichever form sends it.
+        keyed = self.client.select("ops", budget=20, method="random", seed=3, wait=False,
+                                   request_id="py-ops-1")
+        again = self.client.select("ops", budget=20, method="random", seed=3, wait=False,
+                                   request_id="py-ops-1")
+        self.assertEqual(again.name, keyed.name)
+        self.assertEqual(again.request_id, "py-ops-1")
+        same = self.client.select("ops", budget=20, method="random", seed=3,
+                                  request_id="py-ops-1")
+        self.assertEqual(same.id, keyed.wait(timeout=300).id)
+        with self.assertRaises(CurationError) as clash:
+            self.client.select("ops", budget=21, method="random", seed=3, wait=False,
+                               request_id="py-ops-1")
+        self.assertEqual(clash.exception.code, grpc.StatusCode.ALREADY_EXISTS)
+
+        names = [op.name for op in self.client.list_operations()]
+        self.assertIn(job.name, names)
+        self.assertIn(keyed.name, names)
+        self.assertEqual(names.count(keyed.name), 1)
+        self.assertNotIn(job.name, [op.name for op in self.client.list_operations("hh")])
+        fetched = self.client.get_operation(job.name)
+        self.assertEqual((fetched.name, fetched.state), (job.name, "SUCCEEDED"))
+        self.assertEqual(fetched.refresh().result().id, selection.id)
+        with self.assertRaises(CurationError) as missing:
+            self.client.get_operation("operations/0123456789abcdef0123456789abcdef")
+        self.assertEqual(missing.exception.code, grpc.StatusCode.NOT_FOUND)
+        # Cancelling a done operation leaves it as it was.
+        self.assertEqual(job.cancel().state, "SUCCEEDED")
+
+    def test_cancel_a_long_job(self):
+        self.client.create_dataset("ops-cancel")
+        self.client.ingest("ops-cancel", self.sample, progress=False)
+        # About 20 s on 2 cores: 20 restarts of 1,000 EM iterations that never converge.
+        job = self.client.select("ops-cancel", budget="10%", method="isa", unit="example",
+                                 covariance="full", wait=False,
+                                 isa=dict(components=8, pca_dim=32, n_init=20, max_iter=1000,
+                                          tol=1e-300))
+        # A bounded wait gives up, not the job (unless the job beat it).
+        try:
+            job.wait(timeout=0.2)
+        except TimeoutError:
+            self.assertIn(job.state, ("QUEUED", "RUNNING"))
+            self.assertFalse(job.done)
+        job.cancel()
+        self.assertIn(job.state, ("QUEUED", "RUNNING", "CANCELLED", "SUCCEEDED"))
+        try:
+            result = job.wait(timeout=300)
+        except CurationError as e:
+            self.assertEqual(e.code, grpc.StatusCode.CANCELLED)
+            self.assertEqual(job.state, "CANCELLED")
+        else:
+            self.assertEqual(job.state, "SUCCEEDED")  # it finished before the cancel
+            self.assertEqual(result.summary.selected_count, 100)
+        self.assertTrue(job.done)
+        self.assertEqual(self.client.get_operation(job.name).state, job.state)
+
+    def test_evaluate_and_recommend_as_jobs(self):
+        self.client.create_dataset("ops-eval")
+        self.client.ingest("ops-eval", self.sample, progress=False)
+        proxy = dict(test_pairs=80, random_seeds=2)
+        job = self.client.evaluate(dataset="ops-eval", budget="10%", method="random",
+                                   wait=False, **proxy)
+        self.assertEqual(job.kind, "evaluate")
+        evaluation = job.wait(timeout=300)
+        self.assertIsInstance(evaluation, Evaluation)
+        self.assertEqual((evaluation.dataset, evaluation.test_pairs), ("ops-eval", 80))
+        self.assertEqual(len(evaluation.random_pairs.accuracies), 2)
+        job = self.client.recommend_budget("ops-eval", method="random",
+                                           budgets_percent=[10, 25, 100], wait=False,
+                                           request_id="py-rec-1", **proxy)
+        self.assertEqual((job.kind, job.request_id), ("recommend_budget", "py-rec-1"))
+        recommendation = job.wait(timeout=300)
+        self.assertIsInstance(recommendation, BudgetRecommendation)
+        self.assertEqual([p.percent for p in recommendation.curve], [10, 25, 100])
 
     def test_dpo_example_script(self):
         with tempfile.TemporaryDirectory() as tmp:
