@@ -109,6 +109,7 @@ absl::StatusOr<std::shared_ptr<Job>> Scheduler::Submit(const std::string& tenant
                                " jobs queued, its limit; retry when one has started"));
   }
   cv_.notify_all();
+  if (hooks_.queue_changed) hooks_.queue_changed(tenant);
   return job;
 }
 
@@ -225,6 +226,7 @@ void Scheduler::Cancel(const std::shared_ptr<Job>& job, const absl::Status& reas
   job->control_.Stop(reason);
   if (was_queued) {
     cv_.notify_all();
+    if (hooks_.queue_changed) hooks_.queue_changed(job->tenant_);
     Finish(job, job->control_.stop_reason());
   }
 }

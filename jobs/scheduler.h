@@ -112,6 +112,8 @@ class Scheduler {
     std::function<void(const std::string& tenant, const std::string& reason)> refused;
     std::function<void(const Job&, double wait_seconds)> started;
     std::function<void(const Job&, const absl::Status&, double run_seconds)> finished;
+    // A job of `tenant` joined or left the queue without starting.
+    std::function<void(const std::string& tenant)> queue_changed;
   };
   using PolicyFn = std::function<TenantPolicy(const std::string& tenant)>;
 

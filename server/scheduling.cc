@@ -127,6 +127,7 @@ absl::StatusOr<std::unique_ptr<jobs::Scheduler>> MakeScheduler(const SchedulingF
     }
     (*publish)(job.tenant());
   };
+  hooks.queue_changed = [publish](const std::string& tenant) { (*publish)(tenant); };
   auto scheduler = std::make_unique<jobs::Scheduler>(options, policy, hooks);
   jobs::Scheduler* raw = scheduler.get();
   *publish = [raw, tenants, metrics](const std::string& tenant) {

@@ -229,23 +229,4 @@ void TenantRegistry::ReleaseDataset(TenantState& t, int64_t examples, int64_t by
   t.stored_bytes -= bytes;
 }
 
-TenantRegistry::SelectionSlot::~SelectionSlot() {
-  std::lock_guard<std::mutex> lock(t_->mu);
-  t_->running_selections -= 1;
-}
-
-absl::StatusOr<std::unique_ptr<TenantRegistry::SelectionSlot>> TenantRegistry::AdmitSelection(
-    std::shared_ptr<TenantState> t) {
-  std::unique_lock<std::mutex> lock(t->mu);
-  const int32_t max = t->tenant.quotas().max_concurrent_selections();
-  if (max > 0 && t->running_selections >= max) {
-    lock.unlock();
-    return Reject(*t, "max_concurrent_selections",
-                  absl::StrCat("tenant '", t->tenant.name(), "' already runs ", max,
-                               " selections, its quota; retry when one finishes"));
-  }
-  t->running_selections += 1;
-  return std::make_unique<SelectionSlot>(std::move(t));
-}
-
 }  // namespace curation::server

@@ -108,18 +108,6 @@ class TenantRegistry {
   absl::Status AdmitDataset(TenantState& t);
   void ReleaseDataset(TenantState& t, int64_t examples, int64_t bytes);
 
-  // A running-selection slot, held for the selection's duration.
-  class SelectionSlot {
-   public:
-    explicit SelectionSlot(std::shared_ptr<TenantState> t) : t_(std::move(t)) {}
-    ~SelectionSlot();
-    SelectionSlot(const SelectionSlot&) = delete;
-    SelectionSlot& operator=(const SelectionSlot&) = delete;
-
-   private:
-    std::shared_ptr<TenantState> t_;
-  };
-  absl::StatusOr<std::unique_ptr<SelectionSlot>> AdmitSelection(std::shared_ptr<TenantState> t);
 
  private:
   explicit TenantRegistry(store::Store* store) : store_(store) {}

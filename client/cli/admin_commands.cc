@@ -15,6 +15,9 @@ std::string ParseQuotas(const Args& args, v1::Quotas* q) {
     if (auto v = args.Get("max-selections")) q->set_max_concurrent_selections(std::stoi(*v));
     if (auto v = args.Get("ingest-rate")) q->set_ingest_records_per_second(std::stod(*v));
     if (auto v = args.Get("ingest-burst")) q->set_ingest_burst_records(std::stod(*v));
+    if (auto v = args.Get("max-queued-jobs")) q->set_max_queued_jobs(std::stoi(*v));
+    if (auto v = args.Get("weight")) q->set_scheduling_weight(std::stod(*v));
+    if (auto v = args.Get("max-job-seconds")) q->set_max_job_seconds(std::stod(*v));
   } catch (...) {
     return "quota options take numbers";
   }
@@ -27,11 +30,15 @@ void PrintTenant(const v1::Tenant& t) {
   auto limit = [](double v) { return v > 0 ? std::to_string(static_cast<long long>(v)) : "-"; };
   std::printf(
       "%s: %lld examples (max %s), %lld bytes (max %s), %lld datasets (max %s), "
-      "%d selections running (max %s), ingest %s records/s (burst %s)\n",
+      "%d jobs running (max %s), %d queued (max %s), weight %s, ingest %s records/s "
+      "(burst %s)\n",
       t.name().c_str(), static_cast<long long>(u.examples()), limit(q.max_examples()).c_str(),
       static_cast<long long>(u.stored_bytes()), limit(q.max_stored_bytes()).c_str(),
       static_cast<long long>(u.datasets()), limit(q.max_datasets()).c_str(), u.running_selections(),
-      limit(q.max_concurrent_selections()).c_str(), limit(q.ingest_records_per_second()).c_str(),
+      limit(q.max_concurrent_selections()).c_str(), u.queued_jobs(),
+      limit(q.max_queued_jobs()).c_str(),
+      q.scheduling_weight() > 0 ? std::to_string(q.scheduling_weight()).c_str() : "1",
+      limit(q.ingest_records_per_second()).c_str(),
       limit(q.ingest_burst_records()).c_str());
 }
 

@@ -94,7 +94,7 @@ void PrintEvaluation(const v1::Evaluation& e) {
   const bool pairs = e.unit() == v1::SELECTION_UNIT_PAIR;
   std::printf("evaluate %s: %s (%s), %s\n", e.dataset().c_str(), MethodName(e.method()),
               pairs ? "pair units" : "example units",
-              e.selection_id().empty() ? "selected now from the training pool"
+              e.selection_id().empty() ? "selected now, as Select selects it"
                                        : ("selection " + e.selection_id()).c_str());
   std::printf("  held out %s pairs (split seed %llu), training pool %s pairs\n",
               Thousands(e.test_pairs()).c_str(), static_cast<unsigned long long>(e.split_seed()),

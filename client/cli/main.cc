@@ -57,7 +57,8 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
                           cancelled, 3 if it is still running after --timeout seconds
 
   admin tenants create|set-quotas NAME [--max-examples N] [--max-bytes N] [--max-datasets N]
-                [--max-selections N] [--ingest-rate R] [--ingest-burst B]
+                [--max-selections N] [--max-queued-jobs N] [--weight W]
+                [--max-job-seconds S] [--ingest-rate R] [--ingest-burst B]
   admin tenants list | get NAME
   admin tokens create --role reader|writer --tenant NAME | --role admin [--description D]
   admin tokens list [--tenant NAME] | revoke ID

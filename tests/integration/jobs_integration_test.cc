@@ -431,5 +431,66 @@ TEST_F(JobsTest, LimitsAreEnforcedWithPreciseStatuses) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// A tenant's job quotas, set by an admin, bound its own jobs below the server's defaults.
+TEST_F(JobsTest, TenantJobQuotasApplyToTheirJobsOnly) {
+  StartWithAuth({"--selection-threads=2"});
+  v1::CreateTenantRequest create;
+  create.mutable_tenant()->set_name("capped");
+  v1::Quotas* q = create.mutable_tenant()->mutable_quotas();
+  q->set_scheduling_weight(5000);
+  v1::Tenant t;
+  grpc::Status s = admin_->CreateTenant(As(kAdminToken).get(), create, &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message().rfind("tenant.quotas.scheduling_weight", 0), 0u) << s.error_message();
+  q->set_scheduling_weight(2);
+  q->set_max_queued_jobs(1);
+  q->set_max_job_seconds(0.3);
+  q->set_max_concurrent_selections(1);
+  ASSERT_TRUE(admin_->CreateTenant(As(kAdminToken).get(), create, &t).ok());
+  v1::CreateTokenRequest token_request;
+  token_request.set_tenant("capped");
+  token_request.set_role(v1::ROLE_WRITER);
+  v1::CreateTokenResponse token;
+  ASSERT_TRUE(admin_->CreateToken(As(kAdminToken).get(), token_request, &token).ok());
+  const std::string capped = token.secret();
+  const std::string free = TenantToken("free");
+  CreatePairs(capped, "d", 2000, 32);
+  CreatePairs(free, "d", 2000, 32);
+
+  // Its time limit: 0.3 s, far below the server's hour.
+  v1::Selection sel;
+  s = stub_->Select(As(capped).get(), LongFit("d", 10'000), &sel);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_NE(s.error_message().find("limit of 0.3 s"), std::string::npos) << s.error_message();
+
+  // One running and one queued job; a third is refused. Another tenant is not affected.
+  q->set_max_job_seconds(0);
+  v1::UpdateTenantQuotasRequest update;
+  update.set_name("capped");
+  *update.mutable_quotas() = *q;
+  ASSERT_TRUE(admin_->UpdateTenantQuotas(As(kAdminToken).get(), update, &t).ok());
+  const v1::Operation running = StartSelect(capped, LongFit("d", 10'000));
+  ASSERT_TRUE(WaitRunning(capped, running.name()));
+  const v1::Operation queued = StartSelect(capped, LongFit("d", 10'000, 1));
+  v1::Operation op;
+  s = stub_->StartSelect(As(capped).get(), LongFit("d", 10'000, 2), &op);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(s.error_message().find("tenant 'capped' has 1 jobs queued"), std::string::npos)
+      << s.error_message();
+  v1::SelectRequest quick;
+  quick.set_dataset("d");
+  quick.set_method(v1::SELECTION_METHOD_RANDOM);
+  quick.mutable_budget()->set_count(10);
+  ASSERT_TRUE(stub_->Select(As(free).get(), quick, &sel).ok());
+  // Usage shows the running and the queued job.
+  v1::GetTenantRequest get;
+  get.set_name("capped");
+  ASSERT_TRUE(admin_->GetTenant(As(kAdminToken).get(), get, &t).ok());
+  EXPECT_EQ(t.usage().running_selections(), 1);
+  EXPECT_EQ(t.usage().queued_jobs(), 1);
+  Cancel(capped, queued.name());
+  Cancel(capped, running.name());
+}
+
 }  // namespace
 }  // namespace curation::testing

@@ -17,27 +17,6 @@ std::unique_ptr<store::Store> OpenStore(const std::string& name) {
   return *store::Store::Open(dir, {});
 }
 
-TEST(TenantRegistryTest, ConcurrentSelectionSlots) {
-  auto store = OpenStore("slots");
-  auto registry = *TenantRegistry::Load(store.get(), false);
-  v1::Tenant t;
-  t.set_name("t");
-  t.mutable_quotas()->set_max_concurrent_selections(2);
-  ASSERT_TRUE(registry->Create(t).ok());
-  auto state = *registry->Find("t");
-  std::vector<std::string> rejected;
-  registry->set_rejection_hook(
-      [&](const std::string& tenant, const std::string& limit) { rejected.push_back(limit); });
-  auto a = registry->AdmitSelection(state);
-  auto b = registry->AdmitSelection(state);
-  ASSERT_TRUE(a.ok() && b.ok());
-  EXPECT_EQ(state->View().usage().running_selections(), 2);
-  EXPECT_TRUE(absl::IsResourceExhausted(registry->AdmitSelection(state).status()));
-  EXPECT_EQ(rejected, std::vector<std::string>{"max_concurrent_selections"});
-  a->reset();  // a selection finished
-  EXPECT_TRUE(registry->AdmitSelection(state).ok());
-}
-
 TEST(TenantRegistryTest, ReservationsCountAgainstTheQuota) {
   auto store = OpenStore("reserve");
   auto registry = *TenantRegistry::Load(store.get(), false);
