@@ -113,6 +113,11 @@ void Operations::MarkDone(storage::OperationRecord* record, const absl::Status& 
   }
 }
 
+absl::Status Operations::Account(const std::string& tenant, int64_t bytes, bool enforce) const {
+  if (!options_.account || bytes == 0) return absl::OkStatus();
+  return options_.account(tenant, bytes, enforce);
+}
+
 absl::StatusOr<Operations::Started> Operations::Start(storage::OperationRecord record,
                                                       bool durable) {
   record.set_request_fingerprint(Fingerprint(record));
@@ -148,10 +153,24 @@ absl::StatusOr<Operations::Started> Operations::Start(storage::OperationRecord r
   meta->set_estimated_memory_bytes(cost->memory_bytes);
   meta->set_estimated_seconds(cost->seconds);
   meta->set_queue_position(-1);
-  if (absl::Status s = store_->PutOperation(record, /*defer_sync=*/!durable); !s.ok()) return s;
+  const int64_t bytes = static_cast<int64_t>(record.ByteSizeLong());
+  if (absl::Status s = Account(record.tenant(), bytes, /*enforce=*/true); !s.ok()) return s;
+  if (absl::Status s = store_->PutOperation(record, /*defer_sync=*/!durable); !s.ok()) {
+    Account(record.tenant(), -bytes, false).IgnoreError();
+    return s;
+  }
   auto shared = std::make_shared<storage::OperationRecord>(std::move(record));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    accounted_[Key(shared->tenant(), OperationIdOf(shared->operation().name()))] = bytes;
+  }
   auto started = Submit(shared, /*stored=*/true);
-  if (!started.ok()) store_->DeleteOperation(*shared).IgnoreError();
+  if (!started.ok()) {
+    store_->DeleteOperation(*shared).IgnoreError();
+    std::lock_guard<std::mutex> lock(mu_);
+    accounted_.erase(Key(shared->tenant(), OperationIdOf(shared->operation().name())));
+    Account(shared->tenant(), -bytes, false).IgnoreError();
+  }
   return started;
 }
 
@@ -216,17 +235,25 @@ void Operations::OnDone(const std::shared_ptr<storage::OperationRecord>& record,
   const std::string key = Key(record->tenant(), OperationIdOf(record->operation().name()));
   // Stopped by shutdown: left as stored (queued or running), to run again after the restart.
   const bool shutdown = absl::IsUnavailable(status) && scheduler_->shutting_down();
+  int64_t delta = 0;
   if (!shutdown) {
     storage::OperationRecord done;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!status.ok()) MarkDone(record.get(), status);
       done = *record;
+      auto it = accounted_.find(key);
+      delta = static_cast<int64_t>(done.ByteSizeLong()) - (it == accounted_.end() ? 0 : it->second);
     }
     if (!status.ok() || !persisted) store_->PutOperation(done).IgnoreError();
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  live_.erase(key);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_.erase(key);
+    accounted_.erase(key);
+  }
+  // The result is stored whatever the quota says: the work is done and was admitted.
+  Account(record->tenant(), delta, false).IgnoreError();
 }
 
 absl::StatusOr<storage::OperationRecord> Operations::Load(const std::string& tenant,
@@ -356,16 +383,27 @@ absl::StatusOr<v1::Operation> Operations::Wait(const std::string& tenant, const 
 absl::StatusOr<int> Operations::Recover() {
   std::vector<storage::OperationRecord> pending;
   absl::Status s = store_->ForEachOperation([&](storage::OperationRecord record) {
-    if (!record.operation().done()) pending.push_back(std::move(record));
+    const int64_t bytes = static_cast<int64_t>(record.ByteSizeLong());
+    Account(record.tenant(), bytes, false).IgnoreError();
+    if (!record.operation().done()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      accounted_[Key(record.tenant(), OperationIdOf(record.operation().name()))] = bytes;
+      pending.push_back(std::move(record));
+    }
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
   int resubmitted = 0;
   for (storage::OperationRecord& record : pending) {
+    const std::string key = Key(record.tenant(), OperationIdOf(record.operation().name()));
+    const int64_t before = static_cast<int64_t>(record.ByteSizeLong());
     record.mutable_operation()->mutable_metadata()->set_state(v1::OPERATION_STATE_QUEUED);
     auto cost = runner_->Prepare(&record);
     absl::Status failed = cost.status();
     if (cost.ok()) {
+      v1::OperationMetadata* meta = record.mutable_operation()->mutable_metadata();
+      meta->set_estimated_memory_bytes(cost->memory_bytes);
+      meta->set_estimated_seconds(cost->seconds);
       auto started = Submit(std::make_shared<storage::OperationRecord>(record), true);
       if (started.ok()) {
         ++resubmitted;
@@ -373,8 +411,16 @@ absl::StatusOr<int> Operations::Recover() {
       }
       failed = started.status();
     }
+    // The dataset is gone, the request no longer fits the server's limits, ...: the
+    // operation ends with that error instead of running.
     MarkDone(&record, failed);
     if (absl::Status put = store_->PutOperation(record); !put.ok()) return put;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      accounted_.erase(key);
+    }
+    Account(record.tenant(), static_cast<int64_t>(record.ByteSizeLong()) - before, false)
+        .IgnoreError();
   }
   return resubmitted;
 }
@@ -392,6 +438,7 @@ absl::StatusOr<int> Operations::ExpireNow() {
   if (!s.ok()) return s;
   for (const auto& record : expired) {
     if (absl::Status d = store_->DeleteOperation(record); !d.ok()) return d;
+    Account(record.tenant(), -static_cast<int64_t>(record.ByteSizeLong()), false).IgnoreError();
   }
   return static_cast<int>(expired.size());
 }

@@ -50,6 +50,11 @@ class Operations {
     std::chrono::seconds retention{std::chrono::hours(24 * 7)};
     // How often expired operations are looked for.
     std::chrono::seconds sweep_every{std::chrono::minutes(10)};
+    // Stored operations count against their tenant's storage: called with the bytes an
+    // operation record adds (enforce = true when a new operation is started: an error refuses
+    // it) or changes by (its result, its expiry, start-up's count of what is stored). May be
+    // empty.
+    std::function<absl::Status(const std::string& tenant, int64_t bytes, bool enforce)> account;
   };
 
   Operations(store::Store* store, Scheduler* scheduler, JobRunner* runner, Options options);
@@ -103,6 +108,7 @@ class Operations {
               const absl::Status& status, bool persisted);
   v1::Operation View(const storage::OperationRecord& record, const Job* job);
   void MarkDone(storage::OperationRecord* record, const absl::Status& status) const;
+  absl::Status Account(const std::string& tenant, int64_t bytes, bool enforce) const;
   absl::StatusOr<storage::OperationRecord> Load(const std::string& tenant,
                                                 const std::string& name) const;
 
@@ -114,6 +120,8 @@ class Operations {
   // Serialises the request_id check with the first store of an operation.
   std::mutex start_mu_;
   std::map<std::string, Live> live_;  // by tenant "/" id
+  // Bytes counted for each live operation's record so far.
+  std::map<std::string, int64_t> accounted_;  // by tenant "/" id, guarded by mu_
   bool closing_ = false;
   std::condition_variable sweep_cv_;
   std::thread sweeper_;

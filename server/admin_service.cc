@@ -26,7 +26,8 @@ absl::Status CheckQuotas(const v1::Quotas& q, const std::string& path) {
   if (!(q.ingest_burst_records() >= 0) || !std::isfinite(q.ingest_burst_records())) {
     return InvalidField(path + ".ingest_burst_records", "must be a non-negative number");
   }
-  if (q.max_queued_jobs() < 0) return InvalidField(path + ".max_queued_jobs", "must not be negative");
+  if (q.max_queued_jobs() < 0)
+    return InvalidField(path + ".max_queued_jobs", "must not be negative");
   // A weight is a share of turns: beyond 1000 (or below 1/1000) one tenant would own the
   // workers, which is what quotas exist to prevent.
   if (!(q.scheduling_weight() == 0 ||

@@ -24,8 +24,8 @@ grpc::Status Invalid(const FieldError& e) { return ToGrpc(InvalidField(e.field, 
 
 CurationService::CurationService(store::Store* store, const Authenticator* auth,
                                  TenantRegistry* tenants, const embedding::Embedder* embedder,
-                                 const Limits& limits, Metrics* metrics,
-                                 jobs::Scheduler* scheduler, jobs::Operations* operations)
+                                 const Limits& limits, Metrics* metrics, jobs::Scheduler* scheduler,
+                                 jobs::Operations* operations)
     : store_(store),
       auth_(auth),
       tenants_(tenants),

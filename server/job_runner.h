@@ -10,14 +10,17 @@
 #include "jobs/operations.h"
 #include "server/catalog.h"
 #include "server/telemetry.h"
+#include "server/tenants.h"
 #include "store/store.h"
 
 namespace curation::server {
 
 class ServiceJobRunner final : public jobs::JobRunner {
  public:
-  // `metrics` may be null.
-  ServiceJobRunner(store::Store* store, Metrics* metrics) : store_(store), metrics_(metrics) {}
+  // `metrics` may be null. Stored selections count against their tenant's storage in
+  // `tenants`.
+  ServiceJobRunner(store::Store* store, TenantRegistry* tenants, Metrics* metrics)
+      : store_(store), tenants_(tenants), metrics_(metrics) {}
   // Set once the datasets are loaded; Prepare answers UNAVAILABLE before.
   void SetCatalog(Catalog* catalog) { catalog_.store(catalog); }
 
@@ -41,6 +44,7 @@ class ServiceJobRunner final : public jobs::JobRunner {
   absl::Status RunRecommend(storage::OperationRecord* record, jobs::JobControl& control);
 
   store::Store* store_;
+  TenantRegistry* tenants_;
   Metrics* metrics_;
   std::atomic<Catalog*> catalog_{nullptr};
 };

@@ -239,8 +239,12 @@ int Run() {
        {"max_job_memory_bytes", std::to_string((*scheduler)->options().max_job_memory_bytes)},
        {"job_memory_budget_bytes", std::to_string((*scheduler)->options().memory_budget_bytes)},
        {"max_job_seconds", absl::StrCat((*scheduler)->options().max_job_seconds)}});
-  curation::server::ServiceJobRunner runner(store->get(), &metrics);
+  curation::server::ServiceJobRunner runner(store->get(), tenants->get(), &metrics);
   curation::jobs::Operations::Options operation_options;
+  curation::server::TenantRegistry* registry = tenants->get();
+  operation_options.account = [registry](const std::string& tenant, int64_t bytes, bool enforce) {
+    return registry->AddStoredBytes(tenant, bytes, enforce);
+  };
   operation_options.retention = std::chrono::seconds(
       static_cast<int64_t>(absl::GetFlag(FLAGS_operation_retention_hours) * 3600));
   auto operations = std::make_unique<curation::jobs::Operations>(store->get(), scheduler->get(),

@@ -280,8 +280,7 @@ void Metrics::RecordJobStart(const std::string& tenant, const std::string& kind,
 void Metrics::RecordJobEnd(const std::string& tenant, const std::string& kind, int code,
                            double run_seconds) {
   job_run_seconds_.Add({{"tenant", tenant}, {"kind", kind}}, JobBuckets()).Observe(run_seconds);
-  jobs_ended_.Add({{"tenant", tenant}, {"kind", kind}, {"code", std::to_string(code)}})
-      .Increment();
+  jobs_ended_.Add({{"tenant", tenant}, {"kind", kind}, {"code", std::to_string(code)}}).Increment();
 }
 
 void Metrics::RecordJobRefusal(const std::string& tenant, const std::string& reason) {

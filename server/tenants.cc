@@ -115,6 +115,29 @@ absl::Status TenantRegistry::Reject(const TenantState& t, const std::string& lim
   return absl::ResourceExhaustedError(message);
 }
 
+absl::Status TenantRegistry::AddStoredBytes(TenantState& t, int64_t bytes, bool enforce) {
+  std::unique_lock<std::mutex> lock(t.mu);
+  const v1::Quotas& q = t.tenant.quotas();
+  if (enforce && bytes > 0 && q.max_stored_bytes() > 0 &&
+      t.stored_bytes + t.reserved_bytes + bytes > q.max_stored_bytes()) {
+    const std::string message = absl::StrCat(
+        "quota max_stored_bytes of tenant '", t.tenant.name(), "' is ", q.max_stored_bytes(), "; ",
+        t.stored_bytes, " are stored and this result adds ", bytes,
+        ". Delete selections or datasets, or ask an admin to raise the quota.");
+    lock.unlock();
+    return Reject(t, "max_stored_bytes", message);
+  }
+  t.stored_bytes += bytes;
+  return absl::OkStatus();
+}
+
+absl::Status TenantRegistry::AddStoredBytes(const std::string& tenant, int64_t bytes,
+                                            bool enforce) {
+  auto t = Find(tenant);
+  if (!t.ok()) return absl::OkStatus();
+  return AddStoredBytes(**t, bytes, enforce);
+}
+
 absl::StatusOr<IngestReservation> TenantRegistry::AdmitIngest(TenantState& t, int64_t records,
                                                               int64_t bytes) {
   std::unique_lock<std::mutex> lock(t.mu);

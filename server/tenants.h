@@ -104,10 +104,16 @@ class TenantRegistry {
   void RunIngest(const std::string& tenant, int64_t records, int64_t bytes,
                  const std::function<void()>& ingest);
 
+  // Counts `bytes` of stored results (selections, operations) into the tenant's stored_bytes.
+  // With `enforce`, RESOURCE_EXHAUSTED naming max_stored_bytes if they would not fit, and
+  // nothing is counted; negative `bytes` (results deleted or expired) are never refused.
+  absl::Status AddStoredBytes(TenantState& t, int64_t bytes, bool enforce);
+  // As AddStoredBytes on the tenant named `tenant`; a missing tenant counts nothing.
+  absl::Status AddStoredBytes(const std::string& tenant, int64_t bytes, bool enforce);
+
   // A dataset slot; RESOURCE_EXHAUSTED at the quota. Release it if the creation fails.
   absl::Status AdmitDataset(TenantState& t);
   void ReleaseDataset(TenantState& t, int64_t examples, int64_t bytes);
-
 
  private:
   explicit TenantRegistry(store::Store* store) : store_(store) {}

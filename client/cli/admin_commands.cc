@@ -38,8 +38,7 @@ void PrintTenant(const v1::Tenant& t) {
       limit(q.max_concurrent_selections()).c_str(), u.queued_jobs(),
       limit(q.max_queued_jobs()).c_str(),
       q.scheduling_weight() > 0 ? std::to_string(q.scheduling_weight()).c_str() : "1",
-      limit(q.ingest_records_per_second()).c_str(),
-      limit(q.ingest_burst_records()).c_str());
+      limit(q.ingest_records_per_second()).c_str(), limit(q.ingest_burst_records()).c_str());
 }
 
 void PrintToken(const v1::Token& t) {

@@ -492,5 +492,55 @@ TEST_F(JobsTest, TenantJobQuotasApplyToTheirJobsOnly) {
   Cancel(capped, running.name());
 }
 
+// Stored selections and operations are the tenant's storage: they count in stored_bytes
+// (then and after a restart) and a selection past max_stored_bytes is refused, naming it.
+TEST_F(JobsTest, SelectionsAndOperationsCountAgainstTheStorageQuota) {
+  StartWithAuth();
+  const std::string token = TenantToken("t");
+  CreatePairs(token, "d", 2000, 8);
+  auto usage = [&] {
+    v1::GetTenantRequest get;
+    get.set_name("t");
+    v1::Tenant t;
+    EXPECT_TRUE(admin_->GetTenant(As(kAdminToken).get(), get, &t).ok());
+    return t.usage().stored_bytes();
+  };
+  const int64_t ingested = usage();
+  v1::UpdateTenantQuotasRequest update;
+  update.set_name("t");
+  update.mutable_quotas()->set_max_stored_bytes(ingested + 150'000);
+  v1::Tenant t;
+  ASSERT_TRUE(admin_->UpdateTenantQuotas(As(kAdminToken).get(), update, &t).ok());
+
+  // Whole-pool rankings of 2000 pairs, about 50 KB each, until the quota refuses one.
+  v1::SelectRequest ranking;
+  ranking.set_dataset("d");
+  ranking.set_method(v1::SELECTION_METHOD_RANDOM);
+  ranking.set_ranking(true);
+  ranking.mutable_budget()->set_count(10);
+  int stored = 0;
+  grpc::Status s;
+  int64_t selection_bytes = 0;
+  for (int i = 0; i < 10; ++i) {
+    ranking.set_seed(i);
+    v1::Selection sel;
+    s = stub_->Select(As(token).get(), ranking, &sel);
+    if (!s.ok()) break;
+    ++stored;
+    selection_bytes += static_cast<int64_t>(sel.ByteSizeLong());
+  }
+  EXPECT_GE(stored, 1);
+  EXPECT_LT(stored, 10);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(s.error_message().find("quota max_stored_bytes of tenant 't'"), std::string::npos)
+      << s.error_message();
+  EXPECT_EQ(SelectionCount(token, "d"), stored);  // the refused one was not stored
+  const int64_t after = usage();
+  EXPECT_GE(after - ingested, selection_bytes);  // the selections, and their operations
+  // Counted again from the store after a restart.
+  StartWithAuth();
+  EXPECT_EQ(usage(), after);
+}
+
 }  // namespace
 }  // namespace curation::testing

@@ -235,9 +235,9 @@ TEST_F(TenancyTest, QuotasRefuseAndStoreNothing) {
 
 TEST_F(TenancyTest, CliAdminFlow) {
   const std::string addr = server_->address();
-  CommandResult r = RunCli(addr, {"--token", kAdminToken, "admin", "tenants", "create", "cli",
-                                  "--max-examples", "1000", "--max-queued-jobs", "3",
-                                  "--weight", "2", "--max-job-seconds", "60"});
+  CommandResult r =
+      RunCli(addr, {"--token", kAdminToken, "admin", "tenants", "create", "cli", "--max-examples",
+                    "1000", "--max-queued-jobs", "3", "--weight", "2", "--max-job-seconds", "60"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("max 1000"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("0 queued (max 3), weight 2"), std::string::npos) << r.out;
