@@ -95,6 +95,16 @@ Operations::~Operations() {
   }
   sweep_cv_.notify_all();
   sweeper_.join();
+  // Jobs report to this object when they end: stop them and wait until every one has (they
+  // stop within about a second), whatever order the owner destroys things in.
+  scheduler_->Shutdown();
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (live_.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 void Operations::MarkDone(storage::OperationRecord* record, const absl::Status& status) const {

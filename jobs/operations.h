@@ -58,8 +58,8 @@ class Operations {
   };
 
   Operations(store::Store* store, Scheduler* scheduler, JobRunner* runner, Options options);
-  // Stops the sweeper. Jobs still running belong to the scheduler, which must be shut down
-  // first.
+  // Stops the sweeper, shuts the scheduler down and waits until every job it submitted has
+  // ended (about a second for running ones), since jobs report here when they end.
   ~Operations();
 
   struct Started {

@@ -322,8 +322,8 @@ int Run() {
   server->Wait();
   stopper.join();
   server.reset();
-  operations.reset();
-  scheduler->reset();     // joins the workers
+  operations.reset();  // stops the jobs and waits for them to report
+  scheduler->reset();  // joins the workers
   owned_metrics.reset();  // no scrape may read the store or the catalog from here on
   store->reset();         // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");
