@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/curation_service.h"
+#include "server/export_stream.h"
 #include "server/message_budget.h"
 #include "server/stored_selections.h"
 #include "server/validation.h"
@@ -138,86 +139,20 @@ grpc::Status CurationService::ExportSelection(
   }
   if (request->count() > 0) count = request->count();
   const int64_t per_item = (format == v1::EXPORT_FORMAT_KTO && pair_units) ? 2 : 1;
-  const int64_t total = count * per_item;
-  // Messages are cut by bytes, not records: a few records of megabyte texts would otherwise
-  // make one message over --max-message-bytes, which the transport refuses.
-  const int64_t budget = ReplyBudgetBytes(limits_);
-  v1::ExportSelectionResponse message;
-  int64_t message_bytes = 0;
-  int64_t sent = 0;
-  // Every write's result counts, the last one's too: a stream that broke is not an export
-  // that succeeded, for the client, the log or the metrics.
-  auto flush = [&]() -> grpc::Status {
-    const int64_t delivered = sent;
-    sent += message.records_size();
-    message.set_sent(sent);
-    message.set_total(total);
-    const bool ok = writer->Write(message);
-    message.Clear();
-    message_bytes = 0;
-    if (ok) return grpc::Status::OK;
-    if (context->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-    }
-    return grpc::Status(
-        grpc::StatusCode::UNAVAILABLE,
-        absl::StrCat("the export stream broke after ", delivered, " of ", total, " records"));
-  };
-  auto push = [&](v1::ExportedRecord r) -> grpc::Status {
-    const int64_t size = EmbeddedBytes(static_cast<int64_t>(r.ByteSizeLong()));
-    if (size > budget) {
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("record '", r.id().substr(0, 64), "' is ", size, " bytes, over the ", budget,
-                       " bytes one message may carry (--max-message-bytes)"));
-    }
-    if (message.records_size() > 0 && message_bytes + size > budget) {
-      if (grpc::Status s = flush(); !s.ok()) return s;
-    }
-    *message.add_records() = std::move(r);
-    message_bytes += size;
-    return grpc::Status::OK;
-  };
+  ExportBatcher batcher(
+      ReplyBudgetBytes(limits_), count * per_item,
+      [writer](const v1::ExportSelectionResponse& m) { return writer->Write(m); },
+      [context] { return context->IsCancelled(); });
   for (int64_t i = 0; i < count; ++i) {
     const v1::SelectedItem& item = selection->items(static_cast<int>(i));
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     auto example = LoadExample(record.internal_id(), item.example_id());
     if (!example.ok()) return ToGrpc(example.status());
-    const v1::Example& ex = example->example();
-    auto add = [&](std::string completion_or_empty, bool label) {
-      v1::ExportedRecord r;
-      r.set_id(ex.id());
-      r.mutable_metadata()->insert(ex.metadata().begin(), ex.metadata().end());
-      if (format == v1::EXPORT_FORMAT_TRL) {
-        r.set_prompt(ex.pair().prompt());
-        r.set_chosen(ex.pair().chosen());
-        r.set_rejected(ex.pair().rejected());
-      } else {
-        r.set_prompt(ex.has_pair() ? ex.pair().prompt() : ex.unpaired().prompt());
-        r.set_completion(std::move(completion_or_empty));
-        r.set_label(label);
-      }
-      return push(std::move(r));
-    };
-    grpc::Status added;
-    if (format == v1::EXPORT_FORMAT_TRL) {
-      added = add("", false);
-    } else if (ex.has_unpaired()) {
-      added = add(ex.unpaired().completion(), ex.unpaired().label() == v1::LABEL_DESIRABLE);
-    } else if (pair_units) {
-      added = add(ex.pair().chosen(), true);
-      if (added.ok()) added = add(ex.pair().rejected(), false);
-    } else if (item.side() == v1::SIDE_REJECTED) {
-      added = add(ex.pair().rejected(), false);
-    } else {
-      added = add(ex.pair().chosen(), true);
+    for (auto& r : ExportRecords(example->example(), item, format, pair_units)) {
+      if (absl::Status s = batcher.Add(std::move(r)); !s.ok()) return ToGrpc(s);
     }
-    if (!added.ok()) return added;
   }
-  if (message.records_size() > 0 || sent == 0) {
-    if (grpc::Status s = flush(); !s.ok()) return s;
-  }
-  return grpc::Status::OK;
+  return ToGrpc(batcher.Finish());
 }
 
 }  // namespace curation::server
