@@ -1,8 +1,11 @@
 #include "server/catalog.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <span>
 
 #include "absl/strings/str_cat.h"
+#include "server/selection_ids.h"
 
 namespace curation::server {
 namespace {
@@ -145,6 +148,38 @@ absl::StatusOr<storage::DatasetRecord> Catalog::Delete(const std::string& tenant
 int64_t Catalog::size() const {
   std::shared_lock lock(mu_);
   return static_cast<int64_t>(datasets_.size());
+}
+
+absl::Status CommitSelection(DatasetState& dataset, v1::Selection selection, store::Store& store,
+                             TenantRegistry& tenants, storage::OperationRecord* record,
+                             const std::function<void(storage::OperationRecord*)>& succeed) {
+  std::lock_guard<std::mutex> lock(dataset.write_mu);
+  if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the selection");
+  storage::DatasetRecord updated = dataset.record;
+  const int64_t seq = updated.next_selection_seq();
+  updated.set_next_selection_seq(seq + 1);
+  updated.mutable_dataset()->set_selection_count(updated.dataset().selection_count() + 1);
+  selection.set_id(MakeSelectionId(updated, seq));
+  *selection.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  // A stored selection (a whole-pool ranking can be megabytes) is the tenant's storage like
+  // its examples: counted into the dataset's stored_bytes (so a restart counts it again and a
+  // delete releases it) and refused past max_stored_bytes, before anything is written.
+  const int64_t bytes = static_cast<int64_t>(selection.ByteSizeLong());
+  if (absl::Status s = tenants.AddStoredBytes(record->tenant(), bytes, /*enforce=*/true); !s.ok()) {
+    return s;
+  }
+  updated.mutable_dataset()->set_stored_bytes(updated.dataset().stored_bytes() + bytes);
+  v1::Selection* result = record->mutable_operation()->mutable_selection();
+  *result = selection;
+  result->clear_items();  // read from the stored selection when the operation is read
+  record->set_selection_seq(seq);
+  succeed(record);
+  if (absl::Status s = store.PutSelection(updated, seq, selection, record); !s.ok()) {
+    tenants.AddStoredBytes(record->tenant(), -bytes, false).IgnoreError();
+    return s;
+  }
+  dataset.Publish(std::move(updated));
+  return absl::OkStatus();
 }
 
 }  // namespace curation::server

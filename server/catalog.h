@@ -44,6 +44,16 @@ struct DatasetState {
   std::mutex record_mu;
 };
 
+// Commits a selection made for `record` (a select operation of the dataset's tenant): assigns
+// the dataset's next selection number and an id (selection_ids.h), counts the selection into
+// the dataset's and the tenant's stored_bytes, and writes the selection, the dataset's record
+// and the operation, marked done by `succeed` and holding the selection without its items,
+// in one write; then publishes the dataset's record. RESOURCE_EXHAUSTED (max_stored_bytes)
+// or NOT_FOUND (the dataset was deleted) change nothing. Takes the dataset's write_mu.
+absl::Status CommitSelection(DatasetState& dataset, v1::Selection selection, store::Store& store,
+                             TenantRegistry& tenants, storage::OperationRecord* record,
+                             const std::function<void(storage::OperationRecord*)>& succeed);
+
 class Catalog {
  public:
   // Opens every dataset of the store, rebuilds its index from the stored vectors, and counts

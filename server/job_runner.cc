@@ -332,34 +332,9 @@ absl::StatusOr<bool> ServiceJobRunner::RunSelect(
     metrics_->RecordSelection(plan.method_name, selection.summary().duration_seconds());
   }
 
-  // The commit: the selection, the dataset's counters and the done operation in one write.
-  std::lock_guard<std::mutex> lock(dataset.write_mu);
-  if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the selection");
   if (control.stopped()) return control.stop_reason();
-  storage::DatasetRecord updated = dataset.record;
-  const int64_t seq = updated.next_selection_seq();
-  updated.set_next_selection_seq(seq + 1);
-  updated.mutable_dataset()->set_selection_count(updated.dataset().selection_count() + 1);
-  selection.set_id(NewSelectionId(updated, seq));
-  *selection.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  // A stored selection (a whole-pool ranking can be megabytes) is the tenant's storage like
-  // its examples: counted into the dataset's stored_bytes (so a restart counts it again and a
-  // delete releases it) and refused past max_stored_bytes, before anything is written.
-  const int64_t bytes = static_cast<int64_t>(selection.ByteSizeLong());
-  RETURN_IF_ERROR(tenants_->AddStoredBytes(record->tenant(), bytes, /*enforce=*/true));
-  updated.mutable_dataset()->set_stored_bytes(updated.dataset().stored_bytes() + bytes);
-  v1::Selection* result = record->mutable_operation()->mutable_selection();
-  *result = selection;
-  result->clear_items();
-  record->set_selection_seq(seq);
-  succeed(record);
-  if (absl::Status s = store_->PutSelection(updated, seq, selection, record); !s.ok()) {
-    tenants_->AddStoredBytes(record->tenant(), -bytes, false).IgnoreError();
-    return s;
-  }
-  dataset.Publish(std::move(updated));
-  // The record stays as stored, without items: readers get them from the stored selection
-  // (Expand), and the operation's storage is counted as stored.
+  RETURN_IF_ERROR(
+      CommitSelection(dataset, std::move(selection), *store_, *tenants_, record, succeed));
   return true;
 }
 

@@ -245,8 +245,11 @@ int Run() {
   operation_options.account = [registry](const std::string& tenant, int64_t bytes, bool enforce) {
     return registry->AddStoredBytes(tenant, bytes, enforce);
   };
-  operation_options.retention = std::chrono::seconds(
-      static_cast<int64_t>(absl::GetFlag(FLAGS_operation_retention_hours) * 3600));
+  operation_options.retention = std::chrono::seconds(std::max<int64_t>(
+      1, static_cast<int64_t>(absl::GetFlag(FLAGS_operation_retention_hours) * 3600)));
+  // Expired operations are looked for a few times per retention period, at most every 10 min.
+  operation_options.sweep_every = std::clamp(operation_options.retention / 4,
+                                             std::chrono::seconds(1), std::chrono::seconds(600));
   auto operations = std::make_unique<curation::jobs::Operations>(store->get(), scheduler->get(),
                                                                  &runner, operation_options);
   CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits,
@@ -322,8 +325,8 @@ int Run() {
   server->Wait();
   stopper.join();
   server.reset();
-  operations.reset();  // stops the jobs and waits for them to report
-  scheduler->reset();  // joins the workers
+  operations.reset();     // stops the jobs and waits for them to report
+  scheduler->reset();     // joins the workers
   owned_metrics.reset();  // no scrape may read the store or the catalog from here on
   store->reset();         // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");

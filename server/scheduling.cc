@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 // OpenBLAS's own thread pool (the proxy's logistic regression runs on it); not behind
 // OpenMP's per-thread setting, so it is capped once for the whole process.
@@ -112,9 +113,10 @@ absl::StatusOr<std::unique_ptr<jobs::Scheduler>> MakeScheduler(const SchedulingF
   // Usage counters of the tenants and the gauges follow the scheduler's own figures.
   auto publish = std::make_shared<std::function<void(const std::string&)>>();
   jobs::Scheduler::Hooks hooks;
-  hooks.refused = [tenants, metrics](const std::string& tenant, const std::string& reason) {
+  hooks.refused = [metrics](const std::string& tenant, const std::string& reason) {
     if (metrics != nullptr) metrics->RecordJobRefusal(tenant, reason);
     if (metrics != nullptr) metrics->RecordQuotaRejection(tenant, reason);
+    LogEvent("warn", "job refused", {{"tenant", tenant}, {"reason", reason}});
   };
   hooks.started = [metrics, publish](const jobs::Job& job, double wait) {
     if (metrics != nullptr) metrics->RecordJobStart(job.tenant(), job.kind(), wait);
@@ -125,6 +127,16 @@ absl::StatusOr<std::unique_ptr<jobs::Scheduler>> MakeScheduler(const SchedulingF
     if (metrics != nullptr) {
       metrics->RecordJobEnd(job.tenant(), job.kind(), static_cast<int>(status.code()), seconds);
     }
+    const double waited =
+        std::chrono::duration<double>(job.start_time() - job.submit_time()).count();
+    LogEvent(status.ok() ? "info" : "warn", "job ended",
+             {{"tenant", job.tenant()},
+              {"kind", job.kind()},
+              {"code", absl::StatusCodeToString(status.code())},
+              {"wait_seconds", absl::StrFormat("%.3f", waited)},
+              {"run_seconds", absl::StrFormat("%.3f", seconds)},
+              {"estimated_memory_bytes", std::to_string(job.cost().memory_bytes)},
+              {"error", std::string(status.message().substr(0, 200))}});
     (*publish)(job.tenant());
   };
   hooks.queue_changed = [publish](const std::string& tenant) { (*publish)(tenant); };

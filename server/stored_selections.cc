@@ -9,10 +9,6 @@
 
 namespace curation::server {
 
-std::string NewSelectionId(const storage::DatasetRecord& dataset, int64_t seq) {
-  return MakeSelectionId(dataset, seq);
-}
-
 absl::StatusOr<v1::Selection> LoadSelection(const store::Store& store, const Catalog& catalog,
                                             const std::string& tenant, const std::string& id,
                                             absl::string_view field) {

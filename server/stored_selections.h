@@ -1,5 +1,5 @@
 // Stored selections by their public id, for every caller that reads one (GetSelection,
-// ExportSelection, EvaluateSelection) and the one that names new ones (the select job).
+// ExportSelection, EvaluateSelection). New ones are named by CommitSelection (catalog.h).
 #pragma once
 
 #include <string>
@@ -11,9 +11,6 @@
 #include "store/store.h"
 
 namespace curation::server {
-
-// The public id of the dataset's selection number `seq` (selection_ids.h: unguessable).
-std::string NewSelectionId(const storage::DatasetRecord& dataset, int64_t seq);
 
 // A stored selection of `tenant`'s by id (selection_ids.h). INVALID_ARGUMENT naming `field`
 // if the id is empty or too long; NOT_FOUND, decided before anything is read, if it is

@@ -542,5 +542,31 @@ TEST_F(JobsTest, SelectionsAndOperationsCountAgainstTheStorageQuota) {
   EXPECT_EQ(usage(), after);
 }
 
+// Finished operations expire after the retention period; what they made stays.
+TEST_F(JobsTest, FinishedOperationsExpireAndTheirSelectionsStay) {
+  Start({"--operation-retention-hours=0.0006"});  // about 2 s
+  CreatePairs("", "d", 100, 8);
+  v1::SelectRequest request;
+  request.set_dataset("d");
+  request.set_method(v1::SELECTION_METHOD_RANDOM);
+  request.mutable_budget()->set_count(5);
+  const v1::Operation done = Wait("", StartSelect("", request).name());
+  ASSERT_TRUE(done.done());
+  EXPECT_TRUE(done.metadata().has_expire_time());
+  v1::GetOperationRequest get;
+  get.set_name(done.name());
+  v1::Operation op;
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  for (int i = 0; i < 100 && code == grpc::StatusCode::OK; ++i) {
+    std::this_thread::sleep_for(100ms);
+    code = stub_->GetOperation(As("").get(), get, &op).error_code();
+  }
+  EXPECT_EQ(code, grpc::StatusCode::NOT_FOUND);
+  v1::GetSelectionRequest selection;
+  selection.set_id(done.selection().id());
+  v1::Selection stored;
+  EXPECT_TRUE(stub_->GetSelection(As("").get(), selection, &stored).ok());
+}
+
 }  // namespace
 }  // namespace curation::testing

@@ -88,6 +88,16 @@ scrape_configs:
     wait_for("tenant examples", lambda: value('curation_tenant_examples{tenant="default"}') == 499.0)
     wait_for("selection histogram",
              lambda: value('curation_selection_duration_seconds_count{method="isa"}') == 1.0)
+    # The select ran as a job of the tenant: its wait and run are timed, it ended OK, and
+    # nothing is queued or running now.
+    job = 'tenant="default",kind="OPERATION_KIND_SELECT"'
+    wait_for("job run histogram",
+             lambda: value('curation_job_run_seconds_count{' + job + '}') == 1.0)
+    wait_for("job wait histogram",
+             lambda: value('curation_job_wait_seconds_count{' + job + '}') == 1.0)
+    wait_for("jobs by code",
+             lambda: value('curation_jobs_total{' + job + ',code="0"}') == 1.0)
+    wait_for("no job queued", lambda: value('curation_jobs{state="queued",tenant="default"}') == 0.0)
     # The series move: more traffic, higher counters; errors are counted by code.
     cli("select", "prom", "--budget", "5", "--method", "random")
     wait_for("the Select counter to move", lambda: value(sel) == 2.0)
