@@ -155,11 +155,9 @@ grpc::Status CurationService::ListOperations(grpc::ServerContext* context,
                                              v1::ListOperationsResponse* response) {
   auto scope = Enter(*context, v1::ROLE_READER);
   if (!scope.ok()) return ToGrpc(scope.status());
-  if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
-  const int page_size =
-      request->page_size() == 0
-          ? 100
-          : static_cast<int>(std::min<int64_t>(request->page_size(), limits_.max_page_size));
+  auto page_size_or = PageSize(request->page_size(), limits_.max_page_size);
+  if (!page_size_or.ok()) return ToGrpc(page_size_or.status());
+  const int page_size = *page_size_or;
   std::string after;
   if (!request->page_token().empty() &&
       (request->page_token().size() > 256 ||

@@ -75,11 +75,9 @@ grpc::Status CurationService::ListSelections(grpc::ServerContext* context,
   if (!scope.ok()) return ToGrpc(scope.status());
   auto state = FindDataset(*scope, "dataset", request->dataset());
   if (!state.ok()) return ToGrpc(state.status());
-  if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
-  const int page_size =
-      request->page_size() == 0
-          ? 100
-          : static_cast<int>(std::min<int64_t>(request->page_size(), limits_.max_page_size));
+  auto page_size_or = PageSize(request->page_size(), limits_.max_page_size);
+  if (!page_size_or.ok()) return ToGrpc(page_size_or.status());
+  const int page_size = *page_size_or;
   int64_t before = INT64_MAX;
   if (!request->page_token().empty()) {
     std::string raw;

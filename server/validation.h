@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "curation/v1/curation.pb.h"
 #include "server/limits.h"
 
@@ -20,6 +21,10 @@ struct FieldError {
 
 // INVALID_ARGUMENT "<field>: <reason>", the form every RPC reports field errors in.
 absl::Status InvalidField(absl::string_view field, absl::string_view reason);
+
+// A List call's page size: 0 means 100, larger than `max` means `max`; INVALID_ARGUMENT
+// "page_size" if negative.
+absl::StatusOr<int> PageSize(int32_t requested, int64_t max);
 
 // Dataset names: 1..64 characters of [A-Za-z0-9._-], starting with a letter or digit.
 std::optional<FieldError> CheckDatasetName(absl::string_view field, absl::string_view name);

@@ -4,7 +4,9 @@ phases and find every record and selection the server acknowledged. Its latency 
 printed for the log but decide nothing: they depend on the machine.
 
 Usage: load_test.py CURATION_SERVER CURATION_LOAD [SECONDS_PER_PHASE]"""
-import os, shutil, subprocess, sys, tempfile, time
+import os, shutil, subprocess, sys, tempfile
+
+from local_server import LocalServer
 
 server_bin, load_bin = sys.argv[1:3]
 seconds = sys.argv[3] if len(sys.argv) > 3 else "5"
@@ -12,21 +14,8 @@ seconds = sys.argv[3] if len(sys.argv) > 3 else "5"
 tmp = tempfile.mkdtemp(prefix="curation-load-")
 server = None
 try:
-    token_file = os.path.join(tmp, "admin-token")
-    with open(token_file, "w") as f:
-        f.write("load-test-admin-token-0123456789\n")
-    port_file = os.path.join(tmp, "port")
-    server_log = os.path.join(tmp, "server.log")
-    server = subprocess.Popen(
-        [server_bin, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(tmp, "db"),
-         "--port-file", port_file, "--admin-token-file", token_file],
-        stdout=subprocess.DEVNULL, stderr=open(server_log, "w"))
-    deadline = time.time() + 60
-    while not (os.path.exists(port_file) and open(port_file).read().strip()):
-        if time.time() > deadline or server.poll() is not None:
-            sys.exit("FAIL: the server did not write its port file:\n" + open(server_log).read())
-        time.sleep(0.1)
-    address = "127.0.0.1:" + open(port_file).read().strip()
+    server = LocalServer(server_bin, tmp, "load-test-admin-token-0123456789")
+    address, token_file = server.address, server.token_file
 
     # A small load: the point is the end-to-end check, not the figures.
     r = subprocess.run(
@@ -39,14 +28,10 @@ try:
         sys.exit(f"FAIL: curation-load exited {r.returncode}")
     if "all present" not in r.stdout or "contention" not in r.stdout:
         sys.exit("FAIL: curation-load did not report both phases and its check")
-    server.terminate()
-    if server.wait(timeout=60) != 0:
-        sys.exit(f"FAIL: the server exited {server.returncode} on SIGTERM:\n" +
-                 open(server_log).read()[-4000:])
+    server.stop_cleanly()
     server = None
     print("PASS")
 finally:
     if server is not None:
         server.kill()
-        server.wait()
     shutil.rmtree(tmp, ignore_errors=True)
