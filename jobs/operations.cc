@@ -16,12 +16,17 @@ constexpr char kPrefix[] = "operations/";
 
 // Sorts by creation time (newest last in key order), then 64 random bits, so a name can be
 // neither guessed nor enumerated.
+//
+// The random bits come from the OS for each operation (a few a second at most), not from a
+// thread_local generator: static TLS is carved out of every thread's stack, and the metrics
+// server's threads (civetweb, 100 KB stacks, 60 KB of them OpenBLAS's TLS) have none to spare.
 std::string NewId() {
-  static thread_local std::mt19937_64 rng(std::random_device{}());
+  std::random_device os;
+  const uint64_t random = (static_cast<uint64_t>(os()) << 32) | os();
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  return absl::StrFormat("%016x%016x", static_cast<uint64_t>(micros), rng());
+  return absl::StrFormat("%016x%016x", static_cast<uint64_t>(micros), random);
 }
 
 std::string Key(const std::string& tenant, const std::string& id) {
