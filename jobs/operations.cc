@@ -213,7 +213,6 @@ absl::StatusOr<Operations::Started> Operations::Submit(
       *meta->mutable_start_time() = TimeUtil::GetCurrentTime();
       work = *record;
     }
-    control.SetStage("starting");
     // Not synced on its own: after a crash a RUNNING and a QUEUED operation both run again.
     if (absl::Status s = store_->PutOperation(work, /*defer_sync=*/true); !s.ok()) return s;
     auto result = runner_->Run(

@@ -160,6 +160,8 @@ void Scheduler::Work() {
       if (job == nullptr) return;  // closing
     }
     const double waited = Seconds(std::chrono::steady_clock::now() - job->queued_at_);
+    // Whoever sees the job running sees a stage, before the run has set its own.
+    job->control_.SetStage("starting");
     {
       std::lock_guard<std::mutex> lock(job->mu_);
       job->state_ = Job::State::kRunning;
