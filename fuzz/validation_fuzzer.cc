@@ -41,7 +41,8 @@ bool VectorOk(const google::protobuf::RepeatedField<float>& v, const v1::Embeddi
   if (c.source() != v1::EmbeddingConfig::SOURCE_CLIENT) return v.empty();
   if (v.size() != c.dim()) return false;
   for (float x : v) {
-    if (!std::isfinite(x)) return false;
+    // Finite and within the documented magnitude (README, "Examples": |x| <= 1e6).
+    if (!std::isfinite(x) || std::fabs(x) > 1e6f) return false;
   }
   return true;
 }
