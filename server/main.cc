@@ -307,8 +307,11 @@ int Run() {
   server->Wait();
   stopper.join();
   server.reset();
+  // Workers first: Shutdown() only asks running jobs to stop, and a job that is still ending
+  // calls into the runner and into Operations (its on_done stores the record and erases it
+  // from live_); destroying Operations before the join freed what that worker still used.
+  scheduler->reset();  // joins the workers
   operations.reset();
-  scheduler->reset();     // joins the workers
   owned_metrics.reset();  // no scrape may read the store or the catalog from here on
   store->reset();         // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");
