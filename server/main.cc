@@ -5,11 +5,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -98,7 +95,14 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 
 namespace {
 
-int g_signal_pipe[2] = {-1, -1};
+// SIGTERM and SIGINT, which drain the server.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -149,21 +153,6 @@ int Run() {
   using curation::server::Metrics;
   using curation::server::TenantRegistry;
   using curation::store::Store;
-
-  // SIGTERM and SIGINT may land on any thread (libraries start their own), so the handler
-  // only writes the signal number to a pipe; a normal thread reads it and drains.
-  if (pipe(g_signal_pipe) != 0) {
-    std::perror("curation-server: pipe");
-    return 1;
-  }
-  struct sigaction action {};
-  action.sa_handler = [](int sig) {
-    const char byte = static_cast<char>(sig);
-    (void)!write(g_signal_pipe[1], &byte, 1);
-  };
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
 
   const auto started = std::chrono::steady_clock::now();
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -308,10 +297,10 @@ int Run() {
             {"ready_seconds", absl::StrFormat("%.3f", ready_s)}});
 
   std::thread stopper([&] {
-    char byte = 0;
-    while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    const sigset_t stop = StopSignals();
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0) {
     }
-    const int sig = byte;
     LogEvent("info", "draining",
              {{"signal", std::to_string(sig)},
               {"grace_seconds", std::to_string(absl::GetFlag(FLAGS_grace_period_seconds))}});
@@ -325,8 +314,11 @@ int Run() {
   server->Wait();
   stopper.join();
   server.reset();
-  operations.reset();     // stops the jobs and waits for them to report
-  scheduler->reset();     // joins the workers
+  // Operations first: its destructor shuts the scheduler down and waits until every job
+  // has ended and reported to it (a job still ending calls into the runner and into
+  // Operations), whatever the order; then the scheduler joins its idle workers.
+  operations.reset();
+  scheduler->reset();
   owned_metrics.reset();  // no scrape may read the store or the catalog from here on
   store->reset();         // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");
@@ -336,6 +328,13 @@ int Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Blocked before any thread starts, so every thread (gRPC's, RocksDB's, ours) inherits the
+  // mask and the stopper thread takes them with sigwait. A handler instead ran on whichever
+  // thread the kernel chose; under ThreadSanitizer, which defers a handler until the thread's
+  // next intercepted call, a signal that landed on a library thread parked in a raw futex
+  // wait was never handled, and the server ignored SIGTERM.
+  const sigset_t stop = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   curation::DashedFlagArgs args(argc, argv);  // --data-dir as well as --data_dir
   absl::SetProgramUsageMessage(
       "curation-server --listen HOST:PORT --data-dir DIR\n"

@@ -39,6 +39,32 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
+// A unary call to any method path with an empty body. Through a completion queue this thread
+// drains, not gRPC's callback API: a callback runs on one of gRPC's threads, and the call
+// state that gRPC's header code (instrumented, in this binary) wrote here is handed over by
+// libgrpc's own synchronisation, which ThreadSanitizer cannot see (115 reports in two tests).
+grpc::Status GenericUnary(grpc::GenericStub& generic, const std::string& method) {
+  grpc::ClientContext context;
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1), response;
+  grpc::Status status;
+  grpc::CompletionQueue cq;
+  {
+    auto call = generic.PrepareUnaryCall(&context, method, request, &cq);
+    call->StartCall();
+    call->Finish(&response, &status, &status);
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+  }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
 // The metrics port the server logged at start-up (--metrics-listen 127.0.0.1:0).
 int MetricsPort(const std::string& data_dir) {
   std::istringstream log(ReadAll(data_dir + ".log"));
@@ -248,14 +274,8 @@ TEST_F(HardeningTest, UnknownMethodsShareOneMetricLabel) {
   grpc::GenericStub generic(channel);
   const std::string padding(3000, 'x');
   for (int n = 0; n < 5; ++n) {
-    grpc::ClientContext context;
-    grpc::ByteBuffer request, response;
-    grpc::Slice empty("");
-    request = grpc::ByteBuffer(&empty, 1);
-    std::promise<grpc::Status> done;
-    generic.UnaryCall(&context, absl::StrCat("/evil.Svc/", padding, n), grpc::StubOptions(),
-                      &request, &response, [&](grpc::Status s) { done.set_value(s); });
-    EXPECT_EQ(done.get_future().get().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_EQ(GenericUnary(generic, absl::StrCat("/evil.Svc/", padding, n)).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
   }
   {
     v1::ListDatasetsRequest list;
@@ -447,13 +467,7 @@ TEST_F(HardeningTest, LongIdsAreRefusedAndLogLinesStayShort) {
     // An unknown method's path is the caller's too.
     auto channel = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
     grpc::GenericStub generic(channel);
-    grpc::ClientContext context;
-    grpc::Slice empty("");
-    grpc::ByteBuffer request(&empty, 1), response;
-    std::promise<grpc::Status> done;
-    generic.UnaryCall(&context, "/evil.Svc/" + std::string(100'000, 'p'), grpc::StubOptions(),
-                      &request, &response, [&](grpc::Status s) { done.set_value(s); });
-    done.get_future().get();
+    GenericUnary(generic, "/evil.Svc/" + std::string(100'000, 'p'));
   }
   server_->Signal(SIGTERM);  // every line written
   std::istringstream log(ReadAll(dir_ + "/db.log"));
