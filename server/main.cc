@@ -104,6 +104,12 @@ sigset_t StopSignals() {
   return set;
 }
 
+// Threads that libraries start before main() (OpenBLAS's pool, from its constructor) do not
+// have the stop signals blocked, and the kernel may deliver SIGTERM to one of them: this
+// handler records it there, and the stopper thread polls the record next to sigtimedwait.
+std::atomic<int> g_caught_signal{0};
+extern "C" void RecordStopSignal(int sig) { g_caught_signal.store(sig); }
+
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError("cannot read " + path);
@@ -227,7 +233,8 @@ int Run() {
       {{"workers", std::to_string((*scheduler)->options().workers)},
        {"max_job_memory_bytes", std::to_string((*scheduler)->options().max_job_memory_bytes)},
        {"job_memory_budget_bytes", std::to_string((*scheduler)->options().memory_budget_bytes)},
-       {"max_job_seconds", absl::StrCat((*scheduler)->options().max_job_seconds)}});
+       {"max_job_seconds", absl::StrCat((*scheduler)->options().max_job_seconds)},
+       {"job_threads", std::to_string((*scheduler)->options().threads)}});
   curation::server::ServiceJobRunner runner(store->get(), tenants->get(), &metrics);
   curation::jobs::Operations::Options operation_options;
   curation::server::TenantRegistry* registry = tenants->get();
@@ -299,7 +306,10 @@ int Run() {
   std::thread stopper([&] {
     const sigset_t stop = StopSignals();
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
+    while (sig == 0) {
+      const timespec tick{0, 100'000'000};
+      const int taken = sigtimedwait(&stop, nullptr, &tick);
+      sig = taken > 0 ? taken : g_caught_signal.load();
     }
     LogEvent("info", "draining",
              {{"signal", std::to_string(sig)},
@@ -335,6 +345,11 @@ int main(int argc, char** argv) {
   // wait was never handled, and the server ignored SIGTERM.
   const sigset_t stop = StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  struct sigaction record = {};
+  record.sa_handler = RecordStopSignal;
+  sigemptyset(&record.sa_mask);
+  sigaction(SIGTERM, &record, nullptr);
+  sigaction(SIGINT, &record, nullptr);
   curation::DashedFlagArgs args(argc, argv);  // --data-dir as well as --data_dir
   absl::SetProgramUsageMessage(
       "curation-server --listen HOST:PORT --data-dir DIR\n"
