@@ -179,7 +179,7 @@ absl::StatusOr<Operations::Started> Operations::Start(storage::OperationRecord r
     std::lock_guard<std::mutex> lock(mu_);
     accounted_[Key(shared->tenant(), OperationIdOf(shared->operation().name()))] = bytes;
   }
-  auto started = Submit(shared, /*stored=*/true);
+  auto started = Submit(shared);
   if (!started.ok()) {
     store_->DeleteOperation(*shared).IgnoreError();
     std::lock_guard<std::mutex> lock(mu_);
@@ -190,7 +190,7 @@ absl::StatusOr<Operations::Started> Operations::Start(storage::OperationRecord r
 }
 
 absl::StatusOr<Operations::Started> Operations::Submit(
-    std::shared_ptr<storage::OperationRecord> record, bool stored) {
+    std::shared_ptr<storage::OperationRecord> record) {
   const std::string tenant = record->tenant();
   const std::string name = record->operation().name();
   const std::string key = Key(tenant, OperationIdOf(name));
@@ -238,7 +238,6 @@ absl::StatusOr<Operations::Started> Operations::Submit(
     auto it = live_.find(key);
     if (it != live_.end()) it->second.job = *job;
   }
-  (void)stored;
   auto op = Get(tenant, name);
   if (!op.ok()) return op.status();
   return Started{*std::move(op), *job};
@@ -418,7 +417,7 @@ absl::StatusOr<int> Operations::Recover() {
       v1::OperationMetadata* meta = record.mutable_operation()->mutable_metadata();
       meta->set_estimated_memory_bytes(cost->memory_bytes);
       meta->set_estimated_seconds(cost->seconds);
-      auto started = Submit(std::make_shared<storage::OperationRecord>(record), true);
+      auto started = Submit(std::make_shared<storage::OperationRecord>(record));
       if (started.ok()) {
         ++resubmitted;
         continue;

@@ -103,7 +103,8 @@ class Operations {
     std::shared_ptr<Job> job;
     std::shared_ptr<storage::OperationRecord> record;  // guarded by mu_
   };
-  absl::StatusOr<Started> Submit(std::shared_ptr<storage::OperationRecord> record, bool stored);
+  // Queues a stored operation's job (from Start, or again from Recover).
+  absl::StatusOr<Started> Submit(std::shared_ptr<storage::OperationRecord> record);
   void OnDone(const std::shared_ptr<storage::OperationRecord>& record, const Job& job,
               const absl::Status& status, bool persisted);
   v1::Operation View(const storage::OperationRecord& record, const Job* job);
