@@ -308,9 +308,8 @@ v1::Operation Operations::View(const storage::OperationRecord& record, const Job
     case Job::State::kRunning: {
       meta->set_state(v1::OPERATION_STATE_RUNNING);
       v1::Progress* progress = meta->mutable_progress();
-      Job& live = const_cast<Job&>(*job);
-      progress->set_stage(live.control().stage());
-      progress->set_fraction(live.control().fraction());
+      progress->set_stage(job->control().stage());
+      progress->set_fraction(job->control().fraction());
       progress->set_elapsed_seconds(
           std::chrono::duration<double>(std::chrono::system_clock::now() - job->start_time())
               .count());

@@ -58,6 +58,7 @@ class Job {
   using SystemTime = std::chrono::system_clock::time_point;
 
   JobControl& control() { return control_; }
+  const JobControl& control() const { return control_; }
   const std::string& tenant() const { return tenant_; }
   const std::string& kind() const { return kind_; }
   const JobCost& cost() const { return cost_; }

@@ -1,6 +1,7 @@
 // The gRPC face of the service: one method per RPC of curation.v1.CurationService. Each
-// handler validates its request, then delegates to the catalog, the ingestor, the store or
-// the selection library; no handler holds a lock across a call to another component.
+// handler validates its request, then delegates to the catalog, the ingestor or the store, or
+// submits a job to the operations (job_rpcs.cc) and waits for it or returns it; no handler
+// holds a lock across a call to another component.
 #pragma once
 
 #include <atomic>

@@ -195,8 +195,11 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 
 // The recommendation's budgets: the request's, or the defaults.
 absl::StatusOr<std::vector<double>> Budgets(const v1::RecommendBudgetRequest& request) {
-  std::vector<double> budgets(request.budgets_percent().begin(), request.budgets_percent().end());
-  if (budgets.empty()) budgets.assign(std::begin(kDefaultBudgets), std::end(kDefaultBudgets));
+  const bool defaults = request.budgets_percent().empty();
+  std::vector<double> budgets =
+      defaults
+          ? std::vector<double>(std::begin(kDefaultBudgets), std::end(kDefaultBudgets))
+          : std::vector<double>(request.budgets_percent().begin(), request.budgets_percent().end());
   if (static_cast<int>(budgets.size()) > kMaxBudgets) {
     return InvalidField("budgets_percent", absl::StrCat("at most ", kMaxBudgets, " budgets (",
                                                         budgets.size(), " given)"));

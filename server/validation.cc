@@ -52,10 +52,6 @@ std::optional<FieldError> CheckVector(std::string path,
 
 }  // namespace
 
-absl::Status InvalidField(absl::string_view field, absl::string_view reason) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
-}
-
 absl::StatusOr<int> PageSize(int32_t requested, int64_t max) {
   if (requested < 0) return InvalidField("page_size", "must not be negative");
   return requested == 0 ? 100 : static_cast<int>(std::min<int64_t>(requested, max));

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/status.h"
 #include "curation/v1/curation.pb.h"
 #include "server/limits.h"
 
@@ -18,9 +19,6 @@ struct FieldError {
   std::string field;  // e.g. "examples[3].pair.chosen"
   std::string reason;
 };
-
-// INVALID_ARGUMENT "<field>: <reason>", the form every RPC reports field errors in.
-absl::Status InvalidField(absl::string_view field, absl::string_view reason);
 
 // A List call's page size: 0 means 100, larger than `max` means `max`; INVALID_ARGUMENT
 // "page_size" if negative.

@@ -1,5 +1,6 @@
-// A fixed set of threads for long CPU work (selections, large ingest batches), so that a burst
-// of it queues here instead of tying up every gRPC thread and every core at once.
+// A fixed set of threads for large ingest batches (TenantRegistry::RunIngest), so that a burst
+// of them queues here instead of tying up every gRPC thread and every core at once. Selections,
+// evaluations and recommendations are jobs of jobs/scheduler.h instead.
 #pragma once
 
 #include <condition_variable>
