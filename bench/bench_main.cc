@@ -2,6 +2,7 @@
 // the OUT.f32 that shared/tools/embed_lsa.py writes, for comparison with
 // shared/tools/sklearn_isa_anchor.py on the same machine. See bench/README.md.
 //
+//   curation-bench scale --pairs N [...]   (the whole service at N pairs: scale.cc)
 //   curation-bench isa --matrix FILE.f32 --dim D --budget FRACTION --covariance diag|full
 //       [--pca-dim P] [--out IDS.txt] [--rows N] [--repeat-noise SD] [more options: --help]
 //
@@ -35,7 +36,10 @@ using curation::selection::MatrixView;
 using curation::selection::MixtureInit;
 
 constexpr char kUsage[] =
-    "usage: curation-bench isa --matrix FILE.f32 --dim D --budget FRACTION\n"
+    "usage: curation-bench scale --pairs N [--source FILE] [--methods m,..] [--budgets b,..]\n"
+    "         [--encoding sq8|float16|float32] [--work DIR] [--bin DIR] [--embed-pairs N]\n"
+    "         [--server-flag FLAG]... [--skip-restart]\n"
+    "       curation-bench isa --matrix FILE.f32 --dim D --budget FRACTION\n"
     "         --covariance diag|full|spherical [--pca-dim P] [--pca-sample N] [--out IDS.txt]\n"
     "         [--rows N] [--repeat-noise SD] [--init kmeans|k-means++] [--init-sample N]\n"
     "         [--n-init N] [--tol T] [--max-iter N] [--reg-covar R] [--seed S] [--threads T]\n"
@@ -194,7 +198,19 @@ const char* CovarianceName(Covariance c) {
 
 }  // namespace
 
+namespace curation::bench {
+int RunScale(int argc, char** argv);  // scale.cc
+}  // namespace curation::bench
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "scale") == 0) {
+#ifdef CURATION_BENCH_SCALE
+    return curation::bench::RunScale(argc, argv);
+#else
+    std::fputs("curation-bench scale: not in a CURATION_LIBS_ONLY build\n", stderr);
+    return 2;
+#endif
+  }
   Args a;
   if (!Parse(argc, argv, a)) {
     std::fputs(kUsage, stderr);

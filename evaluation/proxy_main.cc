@@ -3,7 +3,7 @@
 //
 //   curation-proxy MATRIX.f32 DIM [--train-pairs 20000] [--test-pairs 5000]
 //       [--budgets 0.01,0.02,0.05,0.1] [--seeds 5] [--split-seed 1] [--methods m1,m2,...]
-//       [--curve METHOD]
+//       [--curve METHOD] [--encoding float32|float16|sq8]
 //
 // The split is proxy_table.py's (numpy's permutation with seed 1), so the ISA and facility
 // location rows score the same test pairs on the same pool; random rows use our own draws
@@ -11,6 +11,9 @@
 // Budgets are shares of the pool's single examples; pair methods spend floor(k / 2) pairs.
 // Prints one JSON line per budget as it goes, then a Markdown table. --curve also measures the
 // learning curve of one method and prints the fitted scaling law and budget recommendation.
+// --encoding first round-trips every vector through a dataset encoding (index/codec.h), so the
+// table measures what a dataset of that encoding gives: its selections and its proxy both see
+// the decoded vectors, as in the service.
 
 #include <algorithm>
 #include <chrono>
@@ -28,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "evaluation/proxy.h"
+#include "index/codec.h"
 #include "selection/constraints.h"
 #include "selection/dedup.h"
 #include "selection/facility_location.h"
@@ -134,7 +138,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: curation-proxy MATRIX.f32 DIM [--train-pairs N] [--test-pairs N] "
                  "[--budgets b1,b2,..] [--seeds N] [--split-seed N] [--methods m1,m2,..] "
-                 "[--curve METHOD]\n");
+                 "[--curve METHOD] [--encoding float32|float16|sq8]\n");
     return 2;
   }
   const std::string path = argv[1];
@@ -144,6 +148,7 @@ int main(int argc, char** argv) {
   std::vector<double> budgets = {0.01, 0.02, 0.05, 0.1};
   std::vector<std::string> wanted;
   std::string curve_method;
+  curation::index::Encoding encoding = curation::index::Encoding::kFloat32;
   for (int i = 3; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const std::string value = argv[i + 1];
@@ -162,6 +167,10 @@ int main(int argc, char** argv) {
       wanted = Split(value);
     } else if (flag == "--curve") {
       curve_method = value;
+    } else if (flag == "--encoding") {
+      const auto parsed = curation::index::ParseEncoding(value);
+      if (!parsed) Die("--encoding must be float32, float16 or sq8");
+      encoding = *parsed;
     } else {
       Die("unknown flag " + flag);
     }
@@ -177,6 +186,14 @@ int main(int argc, char** argv) {
   std::vector<float> matrix(rows * dim);
   file.seekg(0);
   file.read(reinterpret_cast<char*>(matrix.data()), bytes);
+  {
+    std::vector<uint8_t> code(curation::index::CodeBytes(encoding, static_cast<int>(dim)));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = matrix.data() + r * dim;
+      curation::index::Encode(encoding, row, static_cast<int>(dim), code.data());
+      curation::index::Decode(encoding, code.data(), static_cast<int>(dim), row);
+    }
+  }
   const int64_t pairs = rows / 2;
   curation::evaluation::PairEmbeddings data{matrix.data(), matrix.data() + pairs * dim, pairs, dim,
                                             0};

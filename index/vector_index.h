@@ -1,9 +1,9 @@
 // The in-memory vector index of one dataset.
 //
-// Every stored vector lives in a FAISS flat inner-product index whose ids map back to
-// examples: id = 2*seq + side for pairs (side 0 = chosen, 1 = rejected), id = seq for
-// unpaired examples. Next to the vectors it keeps each example's id and label, so that a
-// selection maps rows to ids and balances labels without reading the store. The index is
+// Every stored vector is held encoded (codec.h: float32, float16 or SQ8, the dataset's
+// choice) in insertion order: one row per unpaired example, two per pair (chosen, then
+// rejected). Next to the vectors it keeps each example's sequence number, id and label, so
+// that a selection maps rows to ids and balances labels without reading the store. The index is
 // derived state: the server rebuilds it from the store at start-up and appends to it after
 // each durable write, so after any crash it agrees with what the store acknowledged.
 //
@@ -19,9 +19,7 @@
 #include <string>
 #include <vector>
 
-namespace faiss {
-struct IndexFlat;
-}
+#include "index/codec.h"
 
 namespace curation::index {
 
@@ -53,13 +51,16 @@ struct UnitMatrix {
 class VectorIndex {
  public:
   // `pairs`: each example contributes two vectors (chosen, rejected) instead of one.
-  VectorIndex(int dim, bool pairs);
+  VectorIndex(int dim, bool pairs, Encoding encoding = Encoding::kFloat32);
   ~VectorIndex();
   VectorIndex(const VectorIndex&) = delete;
   VectorIndex& operator=(const VectorIndex&) = delete;
 
   int dim() const { return dim_; }
   bool pairs() const { return pairs_; }
+  Encoding encoding() const { return encoding_; }
+  // Bytes of one encoded vector.
+  size_t code_bytes() const { return code_bytes_; }
 
   // Appends examples seqs[i] with id ids[i] and label labels[i] (kDesirable/kUndesirable for
   // unpaired datasets; ignored, and may be empty, for pairs), whose floats are
@@ -67,13 +68,19 @@ class VectorIndex {
   // already added; ids must have seqs' size.
   void Add(std::span<const int64_t> seqs, const float* values, std::span<const std::string> ids,
            std::span<const int8_t> labels);
+  // As Add, with the vectors already encoded: codes[i * width * code_bytes() ..] for example i
+  // (width 2 for pairs, chosen first), as the store holds them.
+  void AddEncoded(std::span<const int64_t> seqs, const uint8_t* codes,
+                  std::span<const std::string> ids, std::span<const int8_t> labels);
 
   // Number of vectors held (2 per pair).
   int64_t vectors() const;
   int64_t examples() const;
+  // Bytes the encoded vectors take in memory (allocated, so with the last block's slack).
+  int64_t vector_memory_bytes() const;
 
-  // The selection matrix, rows in sequence order (chosen before rejected). For an unpaired
-  // dataset every layout gives one row per example.
+  // The selection matrix, decoded to float32, rows in sequence order (chosen before
+  // rejected). For an unpaired dataset every layout gives one row per example.
   UnitMatrix BuildUnits(UnitLayout layout) const;
   // BuildUnits(kPairMean) with `pair_units`, else BuildUnits(kVectors).
   UnitMatrix BuildUnits(bool pair_units) const {
@@ -85,13 +92,34 @@ class VectorIndex {
   std::vector<std::string> ExampleIds(std::span<const int64_t> positions) const;
 
  private:
+  // Where vector `row`'s code starts. Requires the lock.
+  const uint8_t* Code(int64_t row) const {
+    return blocks_[row / block_rows_].data() + (row % block_rows_) * code_bytes_;
+  }
+  // Appends `count` codes. Requires the exclusive lock.
+  void AppendCodes(const uint8_t* codes, int64_t count);
+
   const int dim_;
   const bool pairs_;
+  const Encoding encoding_;
+  const size_t code_bytes_;
+  // Vectors live in blocks of block_rows_ codes (a few MB), so growing a large dataset never
+  // copies or doubles all of it; only the last block grows.
+  const int64_t block_rows_;
   mutable std::shared_mutex mu_;
-  std::unique_ptr<faiss::IndexFlat> flat_;  // rows in insertion order
-  std::vector<int64_t> ids_;                // FAISS id of every row
-  std::vector<std::string> example_ids_;    // per example, in insertion order
-  std::vector<int8_t> labels_;              // per example (unpaired datasets only)
+  std::vector<std::vector<uint8_t>> blocks_;
+  int64_t rows_ = 0;
+  std::vector<int64_t> seqs_;  // per example, in insertion order
+  // Example ids, packed: the chars of every id in blocks, and where each one lies. A
+  // std::string per id costs about 80 bytes for a 33-character id; this, 45.
+  struct IdRef {
+    uint32_t block;
+    uint32_t offset;
+    uint32_t size;
+  };
+  std::vector<std::vector<char>> id_blocks_;
+  std::vector<IdRef> id_refs_;
+  std::vector<int8_t> labels_;  // per example (unpaired datasets only)
 };
 
 }  // namespace curation::index

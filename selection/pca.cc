@@ -1,6 +1,9 @@
 #include "selection/pca.h"
 
 #include <faiss/VectorTransform.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
 
 #include <algorithm>
 #include <cmath>
@@ -56,6 +59,34 @@ absl::StatusOr<Pca> Pca::Train(const MatrixView& x, const PcaOptions& options) {
   // We sample ourselves (seeded, reported); FAISS's own cap would sample again.
   pca.pca_->max_points_per_d = std::numeric_limits<size_t>::max() / (x.dim + 1);
   pca.pca_->train(train.rows, train.data);
+  return pca;
+}
+
+std::string Pca::Serialize() const {
+  faiss::VectorIOWriter writer;
+  faiss::write_VectorTransform(pca_.get(), &writer);
+  return std::string(writer.data.begin(), writer.data.end());
+}
+
+absl::StatusOr<Pca> Pca::Deserialize(std::string_view bytes) {
+  faiss::VectorIOReader reader;
+  reader.data.assign(bytes.begin(), bytes.end());
+  std::unique_ptr<faiss::VectorTransform> transform;
+  try {
+    transform.reset(faiss::read_VectorTransform(&reader));
+  } catch (const faiss::FaissException& e) {
+    return absl::DataLossError(std::string("stored PCA: ") + e.what());
+  }
+  auto* pca_matrix = dynamic_cast<faiss::PCAMatrix*>(transform.get());
+  if (pca_matrix == nullptr || !pca_matrix->is_trained || pca_matrix->d_out <= 0 ||
+      pca_matrix->d_out > pca_matrix->d_in) {
+    return absl::DataLossError("stored PCA: not a trained PCA matrix");
+  }
+  Pca pca;
+  pca.in_dim_ = pca_matrix->d_in;
+  pca.out_dim_ = pca_matrix->d_out;
+  transform.release();
+  pca.pca_.reset(pca_matrix);
   return pca;
 }
 

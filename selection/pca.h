@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -51,6 +53,12 @@ class Pca {
   Pca(Pca&&) noexcept;
   Pca& operator=(Pca&&) noexcept;
   ~Pca();
+
+  // A byte string that Deserialize turns back into the same projection (FAISS's
+  // VectorTransform format), to store a projection with the data it projects.
+  std::string Serialize() const;
+  // DATA_LOSS if `bytes` is not a PCA that Serialize wrote.
+  static absl::StatusOr<Pca> Deserialize(std::string_view bytes);
 
   int64_t in_dim() const { return in_dim_; }
   int64_t out_dim() const { return out_dim_; }

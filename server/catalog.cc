@@ -5,6 +5,8 @@
 #include <span>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "index/codec_proto.h"
 #include "server/selection_ids.h"
 
 namespace curation::server {
@@ -18,8 +20,12 @@ std::string Key(const std::string& tenant, const std::string& name) {
 
 std::shared_ptr<DatasetState> Catalog::Open(storage::DatasetRecord record) {
   auto state = std::make_shared<DatasetState>();
-  state->index = std::make_unique<index::VectorIndex>(
-      record.dataset().embedding().dim(), record.dataset().kind() == v1::DATASET_KIND_PAIRS);
+  const v1::EmbeddingConfig& embedding = record.dataset().embedding();
+  // A projected dataset's index holds the projected vectors.
+  const int dim = embedding.projection().dim() > 0 ? embedding.projection().dim() : embedding.dim();
+  state->index =
+      std::make_unique<index::VectorIndex>(dim, record.dataset().kind() == v1::DATASET_KIND_PAIRS,
+                                           index::FromProto(embedding.encoding()));
   state->record = std::move(record);
   return state;
 }
@@ -41,7 +47,15 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
     const int64_t expected = record.dataset().example_count();
     tenants->CountLoadedDataset(record.tenant(), expected, record.dataset().stored_bytes());
     const bool pairs = record.dataset().kind() == v1::DATASET_KIND_PAIRS;
+    const v1::Projection projection = record.dataset().embedding().projection();
     auto state = Open(std::move(record));
+    if (projection.fit_rows() > 0) {
+      ASSIGN_OR_RETURN(const std::string bytes, store->GetProjection(id));
+      ASSIGN_OR_RETURN(selection::Pca pca, selection::Pca::Deserialize(bytes));
+      state->projection = std::make_shared<const selection::Pca>(std::move(pca));
+      state->projection_fit_rows = projection.fit_rows();
+      state->projection_retained_variance = projection.retained_variance();
+    }
     // The index keeps ids and labels so that selections need no reads of the store; they
     // come from the example rows, a second scan next to the vectors'.
     std::vector<int64_t> example_seqs;
@@ -61,7 +75,8 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
     if (!scanned.ok()) return scanned;
     // Batches of rows keep FAISS's add() calls large without holding the dataset twice.
     std::vector<int64_t> seqs;
-    std::vector<float> values;
+    std::string codes;
+    const size_t example_bytes = state->index->code_bytes() * (pairs ? 2 : 1);
     size_t added = 0;  // examples handed to the index so far
     bool aligned = true;
     auto flush = [&] {
@@ -69,19 +84,20 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
       const std::span<const int8_t> batch_labels =
           pairs ? std::span<const int8_t>()
                 : std::span<const int8_t>(labels.data() + added, seqs.size());
-      state->index->Add(seqs, values.data(), batch_ids, batch_labels);
+      state->index->AddEncoded(seqs, reinterpret_cast<const uint8_t*>(codes.data()), batch_ids,
+                               batch_labels);
       added += seqs.size();
       seqs.clear();
-      values.clear();
+      codes.clear();
     };
-    absl::Status s = store->ForEachEmbedding(id, [&](int64_t seq, const float* v, size_t n) {
+    absl::Status s = store->ForEachEmbedding(id, [&](int64_t seq, const uint8_t* v, size_t n) {
       const size_t at = added + seqs.size();
-      if (at >= example_seqs.size() || example_seqs[at] != seq) {
+      if (at >= example_seqs.size() || example_seqs[at] != seq || n != example_bytes) {
         aligned = false;
         return;
       }
       seqs.push_back(seq);
-      values.insert(values.end(), v, v + n);
+      codes.append(reinterpret_cast<const char*>(v), n);
       if (seqs.size() >= 4096) flush();
     });
     if (!s.ok()) return s;

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "curation/storage/records.pb.h"
 #include "index/vector_index.h"
+#include "selection/pca.h"
 #include "server/tenants.h"
 #include "store/store.h"
 
@@ -28,6 +29,11 @@ struct DatasetState {
   storage::DatasetRecord record;
   bool deleted = false;  // guarded by write_mu; set once the store forgot it
   std::unique_ptr<index::VectorIndex> index;
+  // A projected dataset's PCA (EmbeddingConfig.projection), once its first ingest fitted it;
+  // set and read under write_mu.
+  std::shared_ptr<const selection::Pca> projection;
+  int64_t projection_fit_rows = 0;  // what it was fitted on, for the dataset's record
+  double projection_retained_variance = 0;
 
   // A copy of the latest durable record.
   storage::DatasetRecord Snapshot() {

@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "index/codec_proto.h"
 #include "server/message_budget.h"
 #include "server/validation.h"
 
@@ -90,6 +91,14 @@ grpc::Status CurationService::CreateDataset(grpc::ServerContext* context,
     embedding->set_dim(embedder_->dim());
     embedding->set_embedder(std::string(embedder_->name()));
   }
+  const v1::EmbeddingConfig& asked = request->dataset().embedding();
+  embedding->set_encoding(asked.encoding() == v1::EmbeddingConfig::ENCODING_UNSPECIFIED
+                              ? limits_.default_encoding
+                              : asked.encoding());
+  if (asked.projection().dim() != 0) {
+    embedding->mutable_projection()->set_dim(asked.projection().dim());
+    embedding->mutable_projection()->set_keep_original(asked.projection().keep_original());
+  }
   *d->mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
   if (absl::Status s = tenants_->AdmitDataset(*scope->tenant); !s.ok()) return ToGrpc(s);
   auto state = catalog_.load()->Create(std::move(record));
@@ -165,8 +174,13 @@ absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context,
   if (request.examples_size() == 0) return absl::OkStatus();
   // Vectors are most of a record's stored size and the request's own size bounds its text,
   // so reserve both against the tenant's quotas.
-  const int64_t vector_bytes = static_cast<int64_t>(sizeof(float)) * dataset.index->dim() *
-                               (dataset.index->pairs() ? 2 : 1) * request.examples_size();
+  const v1::EmbeddingConfig embedding = dataset.Snapshot().dataset().embedding();
+  const int64_t original_bytes = embedding.projection().keep_original()
+                                     ? index::CodeBytes(dataset.index->encoding(), embedding.dim())
+                                     : 0;
+  const int64_t vector_bytes =
+      (static_cast<int64_t>(dataset.index->code_bytes()) + original_bytes) *
+      (dataset.index->pairs() ? 2 : 1) * request.examples_size();
   const int64_t request_bytes = static_cast<int64_t>(request.ByteSizeLong());
   auto reservation =
       tenants_->AdmitIngest(*scope.tenant, request.examples_size(), request_bytes + vector_bytes);
@@ -288,7 +302,6 @@ grpc::Status CurationService::GetExamples(grpc::ServerContext* context,
     }
   }
   const storage::DatasetRecord record = (*state)->Snapshot();
-  const int dim = record.dataset().embedding().dim();
   // The reply is the examples of the distinct ids, in the order of their first mention, and
   // it stops before the one that would take it past one message (ReplyBudgetBytes): the
   // client asks again for the ids after the last one returned. Without both, 1,000 copies of
@@ -311,13 +324,37 @@ grpc::Status CurationService::GetExamples(grpc::ServerContext* context,
     if (!example.ok()) return ToGrpc(example.status());
     v1::Example out = std::move(*example->mutable_example());
     if (request->include_embeddings()) {
-      auto vec = store_->GetEmbedding(record.internal_id(), (*entry)->seq);
-      if (!vec.ok()) return ToGrpc(vec.status());
-      if (out.has_pair()) {
-        out.mutable_pair()->mutable_chosen_embedding()->Add(vec->begin(), vec->begin() + dim);
-        out.mutable_pair()->mutable_rejected_embedding()->Add(vec->begin() + dim, vec->end());
+      // A projected dataset returns the client's vectors if it keeps them, else the
+      // projected ones its selections see.
+      absl::StatusOr<std::string> codes;
+      int dim = record.dataset().embedding().dim();
+      if (record.dataset().embedding().projection().keep_original()) {
+        auto original = store_->GetOriginalVectors(record.internal_id(), (*entry)->seq);
+        if (!original.ok()) return ToGrpc(original.status());
+        if (!original->has_value()) return ToGrpc(absl::DataLossError("original vectors"));
+        codes = std::move(**original);
       } else {
-        out.mutable_unpaired()->mutable_embedding()->Add(vec->begin(), vec->end());
+        codes = store_->GetEmbedding(record.internal_id(), (*entry)->seq);
+        if (record.dataset().embedding().projection().dim() > 0) {
+          dim = record.dataset().embedding().projection().dim();
+        }
+      }
+      if (!codes.ok()) return ToGrpc(codes.status());
+      const index::Encoding encoding = index::FromProto(record.dataset().embedding().encoding());
+      const size_t code_bytes = index::CodeBytes(encoding, dim);
+      if (codes->size() != code_bytes * (out.has_pair() ? 2 : 1)) {
+        return ToGrpc(absl::DataLossError(absl::StrCat("vectors of example '", id, "'")));
+      }
+      std::vector<float> vec(codes->size() / code_bytes * dim);
+      for (size_t at = 0, row = 0; at < codes->size(); at += code_bytes, ++row) {
+        index::Decode(encoding, reinterpret_cast<const uint8_t*>(codes->data()) + at, dim,
+                      vec.data() + row * dim);
+      }
+      if (out.has_pair()) {
+        out.mutable_pair()->mutable_chosen_embedding()->Add(vec.begin(), vec.begin() + dim);
+        out.mutable_pair()->mutable_rejected_embedding()->Add(vec.begin() + dim, vec.end());
+      } else {
+        out.mutable_unpaired()->mutable_embedding()->Add(vec.begin(), vec.end());
       }
     }
     const int64_t size = EmbeddedBytes(static_cast<int64_t>(out.ByteSizeLong()));

@@ -6,9 +6,21 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "index/codec.h"
 #include "server/validation.h"
 
 namespace curation::server {
+// A record on its way to the store.
+struct Ingestor::Pending {
+  int index = 0;  // in the request
+  std::string id;
+  std::string hash;
+  std::vector<float> embedding;
+  std::string vectors;  // embedding (projected, if so) in the dataset's encoding (index/codec.h)
+  std::string original_vectors;  // a projected dataset that keeps them: the client's, encoded
+};
+
 namespace {
 
 void AppendField(std::string* out, absl::string_view s) {
@@ -17,14 +29,6 @@ void AppendField(std::string* out, absl::string_view s) {
   out->append(reinterpret_cast<const char*>(&n), sizeof(n));
   out->append(s.data(), s.size());
 }
-
-// A record on its way to the store.
-struct Pending {
-  int index = 0;  // in the request
-  std::string id;
-  std::string hash;
-  std::vector<float> embedding;
-};
 
 int8_t IndexLabel(const v1::Example& example) {
   return example.unpaired().label() == v1::LABEL_DESIRABLE ? index::kDesirable
@@ -51,6 +55,81 @@ std::string Ingestor::ContentHash(const v1::Example& example) {
   return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
 }
 
+absl::Status Ingestor::EncodeVectors(DatasetState& dataset, const v1::Dataset& config,
+                                     std::vector<Pending>& pending) const {
+  const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
+  const int sides = pairs ? 2 : 1;
+  const int64_t in_dim = config.embedding().dim();
+  const v1::Projection& projection = config.embedding().projection();
+  const int64_t vectors = static_cast<int64_t>(pending.size()) * sides;
+  std::shared_ptr<const selection::Pca> pca;
+  if (projection.dim() > 0 && !pending.empty()) {
+    std::lock_guard<std::mutex> lock(dataset.write_mu);
+    if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
+    if (dataset.projection == nullptr) {
+      // The first ingest fits the projection on its own vectors. A PCA of out_dim
+      // components from fewer than 2 * out_dim vectors would mostly describe noise.
+      const int64_t needed = 2 * static_cast<int64_t>(projection.dim());
+      if (vectors < needed) {
+        return InvalidField("examples",
+                            absl::StrCat("the first ingest into a projected dataset fits its PCA "
+                                         "on its vectors and needs at least ",
+                                         needed, " (2 x projection.dim); this one has ", vectors));
+      }
+      std::vector<float> sample(vectors * in_dim);
+      for (size_t j = 0; j < pending.size(); ++j) {
+        std::copy(pending[j].embedding.begin(), pending[j].embedding.end(),
+                  sample.begin() + j * sides * in_dim);
+      }
+      const selection::MatrixView view{sample.data(), vectors, in_dim};
+      selection::PcaOptions options;
+      options.dim = projection.dim();
+      ASSIGN_OR_RETURN(selection::Pca fitted, selection::Pca::Train(view, options));
+      std::vector<float> ignored(vectors * options.dim);
+      const double retained = fitted.Apply(view, ignored.data());
+      RETURN_IF_ERROR(store_->PutProjection(dataset.record.internal_id(), fitted.Serialize()));
+      dataset.projection = std::make_shared<const selection::Pca>(std::move(fitted));
+      dataset.projection_fit_rows = vectors;
+      dataset.projection_retained_variance = retained;
+    }
+    pca = dataset.projection;
+  }
+  const index::Encoding encoding = dataset.index->encoding();
+  const int out_dim = dataset.index->dim();
+  const size_t code_bytes = dataset.index->code_bytes();
+  std::vector<float> projected;
+  if (pca != nullptr) {
+    std::vector<float> originals(vectors * in_dim);
+    for (size_t j = 0; j < pending.size(); ++j) {
+      std::copy(pending[j].embedding.begin(), pending[j].embedding.end(),
+                originals.begin() + j * sides * in_dim);
+    }
+    projected.resize(vectors * out_dim);
+    pca->Apply(selection::MatrixView{originals.data(), vectors, in_dim}, projected.data());
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t j = 0; j < pending.size(); ++j) {
+    Pending& p = pending[j];
+    p.vectors.resize(code_bytes * sides);
+    uint8_t* code = reinterpret_cast<uint8_t*>(p.vectors.data());
+    const float* values =
+        pca != nullptr ? projected.data() + j * sides * out_dim : p.embedding.data();
+    for (int side = 0; side < sides; ++side) {
+      index::Encode(encoding, values + side * out_dim, out_dim, code + side * code_bytes);
+    }
+    if (pca != nullptr && projection.keep_original()) {
+      const size_t original_bytes = index::CodeBytes(encoding, static_cast<int>(in_dim));
+      p.original_vectors.resize(original_bytes * sides);
+      uint8_t* original = reinterpret_cast<uint8_t*>(p.original_vectors.data());
+      for (int side = 0; side < sides; ++side) {
+        index::Encode(encoding, p.embedding.data() + side * in_dim, static_cast<int>(in_dim),
+                      original + side * original_bytes);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string Ingestor::HashId(const std::string& content_hash) {
   return "h" + absl::BytesToHexString(content_hash.substr(0, 16));
 }
@@ -63,6 +142,7 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
   const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
   const bool builtin = config.embedding().source() != v1::EmbeddingConfig::SOURCE_CLIENT;
   const int dim = config.embedding().dim();
+  const size_t code_bytes = dataset.index->code_bytes();
   const int n = examples.size();
 
   std::vector<std::string> ids(n);
@@ -118,11 +198,19 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
                 p.embedding.begin());
     }
   }
+  RETURN_IF_ERROR(EncodeVectors(dataset, config, pending));
 
   std::lock_guard<std::mutex> lock(dataset.write_mu);
   if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
   const int64_t duplicates_before = summary->duplicates();
   storage::DatasetRecord updated = dataset.record;
+  if (dataset.projection != nullptr && updated.dataset().embedding().projection().fit_rows() == 0) {
+    // The first batch of the projection (or one after a batch whose write failed) records it.
+    v1::Projection* projection =
+        updated.mutable_dataset()->mutable_embedding()->mutable_projection();
+    projection->set_fit_rows(dataset.projection_fit_rows);
+    projection->set_retained_variance(dataset.projection_retained_variance);
+  }
   const int64_t bytes_before = updated.dataset().stored_bytes();
   v1::Dataset* counts = updated.mutable_dataset();
   std::vector<store::ExampleWrite> writes;
@@ -166,10 +254,11 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
       }
     }
     w.record.set_content_hash(p.hash);
-    w.embedding = std::move(p.embedding);
+    w.vectors = std::move(p.vectors);
+    w.original_vectors = std::move(p.original_vectors);
     counts->set_example_count(counts->example_count() + 1);
-    counts->set_stored_bytes(counts->stored_bytes() + w.record.ByteSizeLong() +
-                             w.embedding.size() * sizeof(float));
+    counts->set_stored_bytes(counts->stored_bytes() + w.record.ByteSizeLong() + w.vectors.size() +
+                             w.original_vectors.size());
     ids[p.index] = p.id;
     batch_ids[p.id] = &p.hash;
     seqs.push_back(w.seq);
@@ -180,17 +269,18 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
       // Nothing of the batch is stored; the counts were only in `updated`.
       return s;
     }
-    std::vector<float> values;
-    values.reserve(writes.size() * width);
+    std::string codes;
+    codes.reserve(writes.size() * code_bytes * (pairs ? 2 : 1));
     std::vector<std::string> written_ids;
     written_ids.reserve(writes.size());
     std::vector<int8_t> labels;
     for (const auto& w : writes) {
-      values.insert(values.end(), w.embedding.begin(), w.embedding.end());
+      codes += w.vectors;
       written_ids.push_back(w.record.example().id());
       if (!pairs) labels.push_back(IndexLabel(w.record.example()));
     }
-    dataset.index->Add(seqs, values.data(), written_ids, labels);
+    dataset.index->AddEncoded(seqs, reinterpret_cast<const uint8_t*>(codes.data()), written_ids,
+                              labels);
     dataset.Publish(std::move(updated));
   }
   // A duplicate is acknowledged as stored, but the write that stored it may be another

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "curation/v1/curation.pb.h"
@@ -36,6 +37,13 @@ class Ingestor {
   static std::string HashId(const std::string& content_hash);
 
  private:
+  struct Pending;
+  // Projects (fitting the dataset's projection on the first batch, see EmbeddingConfig) and
+  // encodes every pending record's vectors. INVALID_ARGUMENT if a first batch is too small
+  // to fit the projection on.
+  absl::Status EncodeVectors(DatasetState& dataset, const v1::Dataset& config,
+                             std::vector<Pending>& pending) const;
+
   store::Store* store_;
   const embedding::Embedder* embedder_;
   Limits limits_;

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "curation/v1/curation.pb.h"
+
 namespace curation::server {
 
 struct Limits {
@@ -17,6 +19,9 @@ struct Limits {
   int64_t max_client_dim = 8192;
   int64_t max_ids_per_get = 1000;
   int64_t max_page_size = 1000;
+  // Not a limit: the encoding CreateDataset gives a dataset that names none
+  // (--default-vector-encoding).
+  v1::EmbeddingConfig::Encoding default_encoding = v1::EmbeddingConfig::ENCODING_SQ8;
 };
 
 }  // namespace curation::server

@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "common/flag_names.h"
 #include "embedding/embedder.h"
+#include "index/codec_proto.h"
 #include "server/admin_service.h"
 #include "server/auth.h"
 #include "server/catalog.h"
@@ -41,6 +42,9 @@ ABSL_FLAG(bool, sync_writes, true,
 ABSL_FLAG(int64_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
 ABSL_FLAG(int64_t, max_records_per_request, 10'000, "Most examples in one ingest message");
 ABSL_FLAG(int64_t, max_text_bytes, 1 << 20, "Longest prompt or completion, in bytes");
+ABSL_FLAG(std::string, default_vector_encoding, "sq8",
+          "How new datasets hold their vectors unless they say: sq8 (1 byte per value), float16 "
+          "or float32");
 ABSL_FLAG(int, grace_period_seconds, 20,
           "On SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(bool, auth, true,
@@ -206,6 +210,13 @@ int Run() {
   limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   limits.max_records_per_request = absl::GetFlag(FLAGS_max_records_per_request);
   limits.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  if (auto encoding =
+          curation::index::ParseEncoding(absl::GetFlag(FLAGS_default_vector_encoding))) {
+    limits.default_encoding = curation::index::ToProto(*encoding);
+  } else {
+    return Fatal("bad flag", absl::InvalidArgumentError(
+                                 "--default-vector-encoding must be sq8, float16 or float32"));
+  }
   // Owned here so that it stops (with its scrape thread, which reads the store and the
   // catalog) before the store is closed.
   auto owned_metrics = std::make_unique<Metrics>(store->get(), tenants->get());

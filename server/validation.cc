@@ -106,6 +106,23 @@ std::optional<FieldError> CheckNewDataset(const v1::Dataset& dataset, const Limi
     default:
       return FieldError{"dataset.embedding.source", "unknown source"};
   }
+  if (!v1::EmbeddingConfig::Encoding_IsValid(embedding.encoding())) {
+    return FieldError{"dataset.embedding.encoding", "unknown encoding"};
+  }
+  if (const int32_t out = embedding.projection().dim(); out != 0) {
+    if (embedding.source() != v1::EmbeddingConfig::SOURCE_CLIENT) {
+      return FieldError{"dataset.embedding.projection.dim",
+                        "only for client-supplied vectors (SOURCE_CLIENT)"};
+    }
+    if (out < 1 || out >= embedding.dim()) {
+      return FieldError{"dataset.embedding.projection.dim",
+                        absl::StrCat("must be between 1 and ", embedding.dim() - 1,
+                                     " (below the vectors' dimension), or 0 for none")};
+    }
+  } else if (embedding.projection().keep_original()) {
+    return FieldError{"dataset.embedding.projection.keep_original",
+                      "needs a projection (projection.dim)"};
+  }
   if (dataset.description().size() > 4096) {
     return FieldError{"dataset.description", "at most 4096 bytes"};
   }

@@ -102,6 +102,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const
       {"tenants", cf_options},
       {"tokens", cf_options},
       {"operations", cf_options},
+      {"projections", cf_options},
+      {"originals", cf_options},
   };
   auto store = std::unique_ptr<Store>(new Store());
   store->sync_ = options.sync;
@@ -117,6 +119,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const
   store->tenants_ = store->handles_[6];
   store->tokens_ = store->handles_[7];
   store->operations_ = store->handles_[8];
+  store->projections_ = store->handles_[9];
+  store->originals_ = store->handles_[10];
   return store;
 }
 
@@ -202,7 +206,10 @@ absl::Status Store::DeleteDataset(const storage::DatasetRecord& record) {
   const std::string end = Prefix(record.internal_id() + 1);
   rocksdb::WriteBatch batch;
   batch.Delete(datasets_, DatasetKey(record));
-  for (auto* cf : {examples_, embeddings_, ids_, selections_}) batch.DeleteRange(cf, begin, end);
+  for (auto* cf : {examples_, embeddings_, ids_, selections_, originals_}) {
+    batch.DeleteRange(cf, begin, end);
+  }
+  batch.Delete(projections_, begin);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   return FromRocks(db_->Write(wo, &batch), "delete dataset");
@@ -226,9 +233,8 @@ absl::Status Store::WriteExamples(const storage::DatasetRecord& updated,
   for (const ExampleWrite& w : examples) {
     const std::string key = SeqKey(ds, w.seq);
     batch.Put(examples_, key, w.record.SerializeAsString());
-    batch.Put(embeddings_, key,
-              rocksdb::Slice(reinterpret_cast<const char*>(w.embedding.data()),
-                             w.embedding.size() * sizeof(float)));
+    batch.Put(embeddings_, key, w.vectors);
+    if (!w.original_vectors.empty()) batch.Put(originals_, key, w.original_vectors);
     std::string id_value;
     AppendBigEndian(&id_value, static_cast<uint64_t>(w.seq));
     id_value += w.record.content_hash();
@@ -254,19 +260,39 @@ absl::StatusOr<storage::ExampleRecord> Store::GetExample(uint64_t dataset_id, in
   return Parse<storage::ExampleRecord>(bytes, "example record");
 }
 
-absl::StatusOr<std::vector<float>> Store::GetEmbedding(uint64_t dataset_id, int64_t seq) const {
+absl::StatusOr<std::string> Store::GetEmbedding(uint64_t dataset_id, int64_t seq) const {
   std::string bytes;
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), embeddings_, SeqKey(dataset_id, seq), &bytes);
   if (!s.ok()) return FromRocks(s, absl::StrCat("embedding #", seq));
-  std::vector<float> values(bytes.size() / sizeof(float));
-  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
-  return values;
+  return bytes;
+}
+
+absl::StatusOr<std::optional<std::string>> Store::GetOriginalVectors(uint64_t dataset_id,
+                                                                     int64_t seq) const {
+  std::string bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), originals_, SeqKey(dataset_id, seq), &bytes);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, absl::StrCat("original vectors #", seq));
+  return std::optional<std::string>(std::move(bytes));
+}
+
+absl::Status Store::PutProjection(uint64_t dataset_id, const std::string& projection) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  return FromRocks(db_->Put(wo, projections_, Prefix(dataset_id), projection), "write projection");
+}
+
+absl::StatusOr<std::string> Store::GetProjection(uint64_t dataset_id) const {
+  std::string bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), projections_, Prefix(dataset_id), &bytes);
+  if (!s.ok()) return FromRocks(s, "projection");
+  return bytes;
 }
 
 absl::Status Store::ForEachEmbedding(
     uint64_t dataset_id,
-    const std::function<void(int64_t seq, const float* values, size_t count)>& fn) const {
+    const std::function<void(int64_t seq, const uint8_t* codes, size_t bytes)>& fn) const {
   const std::string begin = Prefix(dataset_id);
   const std::string end = Prefix(dataset_id + 1);
   rocksdb::ReadOptions ro;
@@ -275,12 +301,10 @@ absl::Status Store::ForEachEmbedding(
   // A full scan at start-up: keep it out of the block cache.
   ro.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, embeddings_));
-  std::vector<float> aligned;
   for (it->Seek(begin); it->Valid(); it->Next()) {
-    rocksdb::Slice v = it->value();
-    aligned.resize(v.size() / sizeof(float));
-    std::memcpy(aligned.data(), v.data(), aligned.size() * sizeof(float));
-    fn(static_cast<int64_t>(ReadBigEndian(it->key().data() + 8)), aligned.data(), aligned.size());
+    const rocksdb::Slice v = it->value();
+    fn(static_cast<int64_t>(ReadBigEndian(it->key().data() + 8)),
+       reinterpret_cast<const uint8_t*>(v.data()), v.size());
   }
   return FromRocks(it->status(), "scan embeddings");
 }

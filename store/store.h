@@ -7,10 +7,13 @@
 //   tenants     name                          -> curation.v1.Tenant (usage not stored)
 //   tokens      token id                      -> storage::TokenRecord
 //   examples    internal_id(8) seq(8)         -> storage::ExampleRecord (no vectors)
-//   embeddings  internal_id(8) seq(8)         -> float32[dim] (unpaired) or [2*dim] (chosen,
-//   rejected) ids         internal_id(8) example id     -> seq(8) content_hash(32) selections
-//   internal_id(8) selection seq(8) -> curation.v1.Selection default     "next_dataset_id" ->
-//   uint64
+//   embeddings  internal_id(8) seq(8)         -> the example's vector codes (index/codec.h, in
+//                                               the dataset's encoding; chosen then rejected)
+//   ids         internal_id(8) example id     -> seq(8) content_hash(32)
+//   selections  internal_id(8) selection seq(8) -> curation.v1.Selection
+//   default     "next_dataset_id"             -> uint64
+//   projections internal_id(8)                -> a projected dataset's PCA (selection::Pca)
+//   originals   internal_id(8) seq(8)         -> the client's vector codes before projection
 //   operations  "o" tenant "\0" id           -> storage::OperationRecord
 //               "r" tenant "\0" request_id   -> operation id
 //
@@ -47,7 +50,11 @@ namespace curation::store {
 struct ExampleWrite {
   int64_t seq = 0;
   storage::ExampleRecord record;  // record.example carries no embeddings
-  std::vector<float> embedding;   // dim floats, or 2*dim for a pair (chosen then rejected)
+  // The example's encoded vectors (one code, or a pair's two: chosen then rejected). The store
+  // keeps bytes; what they mean is the dataset's encoding's (index/codec.h).
+  std::string vectors;
+  // A projected dataset that keeps the client's vectors: their codes, before the projection.
+  std::string original_vectors;
 };
 
 // What the ids column family knows about an example id.
@@ -100,12 +107,21 @@ class Store {
   uint64_t wal_syncs() const { return wal_syncs_.load(std::memory_order_relaxed); }
   // NOT_FOUND if absent.
   absl::StatusOr<storage::ExampleRecord> GetExample(uint64_t dataset_id, int64_t seq) const;
-  absl::StatusOr<std::vector<float>> GetEmbedding(uint64_t dataset_id, int64_t seq) const;
-  // Calls fn for every stored vector row of the dataset, in sequence order. `values` holds
-  // dim or 2*dim floats and is valid only during the call.
+  // The example's vector codes (ExampleWrite::vectors). NOT_FOUND if absent.
+  absl::StatusOr<std::string> GetEmbedding(uint64_t dataset_id, int64_t seq) const;
+  // The client's vectors before the projection (ExampleWrite::original_vectors), or nullopt
+  // if the dataset keeps none.
+  absl::StatusOr<std::optional<std::string>> GetOriginalVectors(uint64_t dataset_id,
+                                                                int64_t seq) const;
+  // A projected dataset's projection (selection::Pca::Serialize), stored (synced) before the
+  // first examples it projected; NOT_FOUND if none.
+  absl::Status PutProjection(uint64_t dataset_id, const std::string& projection);
+  absl::StatusOr<std::string> GetProjection(uint64_t dataset_id) const;
+  // Calls fn for every example's vector codes, in sequence order. `codes` is valid only
+  // during the call.
   absl::Status ForEachEmbedding(
       uint64_t dataset_id,
-      const std::function<void(int64_t seq, const float* values, size_t count)>& fn) const;
+      const std::function<void(int64_t seq, const uint8_t* codes, size_t bytes)>& fn) const;
   // Calls fn for every example of the dataset in sequence order; stops early if fn returns
   // false.
   absl::Status ForEachExample(
@@ -190,6 +206,8 @@ class Store {
   rocksdb::ColumnFamilyHandle* tenants_ = nullptr;
   rocksdb::ColumnFamilyHandle* tokens_ = nullptr;
   rocksdb::ColumnFamilyHandle* operations_ = nullptr;
+  rocksdb::ColumnFamilyHandle* projections_ = nullptr;
+  rocksdb::ColumnFamilyHandle* originals_ = nullptr;
   bool sync_ = true;
   // Serialises dataset creation (name check and id allocation) and GetOrCreateMeta.
   mutable std::mutex create_mu_;

@@ -45,11 +45,29 @@ void PrintDataset(const v1::Dataset& d) {
                 static_cast<long long>(d.desirable_count()),
                 static_cast<long long>(d.undesirable_count()));
   }
-  if (d.embedding().source() == v1::EmbeddingConfig::SOURCE_CLIENT) {
-    std::printf("  embeddings: client-supplied, %d dimensions\n", d.embedding().dim());
+  const v1::EmbeddingConfig& e = d.embedding();
+  std::string encoding = v1::EmbeddingConfig::Encoding_Name(e.encoding());
+  encoding = encoding.substr(encoding.find('_') + 1);  // "SQ8", "FLOAT16", ...
+  if (e.source() == v1::EmbeddingConfig::SOURCE_CLIENT) {
+    std::printf("  embeddings: client-supplied, %d dimensions, held as %s\n", e.dim(),
+                encoding.c_str());
   } else {
-    std::printf("  embeddings: built-in %s, %d dimensions\n", d.embedding().embedder().c_str(),
-                d.embedding().dim());
+    std::printf("  embeddings: built-in %s, %d dimensions, held as %s\n", e.embedder().c_str(),
+                e.dim(), encoding.c_str());
+  }
+  if (e.projection().dim() > 0) {
+    if (e.projection().fit_rows() > 0) {
+      std::printf(
+          "  projection: PCA to %d dimensions, fitted on %lld vectors, keeps %.1f%% of "
+          "their variance%s\n",
+          e.projection().dim(), static_cast<long long>(e.projection().fit_rows()),
+          100 * e.projection().retained_variance(),
+          e.projection().keep_original() ? "; original vectors kept" : "");
+    } else {
+      std::printf("  projection: PCA to %d dimensions, fitted by the first ingest%s\n",
+                  e.projection().dim(),
+                  e.projection().keep_original() ? "; original vectors kept" : "");
+    }
   }
 }
 
@@ -61,7 +79,9 @@ int DatasetsCommand(Context& ctx, const Args& args) {
   const std::string& verb = pos[0];
   if (verb == "create") {
     if (pos.size() != 2) return Usage("datasets create NAME");
-    if (auto unknown = args.Unknown({"kind", "dim", "description", "json"}); !unknown.empty()) {
+    if (auto unknown = args.Unknown(
+            {"kind", "dim", "description", "encoding", "project", "keep-original", "json"});
+        !unknown.empty()) {
       return Usage("datasets create: unknown option --" + unknown);
     }
     v1::CreateDatasetRequest request;
@@ -86,6 +106,25 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     } else {
       d->mutable_embedding()->set_source(v1::EmbeddingConfig::SOURCE_BUILTIN);
     }
+    if (auto encoding = args.Get("encoding")) {
+      if (*encoding == "float32") {
+        d->mutable_embedding()->set_encoding(v1::EmbeddingConfig::ENCODING_FLOAT32);
+      } else if (*encoding == "float16") {
+        d->mutable_embedding()->set_encoding(v1::EmbeddingConfig::ENCODING_FLOAT16);
+      } else if (*encoding == "sq8") {
+        d->mutable_embedding()->set_encoding(v1::EmbeddingConfig::ENCODING_SQ8);
+      } else {
+        return Usage("--encoding must be sq8, float16 or float32");
+      }
+    }
+    if (auto project = args.Get("project")) {
+      try {
+        d->mutable_embedding()->mutable_projection()->set_dim(std::stoi(*project));
+      } catch (...) {
+        return Usage("--project must be a number");
+      }
+    }
+    d->mutable_embedding()->mutable_projection()->set_keep_original(args.Has("keep-original"));
     v1::Dataset reply;
     grpc::Status s = ctx.client->CreateDataset(request, &reply);
     if (!s.ok()) return Fail("datasets create", s);

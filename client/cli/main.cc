@@ -13,8 +13,11 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
                 [--tls-cert FILE --tls-key FILE] [--json] COMMAND ...
 
   datasets create NAME [--kind pairs|unpaired] [--dim D] [--description TEXT]
+                       [--encoding sq8|float16|float32] [--project P [--keep-original]]
                           without --dim the server embeds texts with its built-in embedder;
-                          with --dim every record must carry D-dimensional vectors
+                          with --dim every record must carry D-dimensional vectors;
+                          --encoding: how the server holds them (default: its own, sq8);
+                          --project P: PCA to P dimensions, fitted on the first ingest
   datasets list | get NAME | delete NAME
   ingest DATASET FILE [--batch N] [--strict]
                           FILE: JSONL, JSONL.gz or a JSON array, in TRL {prompt, chosen,
@@ -139,9 +142,10 @@ int main(int argc, char** argv) {
   if (!client.ok()) return curation::cli::Usage(std::string(client.status().message()));
   ctx.client = *std::move(client);
 
-  const curation::cli::Args args(argc, argv, i + 1,
-                                 {"strict", "embeddings", "json", "help", "progress", "stochastic",
-                                  "balance-labels", "ranking", "with-random", "async"});
+  const curation::cli::Args args(
+      argc, argv, i + 1,
+      {"strict", "embeddings", "keep-original", "json", "help", "progress", "stochastic",
+       "balance-labels", "ranking", "with-random", "async"});
   if (!args.error().empty()) return curation::cli::Usage(args.error());
   if (args.Has("json")) ctx.json = true;
   if (command == "datasets") return DatasetsCommand(ctx, args);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "tests/support/scratch_dir.h"
@@ -33,7 +34,8 @@ ExampleWrite Write(int64_t seq, const std::string& id, float x) {
   w.record.mutable_example()->set_id(id);
   w.record.mutable_example()->mutable_pair()->set_prompt("p" + id);
   w.record.set_content_hash("hash-" + id);
-  w.embedding = {x, x + 1, x + 2, x + 3};
+  const float v[4] = {x, x + 1, x + 2, x + 3};
+  w.vectors.assign(reinterpret_cast<const char*>(v), sizeof v);
   return w;
 }
 
@@ -76,10 +78,12 @@ TEST(StoreTest, DatasetsExamplesAndSelectionsRoundTrip) {
   std::vector<float> firsts;
   ASSERT_TRUE((*store)
                   ->ForEachEmbedding(a->internal_id(),
-                                     [&](int64_t seq, const float* v, size_t n) {
-                                       EXPECT_EQ(n, 4u);
+                                     [&](int64_t seq, const uint8_t* v, size_t n) {
+                                       EXPECT_EQ(n, 4 * sizeof(float));
                                        seqs.push_back(seq);
-                                       firsts.push_back(v[0]);
+                                       float first;
+                                       std::memcpy(&first, v, sizeof first);
+                                       firsts.push_back(first);
                                      })
                   .ok());
   EXPECT_EQ(seqs, (std::vector<int64_t>{0, 1}));
@@ -89,7 +93,7 @@ TEST(StoreTest, DatasetsExamplesAndSelectionsRoundTrip) {
   int rows = 0;
   ASSERT_TRUE(
       (*store)
-          ->ForEachEmbedding(b->internal_id(), [&](int64_t, const float*, size_t) { ++rows; })
+          ->ForEachEmbedding(b->internal_id(), [&](int64_t, const uint8_t*, size_t) { ++rows; })
           .ok());
   EXPECT_EQ(rows, 0);
   auto sel = (*store)->GetSelection(a->internal_id(), 0);
