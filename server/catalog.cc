@@ -61,16 +61,14 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
     std::vector<int64_t> example_seqs;
     std::vector<std::string> ids;
     std::vector<int8_t> labels;
-    absl::Status scanned =
-        store->ForEachExample(id, [&](int64_t seq, const storage::ExampleRecord& example) {
+    absl::Status scanned = store->ForEachExampleHead(
+        id, [&](int64_t seq, const std::string& example_id, v1::Label label) {
           example_seqs.push_back(seq);
-          ids.push_back(example.example().id());
+          ids.push_back(example_id);
           if (!pairs) {
-            labels.push_back(example.example().unpaired().label() == v1::LABEL_DESIRABLE
-                                 ? index::kDesirable
-                                 : index::kUndesirable);
+            labels.push_back(label == v1::LABEL_DESIRABLE ? index::kDesirable
+                                                          : index::kUndesirable);
           }
-          return true;
         });
     if (!scanned.ok()) return scanned;
     // Batches of rows keep FAISS's add() calls large without holding the dataset twice.

@@ -1,5 +1,8 @@
 #include "store/store.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include <cstring>
 #include <filesystem>
 
@@ -12,6 +15,53 @@
 
 namespace curation::store {
 namespace {
+
+// ExampleRecord.example's id and unpaired label, read without parsing (or copying) the texts:
+// start-up reads every example, and the texts are most of their bytes.
+bool ParseExampleHead(const rocksdb::Slice& bytes, std::string* id, v1::Label* label) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  *label = v1::LABEL_UNSPECIFIED;
+  id->clear();
+  const auto length_delimited = [](uint32_t tag, int field) {
+    return tag == WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+  };
+  while (const uint32_t tag = in.ReadTag()) {
+    if (!length_delimited(tag, 1)) {  // ExampleRecord.example
+      if (!WireFormatLite::SkipField(&in, tag)) return false;
+      continue;
+    }
+    uint32_t size = 0;
+    if (!in.ReadVarint32(&size)) return false;
+    const auto example = in.PushLimit(static_cast<int>(size));
+    while (const uint32_t inner = in.ReadTag()) {
+      if (length_delimited(inner, 1)) {  // Example.id
+        if (!WireFormatLite::ReadString(&in, id)) return false;
+      } else if (length_delimited(inner, 3)) {  // Example.unpaired
+        uint32_t unpaired_size = 0;
+        if (!in.ReadVarint32(&unpaired_size)) return false;
+        const auto unpaired = in.PushLimit(static_cast<int>(unpaired_size));
+        while (const uint32_t field = in.ReadTag()) {
+          if (field == WireFormatLite::MakeTag(3, WireFormatLite::WIRETYPE_VARINT)) {
+            uint32_t value = 0;
+            if (!in.ReadVarint32(&value)) return false;
+            *label = static_cast<v1::Label>(value);
+          } else if (!WireFormatLite::SkipField(&in, field)) {
+            return false;
+          }
+        }
+        if (!in.ConsumedEntireMessage()) return false;
+        in.PopLimit(unpaired);
+      } else if (!WireFormatLite::SkipField(&in, inner)) {
+        return false;
+      }
+    }
+    if (!in.ConsumedEntireMessage()) return false;
+    in.PopLimit(example);
+  }
+  return in.ConsumedEntireMessage();
+}
 
 constexpr char kNextDatasetIdKey[] = "next_dataset_id";
 
@@ -324,6 +374,27 @@ absl::Status Store::ForEachExample(
       return absl::DataLossError("corrupt example record");
     }
     if (!fn(static_cast<int64_t>(ReadBigEndian(it->key().data() + 8)), record)) break;
+  }
+  return FromRocks(it->status(), "scan examples");
+}
+
+absl::Status Store::ForEachExampleHead(
+    uint64_t dataset_id,
+    const std::function<void(int64_t seq, const std::string& id, v1::Label label)>& fn) const {
+  const std::string begin = Prefix(dataset_id);
+  const std::string end = Prefix(dataset_id + 1);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;  // a full scan at start-up
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, examples_));
+  std::string id;
+  v1::Label label = v1::LABEL_UNSPECIFIED;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    if (!ParseExampleHead(it->value(), &id, &label)) {
+      return absl::DataLossError("corrupt example record");
+    }
+    fn(static_cast<int64_t>(ReadBigEndian(it->key().data() + 8)), id, label);
   }
   return FromRocks(it->status(), "scan examples");
 }

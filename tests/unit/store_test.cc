@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <tuple>
 
 #include "tests/support/scratch_dir.h"
 
@@ -103,6 +104,52 @@ TEST(StoreTest, DatasetsExamplesAndSelectionsRoundTrip) {
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ((*listed)[0].second.items_size(), 0);  // lists leave items out
+}
+
+// Start-up reads ids and labels without parsing texts; what it reads must be what a full parse
+// of the same records gives, whatever else the records hold.
+TEST(StoreTest, ExampleHeadsAreTheIdsAndLabelsOfTheFullRecords) {
+  const std::string dir = TempDir("heads");
+  auto store = Store::Open(dir, {});
+  ASSERT_TRUE(store.ok());
+  auto d = (*store)->CreateDataset(NewDataset("h"));
+  ASSERT_TRUE(d.ok());
+  std::vector<ExampleWrite> writes;
+  for (int i = 0; i < 6; ++i) {
+    ExampleWrite w = Write(i, "id-" + std::string(i * 40, 'z') + std::to_string(i), i);
+    if (i % 2 == 1) {
+      v1::UnpairedExample* u = w.record.mutable_example()->mutable_unpaired();
+      u->set_prompt("a prompt");
+      u->set_completion(std::string(1000, 'c'));
+      u->set_label(i == 3 ? v1::LABEL_DESIRABLE : v1::LABEL_UNDESIRABLE);
+    } else {
+      w.record.mutable_example()->mutable_pair()->set_chosen(std::string(300, 'x'));
+    }
+    (*w.record.mutable_example()->mutable_metadata())["source"] = "test";
+    writes.push_back(std::move(w));
+  }
+  storage::DatasetRecord updated = *d;
+  updated.set_next_seq(6);
+  ASSERT_TRUE((*store)->WriteExamples(updated, writes).ok());
+  std::vector<std::tuple<int64_t, std::string, int>> full, heads;
+  ASSERT_TRUE((*store)
+                  ->ForEachExample(d->internal_id(),
+                                   [&](int64_t seq, const storage::ExampleRecord& r) {
+                                     full.emplace_back(seq, r.example().id(),
+                                                       r.example().unpaired().label());
+                                     return true;
+                                   })
+                  .ok());
+  ASSERT_TRUE((*store)
+                  ->ForEachExampleHead(d->internal_id(),
+                                       [&](int64_t seq, const std::string& id, v1::Label label) {
+                                         heads.emplace_back(seq, id, label);
+                                       })
+                  .ok());
+  EXPECT_EQ(heads, full);
+  ASSERT_EQ(heads.size(), 6u);
+  EXPECT_EQ(std::get<2>(heads[3]), v1::LABEL_DESIRABLE);
+  EXPECT_EQ(std::get<2>(heads[1]), v1::LABEL_UNDESIRABLE);
 }
 
 TEST(StoreTest, ListIsOrderedAndPaged) {
