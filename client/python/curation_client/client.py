@@ -351,7 +351,10 @@ def _read(path_or_pem: str | bytes | None) -> bytes | None:
         return f.read()
 
 
-def _choice(what: str, table: Mapping[Any, int], value: Any) -> int:
+V = TypeVar("V")
+
+
+def _choice(what: str, table: Mapping[Any, V], value: Any) -> V:
     if value not in table:
         names = sorted(k for k in table if k is not None)
         raise ValueError(f"{what} must be one of {names}, got {value!r}")
@@ -827,7 +830,7 @@ class CurationClient:
                 raise ValueError("give a selection, or a dataset and a budget")
             request.select.CopyFrom(pb.SelectRequest(
                 dataset=dataset, budget=_budget(budget),
-                method=_choice("method", _METHODS, method) if method else 0,
+                method=_choice("method", _METHODS, method),
                 unit=_choice("unit", _UNITS, unit), seed=seed))
         if not wait:
             return self._start("StartEvaluation", request, request_id)
@@ -884,7 +887,7 @@ class CurationClient:
         BudgetRecommendation); request_id as for select()."""
         request = pb.RecommendBudgetRequest(
             dataset=dataset,
-            select=pb.SelectRequest(method=_choice("method", _METHODS, method) if method else 0,
+            select=pb.SelectRequest(method=_choice("method", _METHODS, method),
                                     unit=_choice("unit", _UNITS, unit), seed=seed),
             budgets_percent=list(budgets_percent), target_share=target_share,
             with_random=with_random,
@@ -907,7 +910,8 @@ class CurationClient:
     def list_operations(self, dataset: str | None = None) -> list[Operation[Any]]:
         """Every operation of the caller's tenant (of one dataset, if given) the server still
         keeps, newest first (all pages), as Operation handles."""
-        operations, token = [], ""
+        operations: list[Operation[Any]] = []
+        token = ""
         while True:
             reply = self._call("ListOperations", pb.ListOperationsRequest(
                 dataset=dataset or "", page_size=1000, page_token=token))

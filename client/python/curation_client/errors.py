@@ -107,4 +107,4 @@ def error(method: str, code: grpc.StatusCode, details: str | None) -> CurationEr
 
 def from_rpc(method: str, e: grpc.RpcError) -> CurationError:
     # grpc.RpcError raised by a call is also a grpc.Call; the base class declares neither.
-    return error(method, e.code(), e.details())  # type: ignore[attr-defined]
+    return error(method, e.code(), e.details())

@@ -248,8 +248,7 @@ def to_columns(records: Sequence[ExportedRecord], *, ids: bool = False,
     format of an empty list (default TRL); otherwise the records' own."""
     if records:
         kto = "completion" in records[0]
-    names = _KTO_COLUMNS if kto else _TRL_COLUMNS
-    names += ("id",) if ids else ()
+    names = (_KTO_COLUMNS if kto else _TRL_COLUMNS) + (("id",) if ids else ())
     columns: dict[str, list[Any]] = {name: [] for name in names}
     for i, record in enumerate(records):
         for name in names:
