@@ -243,10 +243,16 @@ class ClientTest(unittest.TestCase):
 
     def test_numpy_vectors_for_unpaired_examples(self):
         self.client.create_dataset("np-kto", kind="unpaired", dim=4)
-        vectors = np.arange(48, dtype=np.float32).reshape(12, 4) / 7
+        vectors = (np.arange(48, dtype=np.float32).reshape(12, 4) / 7).astype(np.float32)
         records = [{"prompt": f"p{i}", "completion": f"c{i}", "label": i % 3 != 0}
                    for i in range(12)]
-        result = self.client.ingest("np-kto", records, embeddings=vectors, progress=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            # A memory-mapped .npy, as a 4096-d array larger than memory would be read.
+            path = os.path.join(tmp, "vectors.npy")
+            np.save(path, vectors)
+            mapped = np.load(path, mmap_mode="r")
+            result = self.client.ingest("np-kto", records, embeddings=mapped, progress=False)
+            del mapped
         self.assertEqual((result.accepted, result.rejected), (12, 0), result.errors)
         stored = self.client.get_examples("np-kto", result.ids[::-1], include_embeddings=True)
         np.testing.assert_array_equal(
@@ -441,6 +447,7 @@ class ClientTest(unittest.TestCase):
             with open(out, encoding="utf-8") as f:
                 lines = [json.loads(line) for line in f]
             self.assertEqual(len(lines), 25)
+            self.assertEqual({tuple(line) for line in lines}, {("prompt", "chosen", "rejected")})
             self.assertIn("would train DPO on 25 pairs", run.stdout)
 
 
