@@ -572,12 +572,12 @@ class CurationClient:
                 result.example_count = reply.example_count
                 for i, record_id in enumerate(reply.ids):
                     result.ids[positions[i]] = record_id
-                for error in reply.errors:
+                for rejected in reply.errors:
                     # The server numbers records within the batch; callers think in their
                     # own iterable's positions.
-                    index = positions[error.index]
-                    field = re.sub(r"^examples\[\d+\]", f"examples[{index}]", error.field)
-                    result.errors.append(_rejection(index, field, error.reason))
+                    index = positions[rejected.index]
+                    field = re.sub(r"^examples\[\d+\]", f"examples[{index}]", rejected.field)
+                    result.errors.append(_rejection(index, field, rejected.reason))
             batch, positions, batch_bytes = [], [], 0
             if report:
                 report(IngestProgress(dataset, done, result.accepted, result.duplicates,
