@@ -7,7 +7,7 @@ float32 or float16 (float64 is narrowed to float32, as the server stores float32
 
 A row reaches the message as the wire bytes of a packed repeated float field, merged into
 it: the row is copied (and widened from float16) once, never turned into Python floats; on
-4096-d pairs that is 35x (float32) and 11x (float16) faster than extend(row.tolist())
+4096-d pairs that is over 30x (float32) and 10x (float16) faster than extend(row.tolist())
 (bench/vectors_bench.py). The array itself is not copied, so a memory-mapped .npy
 (np.load(..., mmap_mode="r")) larger than memory works.
 """
