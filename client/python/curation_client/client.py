@@ -1,4 +1,6 @@
 """CurationClient: the curation.v1 API for training scripts and orchestrators."""
+from __future__ import annotations
+
 import dataclasses
 import json
 import math
@@ -6,12 +8,25 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union, cast, overload
 
 import grpc
 
 from curation_client._stubs import curation_pb2 as pb
 from curation_client._stubs import curation_pb2_grpc
-from curation_client.records import RecordError, from_exported, to_example
+from curation_client.errors import CurationError, error, from_rpc
+from curation_client.records import (ExportedRecord, RecordError, from_exported, to_columns,
+                                     to_example)
+from curation_client.vectors import Vectors
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+# A budget: a count (5000), a fraction (0.1) or a percentage ("10%").
+Budget = Union[int, float, str]
+Method = Literal["isa", "random", "facility_location", "kcenter", "herding", "dedup"]
+Unit = Literal["pair", "example"]
 
 # The server's own limits (--max-records-per-request, --max-message-bytes defaults); batches
 # stay well under both so that one long text does not fail a whole batch.
@@ -68,16 +83,6 @@ _OPERATION_KINDS = {pb.OPERATION_KIND_SELECT: "select", pb.OPERATION_KIND_EVALUA
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class CurationError(Exception):
-    """A call the server refused or that failed; code is the grpc.StatusCode."""
-
-    def __init__(self, method, code, details):
-        super().__init__(f"{method}: {code.name}: {details}")
-        self.method = method
-        self.code = code
-        self.details = details
-
-
 @dataclasses.dataclass
 class IngestProgress:
     """Handed to an ingest progress callback after every acknowledged batch."""
@@ -98,9 +103,9 @@ class IngestResult:
     rejected: int = 0
     # One RecordError per rejected record: .index is its position in the iterable, .field
     # the offending field ("examples[N]..." with N that same position), .reason why.
-    errors: list = dataclasses.field(default_factory=list)
+    errors: list[RecordError] = dataclasses.field(default_factory=list)
     # The stored id of every record in input order ("" for rejected ones).
-    ids: list = dataclasses.field(default_factory=list)
+    ids: list[str] = dataclasses.field(default_factory=list)
     # The dataset's example count after the last batch.
     example_count: int = 0
 
@@ -129,7 +134,7 @@ class RandomBaseline:
     examples: int  # training completions per draw
     mean: float
     sd: float  # population standard deviation over the draws
-    accuracies: list
+    accuracies: list[float]
 
 
 @dataclasses.dataclass
@@ -169,7 +174,7 @@ class ScalingLaw:
     rmse: float
     converged: bool
 
-    def __call__(self, x):
+    def __call__(self, x: float) -> float:
         return self.r - (self.r - self.a) * math.exp(-self.b * x)
 
 
@@ -182,7 +187,7 @@ class BudgetRecommendation:
     split_seed: int
     test_pairs: int
     pool_pairs: int
-    curve: list  # CurvePoint by increasing percent
+    curve: list[CurvePoint]  # by increasing percent
     fit: ScalingLaw
     target_share: float
     percent: float | None  # None when the fitted curve never reaches the share
@@ -191,15 +196,15 @@ class BudgetRecommendation:
     duration_seconds: float
 
 
-def _accuracy(m):
+def _accuracy(m: Any) -> Accuracy:
     return Accuracy(m.accuracy, m.low, m.high, m.correct, m.pairs, m.single_label)
 
 
-def _baseline(m):
+def _baseline(m: Any) -> RandomBaseline:
     return RandomBaseline(m.examples, m.mean, m.sd, list(m.accuracies))
 
 
-def _evaluation(m):
+def _evaluation(m: Any) -> Evaluation:
     return Evaluation(m.dataset, m.selection_id, _METHOD_NAMES.get(m.method, str(m.method)),
                       _UNIT_NAMES.get(m.unit, str(m.unit)), m.split_seed, m.test_pairs,
                       m.pool_pairs, _accuracy(m.subset), m.subset_examples, m.dropped_held_out,
@@ -207,7 +212,7 @@ def _evaluation(m):
                       _accuracy(m.full), m.duration_seconds)
 
 
-def _recommendation(m):
+def _recommendation(m: Any) -> BudgetRecommendation:
     curve = [CurvePoint(p.percent, p.examples, _accuracy(p.accuracy),
                         _baseline(p.random_pairs) if p.HasField("random_pairs") else None)
              for p in m.curve]
@@ -219,7 +224,8 @@ def _recommendation(m):
                                 m.duration_seconds)
 
 
-def _proxy(split_seed, test_pairs, train_pairs, random_seeds):
+def _proxy(split_seed: int | None, test_pairs: int, train_pairs: int,
+           random_seeds: int) -> pb.ProxyOptions:
     proxy = pb.ProxyOptions(test_pairs=test_pairs, train_pairs=train_pairs,
                             random_seeds=random_seeds)
     if split_seed is not None:
@@ -227,7 +233,11 @@ def _proxy(split_seed, test_pairs, train_pairs, random_seeds):
     return proxy
 
 
-class Operation:
+# What a done Operation yields: a Selection (select), an Evaluation or a BudgetRecommendation.
+T = TypeVar("T")
+
+
+class Operation(Generic[T]):
     """A job on the server: select, evaluate or recommend_budget with wait=False, or one
     found with get_operation / list_operations. The job runs whether or not this process
     stays; another process can pick it up by its name.
@@ -237,55 +247,56 @@ class Operation:
     request_id and progress (a Progress) are as of the last reply from the server: refresh(),
     wait() and cancel() update them. proto is the curation.v1.Operation itself."""
 
-    def __init__(self, client, proto):
+    def __init__(self, client: CurationClient, proto: pb.Operation) -> None:
         self._client = client
         self.proto = proto
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Operation({self.name!r}, {self.kind}, {self.state})"
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.proto.name
 
     @property
-    def done(self):
+    def done(self) -> bool:
         return self.proto.done
 
     @property
-    def state(self):
+    def state(self) -> str:
         return _STATES.get(self.proto.metadata.state, "UNSPECIFIED")
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         return _OPERATION_KINDS.get(self.proto.metadata.kind, "unspecified")
 
     @property
-    def dataset(self):
+    def dataset(self) -> str:
         return self.proto.metadata.dataset
 
     @property
-    def request_id(self):
+    def request_id(self) -> str:
         return self.proto.metadata.request_id
 
     @property
-    def progress(self):
+    def progress(self) -> Progress:
         p = self.proto.metadata.progress
         return Progress(p.stage, p.fraction, p.elapsed_seconds)
 
-    def refresh(self):
+    def refresh(self) -> Operation[T]:
         """Fetches the operation as it is now; returns self."""
         self.proto = self._client._call("GetOperation", pb.GetOperationRequest(name=self.name))
         return self
 
-    def cancel(self):
+    def cancel(self) -> Operation[T]:
         """Asks the job to stop (it ends CANCELLED within about a second, storing nothing);
         a done operation stays as it is. Returns self, as the server answered."""
         self.proto = self._client._call("CancelOperation",
                                         pb.CancelOperationRequest(name=self.name))
         return self
 
-    def wait(self, timeout=None, *, poll=5.0, progress=None):
+    def wait(self, timeout: float | None = None, *, poll: float = 5.0,
+             progress: Callable[[Progress], object] | None = None) -> T:
         """Blocks until the job is done and returns its result, as the call with wait=True
         returns it: a curation.v1.Selection, an Evaluation or a BudgetRecommendation.
 
@@ -311,25 +322,25 @@ class Operation:
                 progress(self.progress)
         return self.result()
 
-    def result(self):
+    def result(self) -> T:
         """The result of a done operation (see wait); ValueError if it is not done yet."""
         if not self.done:
             raise ValueError(f"{self.name} is {self.state}, not done")
         field = self.proto.WhichOneof("result")
         if field == "error":
-            error = self.proto.error
-            raise CurationError(self.name, _STATUS_CODES.get(error.code, grpc.StatusCode.UNKNOWN),
-                                error.message)
+            failure = self.proto.error
+            raise error(self.name, _STATUS_CODES.get(failure.code, grpc.StatusCode.UNKNOWN),
+                        failure.message)
         if field == "selection":
-            return self.proto.selection
+            return cast(T, self.proto.selection)
         if field == "evaluation":
-            return _evaluation(self.proto.evaluation)
+            return cast(T, _evaluation(self.proto.evaluation))
         if field == "recommendation":
-            return _recommendation(self.proto.recommendation)
-        raise CurationError(self.name, grpc.StatusCode.INTERNAL, "done without a result")
+            return cast(T, _recommendation(self.proto.recommendation))
+        raise error(self.name, grpc.StatusCode.INTERNAL, "done without a result")
 
 
-def _read(path_or_pem):
+def _read(path_or_pem: str | bytes | None) -> bytes | None:
     if path_or_pem is None:
         return None
     if isinstance(path_or_pem, bytes):
@@ -340,14 +351,17 @@ def _read(path_or_pem):
         return f.read()
 
 
-def _choice(what, table, value):
+V = TypeVar("V")
+
+
+def _choice(what: str, table: Mapping[Any, V], value: Any) -> V:
     if value not in table:
         names = sorted(k for k in table if k is not None)
         raise ValueError(f"{what} must be one of {names}, got {value!r}")
     return table[value]
 
 
-def _budget(budget):
+def _budget(budget: Budget) -> pb.Budget:
     """10 or "10" -> count 10; 0.1 or "10%" or "0.1" -> fraction 0.1."""
     if isinstance(budget, str):
         text = budget.strip()
@@ -374,8 +388,10 @@ class CurationClient:
     timeout: deadline in seconds of every short call; select() and export() take their own.
     """
 
-    def __init__(self, target=None, *, token=None, tls=None, tls_ca=None, tls_cert=None,
-                 tls_key=None, server_name=None, timeout=60.0):
+    def __init__(self, target: str | None = None, *, token: str | None = None,
+                 tls: bool | None = None, tls_ca: str | bytes | None = None,
+                 tls_cert: str | bytes | None = None, tls_key: str | bytes | None = None,
+                 server_name: str | None = None, timeout: float = 60.0) -> None:
         self.target = target or os.environ.get("CURATION_SERVER") or "127.0.0.1:50051"
         token = token if token is not None else os.environ.get("CURATION_TOKEN", "")
         tls_ca = tls_ca if tls_ca is not None else os.environ.get("CURATION_TLS_CA") or None
@@ -401,19 +417,20 @@ class CurationClient:
             self._channel = grpc.insecure_channel(self.target, options)
         self._stub = curation_pb2_grpc.CurationServiceStub(self._channel)
 
-    def close(self):
+    def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self):
+    def __enter__(self) -> CurationClient:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"CurationClient({self.target!r})"
 
-    def _call(self, name, request, timeout=None, retry=False):
+    def _call(self, name: str, request: Any, timeout: float | None = None,
+              retry: bool = False) -> Any:
         """retry: resend on UNAVAILABLE (for calls the service config does not retry, which
         are safe to resend only because their request carries a request_id)."""
         backoff = _KEYED_RETRY_BACKOFF
@@ -427,15 +444,15 @@ class CurationClient:
                     time.sleep(backoff)
                     backoff *= 2
                     continue
-                raise CurationError(name, e.code(), e.details()) from None
+                raise from_rpc(name, e) from None
 
-    def _start(self, method, request, request_id):
+    def _start(self, method: str, request: Any, request_id: str | None) -> Operation[Any]:
         return Operation(self, self._call(method, request, retry=bool(request_id)))
 
     # -------------------------------------------------------------------------------------
     # Health
 
-    def health(self, timeout=5.0):
+    def health(self, timeout: float = 5.0) -> str:
         """The server's grpc.health.v1 status: "SERVING", "NOT_SERVING" (loading indexes or
         draining), or "UNAVAILABLE" when it cannot be reached."""
         # Raw bytes instead of generated stubs: the health proto's Python package would be
@@ -447,11 +464,11 @@ class CurationClient:
         except grpc.RpcError as e:
             if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 return "UNAVAILABLE"
-            raise CurationError("Health/Check", e.code(), e.details()) from None
+            raise from_rpc("Health/Check", e) from None
         status = reply[1] if len(reply) == 2 and reply[0] == 0x08 else 0
         return _HEALTH.get(status, "UNKNOWN")
 
-    def wait_until_serving(self, timeout=300.0):
+    def wait_until_serving(self, timeout: float = 300.0) -> None:
         """Blocks until the server is SERVING (it loads every index first); raises
         TimeoutError after timeout seconds."""
         deadline = time.monotonic() + timeout
@@ -466,7 +483,9 @@ class CurationClient:
     # -------------------------------------------------------------------------------------
     # Datasets
 
-    def create_dataset(self, name, *, kind="pairs", dim=None, description="", exist_ok=False):
+    def create_dataset(self, name: str, *, kind: Literal["pairs", "unpaired"] = "pairs",
+                       dim: int | None = None, description: str = "",
+                       exist_ok: bool = False) -> pb.Dataset:
         """Creates a dataset and returns it (a curation.v1.Dataset).
 
         kind: "pairs" (DPO, reward models) or "unpaired" (KTO). Without dim the server embeds
@@ -486,10 +505,10 @@ class CurationClient:
                 return self.get_dataset(name)
             raise
 
-    def get_dataset(self, name):
+    def get_dataset(self, name: str) -> pb.Dataset:
         return self._call("GetDataset", pb.GetDatasetRequest(name=name))
 
-    def list_datasets(self):
+    def list_datasets(self) -> list[pb.Dataset]:
         """Every dataset the token may see, in name order (all pages)."""
         datasets, token = [], ""
         while True:
@@ -500,30 +519,49 @@ class CurationClient:
             if not token:
                 return datasets
 
-    def delete_dataset(self, name):
+    def delete_dataset(self, name: str) -> pb.DeleteDatasetResponse:
         return self._call("DeleteDataset", pb.DeleteDatasetRequest(name=name))
 
     # -------------------------------------------------------------------------------------
     # Ingest
 
-    def ingest(self, dataset, records, *, batch_size=1000, progress=True):
+    def ingest(self, dataset: str, records: Iterable[Mapping[str, Any]], *,
+               embeddings: npt.ArrayLike | None = None, batch_size: int = 1000,
+               progress: bool | Callable[[IngestProgress], object] = True) -> IngestResult:
         """Sends an iterable of dicts (TRL or KTO format, see curation_client.records) in
         batches and returns an IngestResult. Each batch is durable when acknowledged.
 
         Safe to run again after a failure: records already stored come back as duplicates.
         A record that cannot be converted is counted as rejected, like one the server
         rejects, and the rest go on. progress: True prints to stderr, False is silent, a
-        callable receives an IngestProgress after every batch."""
+        callable receives an IngestProgress after every batch.
+
+        embeddings: for a dataset created with dim, the records' vectors as one numpy array
+        (float32 or float16), row i for record i: (N, 2, dim) for pairs ([i, 0] chosen,
+        [i, 1] rejected), (N, dim) for unpaired datasets. A wrong dtype or shape, or a row
+        count other than the records', raises RecordError (field "embeddings") before
+        anything is sent when records has a len(), or on reaching the mismatch otherwise."""
         batch_size = max(1, min(batch_size, MAX_RECORDS_PER_REQUEST))
         if hasattr(records, "iterrows") and hasattr(records, "to_dict"):
             records = records.to_dict(orient="records")  # a pandas DataFrame: its rows
-        total = len(records) if hasattr(records, "__len__") else None
+        total = len(records) if isinstance(records, Sized) else None
+        vectors = None
+        if embeddings is not None:
+            info = self.get_dataset(dataset)
+            client = info.embedding.source == pb.EmbeddingConfig.SOURCE_CLIENT
+            vectors = Vectors(embeddings, dataset=dataset,
+                              pairs=info.kind == pb.DATASET_KIND_PAIRS,
+                              dim=info.embedding.dim if client else 0)
+            if total is not None and total != len(vectors):
+                raise RecordError("embeddings", f"has {len(vectors)} rows for {total} records")
         report = self._progress_printer() if progress is True else (progress or None)
         result = IngestResult()
         started = time.monotonic()
-        batch, positions, batch_bytes, sent = [], [], 0, 0
+        batch: list[pb.Example] = []
+        positions: list[int] = []
+        batch_bytes, sent = 0, 0
 
-        def flush(done, finished=False):
+        def flush(done: int, finished: bool = False) -> None:
             nonlocal batch, positions, batch_bytes
             if batch:
                 reply = self._call("IngestExamples",
@@ -534,12 +572,12 @@ class CurationClient:
                 result.example_count = reply.example_count
                 for i, record_id in enumerate(reply.ids):
                     result.ids[positions[i]] = record_id
-                for error in reply.errors:
+                for rejected in reply.errors:
                     # The server numbers records within the batch; callers think in their
                     # own iterable's positions.
-                    index = positions[error.index]
-                    field = re.sub(r"^examples\[\d+\]", f"examples[{index}]", error.field)
-                    result.errors.append(_rejection(index, field, error.reason))
+                    index = positions[rejected.index]
+                    field = re.sub(r"^examples\[\d+\]", f"examples[{index}]", rejected.field)
+                    result.errors.append(_rejection(index, field, rejected.reason))
             batch, positions, batch_bytes = [], [], 0
             if report:
                 report(IngestProgress(dataset, done, result.accepted, result.duplicates,
@@ -547,10 +585,15 @@ class CurationClient:
                                       finished))
 
         for index, record in enumerate(records):
+            if vectors is not None and index >= len(vectors):
+                raise RecordError("embeddings", f"has {len(vectors)} rows but the records go on "
+                                  "past them")
             sent += 1
             result.ids.append("")
             try:
                 example = to_example(record)
+                if vectors is not None:
+                    vectors.attach(example, index)
             except RecordError as e:
                 result.rejected += 1
                 result.errors.append(_rejection(index, f"examples[{index}]"
@@ -563,14 +606,17 @@ class CurationClient:
             positions.append(index)
             batch_bytes += size
         flush(done=sent, finished=True)
+        if vectors is not None and sent != len(vectors):
+            raise RecordError("embeddings", f"has {len(vectors)} rows for {sent} records (the "
+                              "records were sent without the extra rows)")
         return result
 
     @staticmethod
-    def _progress_printer():
+    def _progress_printer() -> Callable[[IngestProgress], None]:
         tty = sys.stderr.isatty()
         last = [0.0]
 
-        def report(p):
+        def report(p: IngestProgress) -> None:
             now = time.monotonic()
             # On a terminal, one line redrawn; in a log, a line every 10 seconds and the last.
             if not tty and not p.finished and now - last[0] < 10:
@@ -585,11 +631,46 @@ class CurationClient:
 
         return report
 
+    def get_examples(self, dataset: str, ids: Sequence[str], *,
+                     include_embeddings: bool = False) -> list[pb.Example]:
+        """The stored examples of those ids (at most 1,000), in the order asked; with
+        include_embeddings their vectors too (as stored: float32)."""
+        return list(self._call("GetExamples", pb.GetExamplesRequest(
+            dataset=dataset, ids=list(ids), include_embeddings=include_embeddings)).examples)
+
     # -------------------------------------------------------------------------------------
     # Selection and export
 
-    def select(self, dataset, budget, *, method=None, unit=None, seed=0, name="",
-               covariance=None, isa=None, wait=True, request_id=None, timeout=3600.0):
+    @overload
+    def select(self, dataset: str, budget: Budget, *, method: Method | None = ...,
+               unit: Unit | None = ..., seed: int = ..., name: str = ...,
+               covariance: Literal["diag", "spherical", "full"] | None = ...,
+               isa: Mapping[str, Any] | None = ..., wait: Literal[True] = ...,
+               request_id: str | None = ...,
+               timeout: float = ...) -> pb.Selection: ...
+
+    @overload
+    def select(self, dataset: str, budget: Budget, *, method: Method | None = ...,
+               unit: Unit | None = ..., seed: int = ..., name: str = ...,
+               covariance: Literal["diag", "spherical", "full"] | None = ...,
+               isa: Mapping[str, Any] | None = ..., wait: Literal[False],
+               request_id: str | None = ...,
+               timeout: float = ...) -> Operation[pb.Selection]: ...
+
+    @overload
+    def select(self, dataset: str, budget: Budget, *, method: Method | None = ...,
+               unit: Unit | None = ..., seed: int = ..., name: str = ...,
+               covariance: Literal["diag", "spherical", "full"] | None = ...,
+               isa: Mapping[str, Any] | None = ..., wait: bool = ...,
+               request_id: str | None = ...,
+               timeout: float = ...) -> pb.Selection | Operation[pb.Selection]: ...
+
+    def select(self, dataset: str, budget: Budget, *, method: Method | None = None,
+               unit: Unit | None = None, seed: int = 0, name: str = "",
+               covariance: Literal["diag", "spherical", "full"] | None = None,
+               isa: Mapping[str, Any] | None = None, wait: bool = True,
+               request_id: str | None = None,
+               timeout: float = 3600.0) -> pb.Selection | Operation[pb.Selection]:
         """Chooses a subset and returns the stored curation.v1.Selection (its .id, .summary
         and .items, best first).
 
@@ -616,11 +697,11 @@ class CurationClient:
             return self._start("StartSelect", request, request_id)
         return self._call("Select", request, timeout=timeout, retry=bool(request_id))
 
-    def get_selection(self, selection_id, *, items=True):
+    def get_selection(self, selection_id: str, *, items: bool = True) -> pb.Selection:
         view = pb.SELECTION_VIEW_FULL if items else pb.SELECTION_VIEW_BASIC
         return self._call("GetSelection", pb.GetSelectionRequest(id=selection_id, view=view))
 
-    def list_selections(self, dataset):
+    def list_selections(self, dataset: str) -> list[pb.Selection]:
         """Every selection of a dataset, newest first, without items (all pages)."""
         selections, token = [], ""
         while True:
@@ -631,24 +712,38 @@ class CurationClient:
             if not token:
                 return selections
 
-    def export(self, selection, *, format=None, path=None, timeout=3600.0):
+    @overload
+    def export(self, selection: pb.Selection | str, *,
+               format: Literal["trl", "kto"] | None = ..., path: None = ...,
+               timeout: float = ...) -> list[ExportedRecord]: ...
+
+    @overload
+    def export(self, selection: pb.Selection | str, *,
+               format: Literal["trl", "kto"] | None = ..., path: str | os.PathLike[str],
+               timeout: float = ...) -> int: ...
+
+    def export(self, selection: pb.Selection | str, *,
+               format: Literal["trl", "kto"] | None = None,
+               path: str | os.PathLike[str] | None = None,
+               timeout: float = 3600.0) -> list[ExportedRecord] | int:
         """The selected examples as training records, in selection order.
 
         selection: a Selection or its id. format: "trl" ({prompt, chosen, rejected, id}) or
-        "kto" ({prompt, completion, label, id}); default TRL for pair selections, KTO
-        otherwise. Returns a list of dicts, or with path writes them as JSON Lines (the
-        CLI's export format) and returns how many were written."""
+        "kto" ({prompt, completion, label, id}, label a bool); default TRL for pair
+        selections, KTO otherwise; "metadata" is added when the record has any. Returns a
+        list of dicts, or with path writes them as JSON Lines (the CLI's export format) and
+        returns how many were written. export_columns() gives exactly a trainer's columns."""
         selection_id = selection if isinstance(selection, str) else selection.id
         request = pb.ExportSelectionRequest(selection_id=selection_id,
                                             format=_choice("format", _FORMATS, format))
-        records = []
+        records: list[ExportedRecord] = []
         out = open(path, "w", encoding="utf-8") if path else None
         count = 0
         try:
             for reply in self._stub.ExportSelection(request, timeout=timeout,
                                                     metadata=self._metadata):
-                for record in reply.records:
-                    record = from_exported(record)
+                for exported in reply.records:
+                    record = from_exported(exported)
                     if out:
                         record.pop("metadata", None)
                         out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -656,11 +751,21 @@ class CurationClient:
                         records.append(record)
                     count += 1
         except grpc.RpcError as e:
-            raise CurationError("ExportSelection", e.code(), e.details()) from None
+            raise from_rpc("ExportSelection", e) from None
         finally:
             if out:
                 out.close()
         return count if path else records
+
+    def export_columns(self, selection: pb.Selection | str, *,
+                       format: Literal["trl", "kto"] | None = None, ids: bool = False,
+                       timeout: float = 3600.0) -> dict[str, list[Any]]:
+        """The selected examples as the columns a trainer takes, in selection order:
+        {"prompt", "chosen", "rejected"} (TRL's DPOTrainer, RewardTrainer) or {"prompt",
+        "completion", "label"} (KTOTrainer; label a bool), each a list of strings (of bools
+        for label); with ids also "id". Hand it to datasets.Dataset.from_dict()."""
+        return to_columns(self.export(selection, format=format, timeout=timeout), ids=ids,
+                          kto=format == "kto")
 
     # -------------------------------------------------------------------------------------
     # Evaluation: the proxy reward model (a linear Bradley-Terry model on the embeddings),
@@ -669,9 +774,40 @@ class CurationClient:
     # the pairs), train_pairs (the pool methods select from; default all the rest),
     # random_seeds (random subsets per baseline; default 5, at most 50).
 
-    def evaluate(self, selection=None, *, count=0, dataset=None, budget=None, method=None,
-                 unit=None, seed=0, split_seed=None, test_pairs=0, train_pairs=0,
-                 random_seeds=0, progress=None, wait=True, request_id=None, timeout=3600.0):
+    @overload
+    def evaluate(self, selection: pb.Selection | str | None = ..., *, count: int = ...,
+                 dataset: str | None = ..., budget: Budget | None = ...,
+                 method: Method | None = ..., unit: Unit | None = ..., seed: int = ...,
+                 split_seed: int | None = ..., test_pairs: int = ..., train_pairs: int = ...,
+                 random_seeds: int = ..., progress: Callable[[Progress], object] | None = ...,
+                 wait: Literal[True] = ..., request_id: str | None = ...,
+                 timeout: float = ...) -> Evaluation: ...
+
+    @overload
+    def evaluate(self, selection: pb.Selection | str | None = ..., *, count: int = ...,
+                 dataset: str | None = ..., budget: Budget | None = ...,
+                 method: Method | None = ..., unit: Unit | None = ..., seed: int = ...,
+                 split_seed: int | None = ..., test_pairs: int = ..., train_pairs: int = ...,
+                 random_seeds: int = ..., progress: Callable[[Progress], object] | None = ...,
+                 wait: Literal[False], request_id: str | None = ...,
+                 timeout: float = ...) -> Operation[Evaluation]: ...
+
+    @overload
+    def evaluate(self, selection: pb.Selection | str | None = ..., *, count: int = ...,
+                 dataset: str | None = ..., budget: Budget | None = ...,
+                 method: Method | None = ..., unit: Unit | None = ..., seed: int = ...,
+                 split_seed: int | None = ..., test_pairs: int = ..., train_pairs: int = ...,
+                 random_seeds: int = ..., progress: Callable[[Progress], object] | None = ...,
+                 wait: bool = ..., request_id: str | None = ...,
+                 timeout: float = ...) -> Evaluation | Operation[Evaluation]: ...
+
+    def evaluate(self, selection: pb.Selection | str | None = None, *, count: int = 0,
+                 dataset: str | None = None, budget: Budget | None = None,
+                 method: Method | None = None, unit: Unit | None = None, seed: int = 0,
+                 split_seed: int | None = None, test_pairs: int = 0, train_pairs: int = 0,
+                 random_seeds: int = 0, progress: Callable[[Progress], object] | None = None,
+                 wait: bool = True, request_id: str | None = None,
+                 timeout: float = 3600.0) -> Evaluation | Operation[Evaluation]:
         """How good is a subset? Returns an Evaluation: the subset's held-out accuracy, random
         subsets of as many training completions (whole pairs and single completions), and
         the whole training pool.
@@ -694,7 +830,7 @@ class CurationClient:
                 raise ValueError("give a selection, or a dataset and a budget")
             request.select.CopyFrom(pb.SelectRequest(
                 dataset=dataset, budget=_budget(budget),
-                method=_choice("method", _METHODS, method) if method else 0,
+                method=_choice("method", _METHODS, method),
                 unit=_choice("unit", _UNITS, unit), seed=seed))
         if not wait:
             return self._start("StartEvaluation", request, request_id)
@@ -702,10 +838,46 @@ class CurationClient:
                                        timeout)
         return _evaluation(result)
 
-    def recommend_budget(self, dataset, *, method=None, unit=None, seed=0, budgets_percent=(),
-                         target_share=0.0, with_random=False, split_seed=None, test_pairs=0,
-                         train_pairs=0, random_seeds=0, progress=None, wait=True,
-                         request_id=None, timeout=3600.0):
+    @overload
+    def recommend_budget(self, dataset: str, *, method: Method | None = ...,
+                         unit: Unit | None = ..., seed: int = ...,
+                         budgets_percent: Sequence[float] = ..., target_share: float = ...,
+                         with_random: bool = ..., split_seed: int | None = ...,
+                         test_pairs: int = ..., train_pairs: int = ..., random_seeds: int = ...,
+                         progress: Callable[[Progress], object] | None = ...,
+                         wait: Literal[True] = ..., request_id: str | None = ...,
+                         timeout: float = ...) -> BudgetRecommendation: ...
+
+    @overload
+    def recommend_budget(self, dataset: str, *, method: Method | None = ...,
+                         unit: Unit | None = ..., seed: int = ...,
+                         budgets_percent: Sequence[float] = ..., target_share: float = ...,
+                         with_random: bool = ..., split_seed: int | None = ...,
+                         test_pairs: int = ..., train_pairs: int = ..., random_seeds: int = ...,
+                         progress: Callable[[Progress], object] | None = ...,
+                         wait: Literal[False], request_id: str | None = ...,
+                         timeout: float = ...) -> Operation[BudgetRecommendation]: ...
+
+    @overload
+    def recommend_budget(self, dataset: str, *, method: Method | None = ...,
+                         unit: Unit | None = ..., seed: int = ...,
+                         budgets_percent: Sequence[float] = ..., target_share: float = ...,
+                         with_random: bool = ..., split_seed: int | None = ...,
+                         test_pairs: int = ..., train_pairs: int = ..., random_seeds: int = ...,
+                         progress: Callable[[Progress], object] | None = ...,
+                         wait: bool = ..., request_id: str | None = ...,
+                         timeout: float = ...
+                         ) -> BudgetRecommendation | Operation[BudgetRecommendation]: ...
+
+    def recommend_budget(self, dataset: str, *, method: Method | None = None,
+                         unit: Unit | None = None, seed: int = 0,
+                         budgets_percent: Sequence[float] = (), target_share: float = 0.0,
+                         with_random: bool = False, split_seed: int | None = None,
+                         test_pairs: int = 0, train_pairs: int = 0, random_seeds: int = 0,
+                         progress: Callable[[Progress], object] | None = None,
+                         wait: bool = True, request_id: str | None = None,
+                         timeout: float = 3600.0
+                         ) -> BudgetRecommendation | Operation[BudgetRecommendation]:
         """How much data is enough? Returns a BudgetRecommendation: the method's learning
         curve at budgets_percent (default 0.5, 1, 2, 5, 10, 25, 50, 100 percent of the
         pool's completions), the scaling law fitted to it, and the smallest budget whose
@@ -715,7 +887,7 @@ class CurationClient:
         BudgetRecommendation); request_id as for select()."""
         request = pb.RecommendBudgetRequest(
             dataset=dataset,
-            select=pb.SelectRequest(method=_choice("method", _METHODS, method) if method else 0,
+            select=pb.SelectRequest(method=_choice("method", _METHODS, method),
                                     unit=_choice("unit", _UNITS, unit), seed=seed),
             budgets_percent=list(budgets_percent), target_share=target_share,
             with_random=with_random,
@@ -730,15 +902,16 @@ class CurationClient:
     # -------------------------------------------------------------------------------------
     # Operations: the jobs select, evaluate and recommend_budget start with wait=False.
 
-    def get_operation(self, name):
+    def get_operation(self, name: str) -> Operation[Any]:
         """The Operation of that name as it is now; CurationError NOT_FOUND for an unknown
         name or another tenant's."""
         return Operation(self, self._call("GetOperation", pb.GetOperationRequest(name=name)))
 
-    def list_operations(self, dataset=None):
+    def list_operations(self, dataset: str | None = None) -> list[Operation[Any]]:
         """Every operation of the caller's tenant (of one dataset, if given) the server still
         keeps, newest first (all pages), as Operation handles."""
-        operations, token = [], ""
+        operations: list[Operation[Any]] = []
+        token = ""
         while True:
             reply = self._call("ListOperations", pb.ListOperationsRequest(
                 dataset=dataset or "", page_size=1000, page_token=token))
@@ -747,7 +920,8 @@ class CurationClient:
             if not token:
                 return operations
 
-    def _progress_stream(self, method, request, result_field, progress, timeout):
+    def _progress_stream(self, method: str, request: Any, result_field: str,
+                         progress: Callable[[Progress], object] | None, timeout: float) -> Any:
         result = None
         try:
             for message in getattr(self._stub, method)(request, timeout=timeout,
@@ -758,14 +932,14 @@ class CurationClient:
                     p = message.progress
                     progress(Progress(p.stage, p.fraction, p.elapsed_seconds))
         except grpc.RpcError as e:
-            raise CurationError(method, e.code(), e.details()) from None
+            raise from_rpc(method, e) from None
         if result is None:
-            raise CurationError(method, grpc.StatusCode.INTERNAL,
+            raise error(method, grpc.StatusCode.INTERNAL,
                                 "the server's stream ended without a result")
         return result
 
 
-def _rejection(index, field, reason):
+def _rejection(index: int, field: str, reason: str) -> RecordError:
     error = RecordError(field, reason)
     error.index = index
     return error

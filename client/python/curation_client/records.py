@@ -17,7 +17,11 @@ Any record may add "id" (string or integer), the vector fields "chosen_embedding
 and other top-level strings, numbers or booleans, which become metadata. Unlike the file
 reader, a nested "metadata" dict of scalars is accepted too.
 """
+from __future__ import annotations
+
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict, Union
 
 from curation_client._stubs import curation_pb2 as pb
 
@@ -28,19 +32,46 @@ _SCALARS = (str, bool, numbers.Real)
 
 
 class RecordError(ValueError):
-    """A record that cannot be converted; field names the offending field."""
+    """Input that cannot be sent: a record that cannot be converted, or an embeddings array
+    that does not fit the records or the dataset. field names the offending field, reason
+    says why; index is the record's position in an ingest's iterable (None otherwise)."""
 
-    def __init__(self, field, reason):
+    def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+        self.index: int | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RecordError, (self.field, self.reason), {"index": self.index})
 
 
-def _type_name(value):
+class TrlRecord(TypedDict):
+    """An exported pair, as TRL's DPOTrainer and RewardTrainer read it."""
+    prompt: str
+    chosen: str
+    rejected: str
+    id: str
+    metadata: NotRequired[dict[str, str]]
+
+
+class KtoRecord(TypedDict):
+    """An exported unpaired example, as TRL's KTOTrainer reads it."""
+    prompt: str
+    completion: str
+    label: bool
+    id: str
+    metadata: NotRequired[dict[str, str]]
+
+
+ExportedRecord = Union[TrlRecord, KtoRecord]
+
+
+def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _join_messages(field, messages, begin=0):
+def _join_messages(field: str, messages: Sequence[Any], begin: int = 0) -> str:
     lines = []
     for i in range(begin, len(messages)):
         m = messages[i]
@@ -51,7 +82,7 @@ def _join_messages(field, messages, begin=0):
     return "\n".join(lines)
 
 
-def _text_or_messages(record, field):
+def _text_or_messages(record: Mapping[str, Any], field: str) -> str:
     if field not in record:
         raise RecordError(field, "missing")
     value = record[field]
@@ -62,7 +93,7 @@ def _text_or_messages(record, field):
     raise RecordError(field, f"must be a string or a list of messages, got {_type_name(value)}")
 
 
-def _split_hh(chosen, rejected):
+def _split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
     last = chosen.rfind(_ASSISTANT)
     if last < 0:
         raise RecordError("chosen", "HH transcript has no \"\\n\\nAssistant:\" turn")
@@ -80,14 +111,14 @@ def _split_hh(chosen, rejected):
                               "prefix ending in \"\\n\\nAssistant:\"")
         cut = p + len(_ASSISTANT)
 
-    def answer(text):
+    def answer(text: str) -> str:
         text = text[cut:]
         return text[1:] if text.startswith(" ") else text
 
     return chosen[:cut], answer(chosen), answer(rejected)
 
 
-def _pair_texts(record):
+def _pair_texts(record: Mapping[str, Any]) -> tuple[str, str, str]:
     chosen, rejected = record["chosen"], record["rejected"]
     if "prompt" not in record and isinstance(chosen, (list, tuple)) and \
             isinstance(rejected, (list, tuple)):
@@ -109,7 +140,7 @@ def _pair_texts(record):
     return _split_hh(chosen, rejected)
 
 
-def _label(value):
+def _label(value: object) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -124,7 +155,7 @@ def _label(value):
                       f"got {_type_name(value)}")
 
 
-def _floats(field, value):
+def _floats(field: str, value: Any) -> list[float]:
     if hasattr(value, "tolist"):  # numpy arrays, torch tensors
         value = value.tolist()
     if not isinstance(value, (list, tuple)) or \
@@ -133,7 +164,7 @@ def _floats(field, value):
     return [float(x) for x in value]
 
 
-def _stringify(value):
+def _stringify(value: object) -> str:
     # As the file reader writes JSON scalars: shortest round-trip floats, exact integers.
     # float() and int() first, so numpy scalars print as plain numbers too.
     if isinstance(value, bool):
@@ -145,9 +176,9 @@ def _stringify(value):
     return str(value)
 
 
-def to_example(record):
+def to_example(record: Mapping[str, Any]) -> pb.Example:
     """Returns the curation.v1.Example for one dict, or raises RecordError."""
-    if not isinstance(record, dict):
+    if not isinstance(record, Mapping):
         raise RecordError("", f"expected a dict, got {_type_name(record)}")
     example = pb.Example()
     if "completion" in record and "label" in record:
@@ -155,7 +186,7 @@ def to_example(record):
         u.prompt = _text_or_messages(record, "prompt")
         u.completion = _text_or_messages(record, "completion")
         u.label = pb.LABEL_DESIRABLE if _label(record["label"]) else pb.LABEL_UNDESIRABLE
-        consumed = {"prompt", "completion", "label"}
+        consumed: set[str] = {"prompt", "completion", "label"}
         if record.get("embedding") is not None:
             u.embedding.extend(_floats("embedding", record["embedding"]))
     elif "chosen" in record and "rejected" in record:
@@ -183,7 +214,7 @@ def to_example(record):
             example.metadata[key] = _stringify(value)
     nested = record.get("metadata")
     if nested is not None:
-        if not isinstance(nested, dict):
+        if not isinstance(nested, Mapping):
             raise RecordError("metadata", "must be a dict")
         for key, value in nested.items():
             if not isinstance(value, _SCALARS):
@@ -192,13 +223,36 @@ def to_example(record):
     return example
 
 
-def from_exported(record):
-    """A dict in the CLI's export format (TRL or KTO) for one ExportedRecord."""
+def from_exported(record: pb.ExportedRecord) -> ExportedRecord:
+    """A dict in the CLI's export format (TRL or KTO) for one curation.v1.ExportedRecord."""
+    out: ExportedRecord
     if record.completion:
-        out = {"prompt": record.prompt, "completion": record.completion, "label": record.label}
+        out = KtoRecord(prompt=record.prompt, completion=record.completion, label=record.label,
+                        id=record.id)
     else:
-        out = {"prompt": record.prompt, "chosen": record.chosen, "rejected": record.rejected}
-    out["id"] = record.id
+        out = TrlRecord(prompt=record.prompt, chosen=record.chosen, rejected=record.rejected,
+                        id=record.id)
     if record.metadata:
         out["metadata"] = dict(record.metadata)
     return out
+
+
+_TRL_COLUMNS = ("prompt", "chosen", "rejected")
+_KTO_COLUMNS = ("prompt", "completion", "label")
+
+
+def to_columns(records: Sequence[ExportedRecord], *, ids: bool = False,
+               kto: bool | None = None) -> dict[str, list[Any]]:
+    """Exported records as a trainer's columns ({prompt, chosen, rejected} or {prompt,
+    completion, label}, plus id with ids), e.g. for datasets.Dataset.from_dict(). kto: the
+    format of an empty list (default TRL); otherwise the records' own."""
+    if records:
+        kto = "completion" in records[0]
+    names = (_KTO_COLUMNS if kto else _TRL_COLUMNS) + (("id",) if ids else ())
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for i, record in enumerate(records):
+        for name in names:
+            if name not in record:
+                raise RecordError(f"records[{i}].{name}", "missing: the records mix TRL and KTO")
+            columns[name].append(record[name])  # type: ignore[literal-required]
+    return columns

@@ -50,17 +50,18 @@ def main():
         selection = client.select(args.dataset, budget=args.budget, method=args.method,
                                   seed=args.seed)
         # The selection is stored: record its id with the training run to reproduce it.
-        subset = client.export(selection.id, format="trl")
+        # TRL's DPOTrainer reads exactly these columns: prompt, chosen, rejected.
+        columns = client.export_columns(selection.id, format="trl")
 
-    print(f"selection {selection.id}: {len(subset)} of {selection.summary.pool_size} pairs "
+    pairs = len(columns["prompt"])
+    print(f"selection {selection.id}: {pairs} of {selection.summary.pool_size} pairs "
           f"({args.method or 'the default method'}, seed {selection.seed})")
-    # TRL's DPOTrainer reads exactly these columns: prompt, chosen, rejected.
-    train_rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in subset]
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in train_rows)
+            for row in zip(*columns.values()):
+                f.write(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n")
     if not args.train:
-        print(f"would train DPO on {len(train_rows)} pairs")
+        print(f"would train DPO on {pairs} pairs")
         return
     from datasets import Dataset  # noqa: E402 (only needed when training)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -70,7 +71,7 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(model_name)
     tokenizer = AutoTokenizer.from_pretrained(model_name)
     trainer = DPOTrainer(model=model, args=DPOConfig(output_dir="dpo-out"),
-                         train_dataset=Dataset.from_list(train_rows),
+                         train_dataset=Dataset.from_dict(columns),
                          processing_class=tokenizer)
     trainer.train()
 

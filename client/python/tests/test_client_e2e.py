@@ -2,16 +2,19 @@
 import gzip
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
 import unittest
 
 import grpc
+import numpy as np
 
 import serverproc
-from curation_client import (BudgetRecommendation, CurationClient, CurationError, Evaluation,
-                             IngestProgress, Operation)
+from curation_client import (AlreadyExists, BudgetRecommendation, CurationClient, CurationError,
+                             Evaluation, IngestProgress, InvalidArgument, NotFound, Operation,
+                             RecordError, Unauthenticated)
 from curation_client._stubs import admin_pb2, admin_pb2_grpc
 
 SAMPLE = os.path.join(serverproc.TEST_DATA, "hh-rlhf-harmless-sample.jsonl.gz")
@@ -78,7 +81,7 @@ class ClientTest(unittest.TestCase):
         # exist_ok returns the dataset as it is; a second create without it is refused.
         self.assertEqual(client.create_dataset("hh", exist_ok=True).example_count,
                          ingested.accepted)
-        with self.assertRaises(CurationError) as refused:
+        with self.assertRaises(AlreadyExists) as refused:
             client.create_dataset("hh")
         self.assertEqual(refused.exception.code, grpc.StatusCode.ALREADY_EXISTS)
 
@@ -125,6 +128,11 @@ class ClientTest(unittest.TestCase):
             self.assertIsInstance(record["label"], bool)
         tagged = [r for r in subset if "metadata" in r]
         self.assertTrue(all(r["metadata"]["source"] == "synthetic" for r in tagged))
+        # A trainer's columns: KTOTrainer's three, label a bool, in selection order.
+        columns = self.client.export_columns(selection, ids=True)
+        self.assertEqual(list(columns), ["prompt", "completion", "label", "id"])
+        self.assertEqual(columns["id"], [r["id"] for r in subset])
+        self.assertEqual(columns["label"], [r["label"] for r in subset])
 
     def test_rejected_records_are_named_by_their_position(self):
         self.client.create_dataset("mixed")
@@ -166,15 +174,127 @@ class ClientTest(unittest.TestCase):
         self.assertIn("chosen_embedding", result.errors[0].field)
 
     def test_errors_carry_the_status(self):
-        with self.assertRaises(CurationError) as missing:
+        with self.assertRaises(NotFound) as missing:
             self.client.get_dataset("no-such-dataset")
         self.assertEqual(missing.exception.code, grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(missing.exception.method, "GetDataset")
+        self.assertIsNone(missing.exception.field)
+        self.assertIsInstance(missing.exception, LookupError)
         with CurationClient(self.server.address, token="") as anonymous:
-            with self.assertRaises(CurationError) as refused:
+            with self.assertRaises(Unauthenticated) as refused:
                 anonymous.list_datasets()
         self.assertEqual(refused.exception.code, grpc.StatusCode.UNAUTHENTICATED)
         with self.assertRaises(ValueError):
             self.client.select("hh", budget=True)
+        # INVALID_ARGUMENT names the field, as the server words it ("<path>: <reason>").
+        self.client.create_dataset("errors", exist_ok=True)
+        self.client.ingest("errors", self.sample[:10], progress=False)
+        with self.assertRaises(InvalidArgument) as invalid:
+            self.client.select("errors", budget=1.5)
+        e = invalid.exception
+        self.assertEqual(e.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(e.field, "budget.fraction")
+        self.assertEqual(e.details, f"{e.field}: {e.reason}")
+        self.assertIn("INVALID_ARGUMENT: budget.fraction: ", str(e))
+        # It survives pickling (a worker process handing it to its parent).
+        copy = pickle.loads(pickle.dumps(e))
+        self.assertEqual((type(copy), copy.code, copy.field, copy.reason),
+                         (InvalidArgument, e.code, e.field, e.reason))
+
+    def test_export_columns_for_a_trainer(self):
+        self.client.create_dataset("columns")
+        self.client.ingest("columns", self.sample[:60], progress=False)
+        selection = self.client.select("columns", budget=20, method="random", seed=2)
+        records = self.client.export(selection)
+        columns = self.client.export_columns(selection.id)
+        self.assertEqual(list(columns), ["prompt", "chosen", "rejected"])
+        for name in columns:
+            self.assertEqual(columns[name], [r[name] for r in records])
+        self.assertEqual(len(columns["prompt"]), 20)
+
+    def test_numpy_vectors_for_pairs(self):
+        self.client.create_dataset("np-pairs", dim=8)
+        n = 40
+        vectors = np.random.default_rng(5).standard_normal((n, 2, 8)).astype(np.float16)
+        records = [{"prompt": f"question {i}", "chosen": f"good {i}", "rejected": f"bad {i}"}
+                   for i in range(n)]
+        result = self.client.ingest("np-pairs", records, embeddings=vectors, batch_size=16,
+                                    progress=False)
+        self.assertEqual((result.accepted, result.rejected), (n, 0), result.errors)
+        # Stored exactly (float16 widens to float32 without loss), row i with record i.
+        stored = self.client.get_examples("np-pairs", result.ids, include_embeddings=True)
+        self.assertEqual([e.pair.prompt for e in stored], [r["prompt"] for r in records])
+        chosen = np.array([e.pair.chosen_embedding for e in stored], dtype=np.float32)
+        rejected = np.array([e.pair.rejected_embedding for e in stored], dtype=np.float32)
+        np.testing.assert_array_equal(chosen, vectors[:, 0].astype(np.float32))
+        np.testing.assert_array_equal(rejected, vectors[:, 1].astype(np.float32))
+        self.assertEqual(self.client.select("np-pairs", budget=10).summary.selected_count, 10)
+
+        # A generator and float32; a NaN is that record's rejection, with the server's field
+        # path renumbered to the record's position.
+        more = np.ones((5, 2, 8), dtype=np.float32)
+        more[3, 1, 2] = np.nan
+        result = self.client.ingest(
+            "np-pairs", ({"prompt": f"more {i}", "chosen": "c", "rejected": "r"}
+                         for i in range(5)), embeddings=more, batch_size=2, progress=False)
+        self.assertEqual((result.accepted, result.rejected), (4, 1))
+        self.assertEqual((result.errors[0].index, result.errors[0].field),
+                         (3, "examples[3].pair.rejected_embedding[2]"))
+
+    def test_numpy_vectors_for_unpaired_examples(self):
+        self.client.create_dataset("np-kto", kind="unpaired", dim=4)
+        vectors = (np.arange(48, dtype=np.float32).reshape(12, 4) / 7).astype(np.float32)
+        records = [{"prompt": f"p{i}", "completion": f"c{i}", "label": i % 3 != 0}
+                   for i in range(12)]
+        with tempfile.TemporaryDirectory() as tmp:
+            # A memory-mapped .npy, as a 4096-d array larger than memory would be read.
+            path = os.path.join(tmp, "vectors.npy")
+            np.save(path, vectors)
+            mapped = np.load(path, mmap_mode="r")
+            result = self.client.ingest("np-kto", records, embeddings=mapped, progress=False)
+            del mapped
+        self.assertEqual((result.accepted, result.rejected), (12, 0), result.errors)
+        stored = self.client.get_examples("np-kto", result.ids[::-1], include_embeddings=True)
+        np.testing.assert_array_equal(
+            np.array([e.unpaired.embedding for e in stored], dtype=np.float32), vectors[::-1])
+
+    def test_numpy_vectors_that_do_not_fit(self):
+        self.client.create_dataset("np-bad", dim=4)
+        self.client.create_dataset("np-builtin", exist_ok=True)
+        records = [{"prompt": f"p{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(3)]
+        refused = {
+            "has shape (3, 4), but dataset \"np-bad\" holds pairs of 4-d vectors":
+                ("np-bad", records, np.zeros((3, 4), np.float32)),
+            "has shape (3, 2, 5)": ("np-bad", records, np.zeros((3, 2, 5), np.float32)),
+            "must be float32 or float16, got int64": ("np-bad", records, np.zeros((3, 2, 4),
+                                                                               np.int64)),
+            "has 2 rows for 3 records": ("np-bad", records, np.zeros((2, 2, 4), np.float16)),
+            "created without dim": ("np-builtin", records, np.zeros((3, 2, 4), np.float32)),
+        }
+        for message, (dataset, these, array) in refused.items():
+            with self.subTest(message), self.assertRaises(RecordError) as bad:
+                self.client.ingest(dataset, these, embeddings=array, progress=False)
+            self.assertEqual(bad.exception.field, "embeddings")
+            self.assertIn(message, bad.exception.reason)
+        self.assertEqual(self.client.get_dataset("np-bad").example_count, 0)  # nothing sent
+
+        # Without a len(), the mismatch is found on reaching it.
+        with self.assertRaises(RecordError) as long:
+            self.client.ingest("np-bad", iter(records), embeddings=np.zeros((2, 2, 4)),
+                               progress=False)
+        self.assertIn("has 2 rows but the records go on past them", str(long.exception))
+        with self.assertRaises(RecordError) as short:
+            self.client.ingest("np-bad", iter(records[:2]), embeddings=np.ones((3, 2, 4)),
+                               progress=False)
+        self.assertIn("has 3 rows for 2 records", str(short.exception))
+
+        # Vectors in the record as well as in the array: that record is rejected, by name.
+        both = [dict(r) for r in records]
+        both[1]["chosen_embedding"] = [1, 2, 3, 4]
+        result = self.client.ingest("np-bad", both, embeddings=np.full((3, 2, 4), 0.5),
+                                    progress=False)
+        self.assertEqual((result.rejected, result.errors[0].field),
+                         (1, "examples[1].chosen_embedding"))
 
     def test_evaluate_and_recommend_budget(self):
         self.client.create_dataset("hh-eval", exist_ok=True)
@@ -216,10 +336,10 @@ class ClientTest(unittest.TestCase):
         if rec.percent is not None:
             self.assertGreaterEqual(rec.fit(rec.percent), rec.target_share * rec.fit.r - 1e-6)
 
-        with self.assertRaises(CurationError) as bad:
+        with self.assertRaises(InvalidArgument) as bad:
             self.client.recommend_budget("hh-eval", budgets_percent=[1, 2], **proxy)
         self.assertEqual(bad.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
-        self.assertTrue(bad.exception.details.startswith("budgets_percent"))
+        self.assertEqual(bad.exception.field, "budgets_percent")
         with self.assertRaises(ValueError):
             self.client.evaluate()
 
@@ -327,6 +447,7 @@ class ClientTest(unittest.TestCase):
             with open(out, encoding="utf-8") as f:
                 lines = [json.loads(line) for line in f]
             self.assertEqual(len(lines), 25)
+            self.assertEqual({tuple(line) for line in lines}, {("prompt", "chosen", "rejected")})
             self.assertIn("would train DPO on 25 pairs", run.stdout)
 
 
