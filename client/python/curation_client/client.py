@@ -60,6 +60,10 @@ _SERVICE_CONFIG = json.dumps({
 })
 
 _KINDS = {"pairs": pb.DATASET_KIND_PAIRS, "unpaired": pb.DATASET_KIND_UNPAIRED}
+_ENCODINGS = {None: pb.EmbeddingConfig.ENCODING_UNSPECIFIED,
+              "float32": pb.EmbeddingConfig.ENCODING_FLOAT32,
+              "float16": pb.EmbeddingConfig.ENCODING_FLOAT16,
+              "sq8": pb.EmbeddingConfig.ENCODING_SQ8}
 _METHODS = {None: pb.SELECTION_METHOD_UNSPECIFIED,
             "isa": pb.SELECTION_METHOD_ISA, "random": pb.SELECTION_METHOD_RANDOM,
             "facility_location": pb.SELECTION_METHOD_FACILITY_LOCATION,
@@ -485,16 +489,26 @@ class CurationClient:
 
     def create_dataset(self, name: str, *, kind: Literal["pairs", "unpaired"] = "pairs",
                        dim: int | None = None, description: str = "",
+                       encoding: Literal["float32", "float16", "sq8"] | None = None,
+                       project: int | None = None, keep_original: bool = False,
                        exist_ok: bool = False) -> pb.Dataset:
         """Creates a dataset and returns it (a curation.v1.Dataset).
 
         kind: "pairs" (DPO, reward models) or "unpaired" (KTO). Without dim the server embeds
         the texts with its built-in embedder; with dim every record must carry its own
-        dim-dimensional vectors. exist_ok: return the existing dataset of that name instead
-        of raising ALREADY_EXISTS (its kind and embedding are not compared)."""
+        dim-dimensional vectors. encoding: how the server holds the vectors (None: the
+        server's default); float16 and sq8 are lossy (README, "Vectors: encodings and
+        projections"). project: PCA to that many dimensions, fitted on the first ingest
+        (client vectors only), keep_original: store the client's vectors too. exist_ok:
+        return the existing dataset of that name instead of raising ALREADY_EXISTS (its kind
+        and embedding are not compared)."""
         embedding = pb.EmbeddingConfig(source=pb.EmbeddingConfig.SOURCE_BUILTIN)
         if dim is not None:
             embedding = pb.EmbeddingConfig(source=pb.EmbeddingConfig.SOURCE_CLIENT, dim=dim)
+        embedding.encoding = _choice("encoding", _ENCODINGS, encoding)
+        if project is not None:
+            embedding.projection.dim = project
+        embedding.projection.keep_original = keep_original
         request = pb.CreateDatasetRequest(dataset=pb.Dataset(
             name=name, kind=_choice("kind", _KINDS, kind), embedding=embedding,
             description=description))

@@ -173,6 +173,23 @@ class ClientTest(unittest.TestCase):
         self.assertEqual((result.accepted, result.rejected), (12, 1))
         self.assertIn("chosen_embedding", result.errors[0].field)
 
+    def test_encoding_and_projection_options(self):
+        from curation_client import InvalidArgument
+        from curation_client._stubs import curation_pb2 as pb
+        made = self.client.create_dataset("enc16", dim=8, encoding="float16", project=3,
+                                          keep_original=True)
+        self.assertEqual(made.embedding.encoding, pb.EmbeddingConfig.ENCODING_FLOAT16)
+        self.assertEqual((made.embedding.projection.dim, made.embedding.projection.keep_original),
+                         (3, True))
+        # The server's default when none is named.
+        self.assertEqual(self.client.create_dataset("enc-default").embedding.encoding,
+                         pb.EmbeddingConfig.ENCODING_SQ8)
+        with self.assertRaises(ValueError):
+            self.client.create_dataset("enc-bad", encoding="int4")
+        with self.assertRaises(InvalidArgument) as bad:
+            self.client.create_dataset("enc-bad", dim=8, project=8)
+        self.assertEqual(bad.exception.field, "dataset.embedding.projection.dim")
+
     def test_errors_carry_the_status(self):
         with self.assertRaises(NotFound) as missing:
             self.client.get_dataset("no-such-dataset")
@@ -213,7 +230,7 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(len(columns["prompt"]), 20)
 
     def test_numpy_vectors_for_pairs(self):
-        self.client.create_dataset("np-pairs", dim=8)
+        self.client.create_dataset("np-pairs", dim=8, encoding="float32")
         n = 40
         vectors = np.random.default_rng(5).standard_normal((n, 2, 8)).astype(np.float16)
         records = [{"prompt": f"question {i}", "chosen": f"good {i}", "rejected": f"bad {i}"}
@@ -242,7 +259,7 @@ class ClientTest(unittest.TestCase):
                          (3, "examples[3].pair.rejected_embedding[2]"))
 
     def test_numpy_vectors_for_unpaired_examples(self):
-        self.client.create_dataset("np-kto", kind="unpaired", dim=4)
+        self.client.create_dataset("np-kto", kind="unpaired", dim=4, encoding="float32")
         vectors = (np.arange(48, dtype=np.float32).reshape(12, 4) / 7).astype(np.float32)
         records = [{"prompt": f"p{i}", "completion": f"c{i}", "label": i % 3 != 0}
                    for i in range(12)]
