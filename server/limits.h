@@ -21,7 +21,7 @@ struct Limits {
   int64_t max_page_size = 1000;
   // Not a limit: the encoding CreateDataset gives a dataset that names none
   // (--default-vector-encoding).
-  v1::EmbeddingConfig::Encoding default_encoding = v1::EmbeddingConfig::ENCODING_SQ8;
+  v1::EmbeddingConfig::Encoding default_encoding = v1::EmbeddingConfig::ENCODING_FLOAT16;
 };
 
 }  // namespace curation::server

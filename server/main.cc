@@ -42,9 +42,9 @@ ABSL_FLAG(bool, sync_writes, true,
 ABSL_FLAG(int64_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
 ABSL_FLAG(int64_t, max_records_per_request, 10'000, "Most examples in one ingest message");
 ABSL_FLAG(int64_t, max_text_bytes, 1 << 20, "Longest prompt or completion, in bytes");
-ABSL_FLAG(std::string, default_vector_encoding, "sq8",
-          "How new datasets hold their vectors unless they say: sq8 (1 byte per value), float16 "
-          "or float32");
+ABSL_FLAG(std::string, default_vector_encoding, "float16",
+          "How new datasets hold their vectors unless they say: float16 (2 bytes per value), sq8 "
+          "(1) or float32 (4)");
 ABSL_FLAG(int, grace_period_seconds, 20,
           "On SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(bool, auth, true,

@@ -16,7 +16,7 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
                        [--encoding sq8|float16|float32] [--project P [--keep-original]]
                           without --dim the server embeds texts with its built-in embedder;
                           with --dim every record must carry D-dimensional vectors;
-                          --encoding: how the server holds them (default: its own, sq8);
+                          --encoding: how the server holds them (default: the server's, float16);
                           --project P: PCA to P dimensions, fitted on the first ingest
   datasets list | get NAME | delete NAME
   ingest DATASET FILE [--batch N] [--strict]

@@ -263,7 +263,10 @@ TEST_F(ServiceTest, DuplicatesAreReportedNotStored) {
 }
 
 TEST_F(ServiceTest, ClientEmbeddingsAndUnpairedData) {
-  Create(MakeDataset("kto", v1::DATASET_KIND_UNPAIRED, 4));
+  // float32: the vectors come back exactly as sent (the default, float16, rounds them).
+  v1::Dataset kto = MakeDataset("kto", v1::DATASET_KIND_UNPAIRED, 4);
+  kto.mutable_embedding()->set_encoding(v1::EmbeddingConfig::ENCODING_FLOAT32);
+  Create(kto);
   std::vector<v1::Example> examples;
   for (int i = 0; i < 40; ++i) {
     v1::Example e;

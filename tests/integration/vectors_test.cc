@@ -1,5 +1,5 @@
 // How datasets hold their vectors, against the real server: encodings (float32, float16,
-// SQ8; SQ8 by default) and PCA projections of wide client vectors, through ingest, reads,
+// SQ8; float16 by default) and PCA projections of wide client vectors, through ingest, reads,
 // selections and a restart that rebuilds the index from what RocksDB holds.
 #include <gtest/gtest.h>
 
@@ -139,9 +139,9 @@ TEST(VectorsTest, EveryEncodingRoundTripsSelectsAndSurvivesARestart) {
       d.mutable_embedding()->set_encoding(encodings[e]);
       v1::Dataset created;
       ASSERT_TRUE(Create(*stub, d, &created).ok());
-      // The server's default, when the request names none, is SQ8.
+      // The server's default, when the request names none, is float16.
       const Encoding held = encodings[e] == v1::EmbeddingConfig::ENCODING_UNSPECIFIED
-                                ? v1::EmbeddingConfig::ENCODING_SQ8
+                                ? v1::EmbeddingConfig::ENCODING_FLOAT16
                                 : encodings[e];
       EXPECT_EQ(created.embedding().encoding(), held);
       v1::IngestExamplesResponse reply;
@@ -196,14 +196,14 @@ TEST(VectorsTest, TheServersDefaultEncodingIsAFlagAndAppliesToNewDatasetsOnly) {
     v1::Dataset created;
     ASSERT_TRUE(
         Create(*server->Stub(), MakeDataset("old", v1::DATASET_KIND_PAIRS, 0), &created).ok());
-    EXPECT_EQ(created.embedding().encoding(), v1::EmbeddingConfig::ENCODING_SQ8);
+    EXPECT_EQ(created.embedding().encoding(), v1::EmbeddingConfig::ENCODING_FLOAT16);
   }
-  auto server = ServerProcess::Start(db, {"--default-vector-encoding=float16"});
+  auto server = ServerProcess::Start(db, {"--default-vector-encoding=sq8"});
   auto stub = server->Stub();
   v1::Dataset created;
   ASSERT_TRUE(Create(*stub, MakeDataset("new", v1::DATASET_KIND_UNPAIRED, 0), &created).ok());
-  EXPECT_EQ(created.embedding().encoding(), v1::EmbeddingConfig::ENCODING_FLOAT16);
-  EXPECT_EQ(Get(*stub, "old").embedding().encoding(), v1::EmbeddingConfig::ENCODING_SQ8);
+  EXPECT_EQ(created.embedding().encoding(), v1::EmbeddingConfig::ENCODING_SQ8);
+  EXPECT_EQ(Get(*stub, "old").embedding().encoding(), v1::EmbeddingConfig::ENCODING_FLOAT16);
 }
 
 TEST(VectorsTest, BadEncodingsAndProjectionsAreRefusedWithTheirField) {

@@ -183,7 +183,7 @@ class ClientTest(unittest.TestCase):
                          (3, True))
         # The server's default when none is named.
         self.assertEqual(self.client.create_dataset("enc-default").embedding.encoding,
-                         pb.EmbeddingConfig.ENCODING_SQ8)
+                         pb.EmbeddingConfig.ENCODING_FLOAT16)
         with self.assertRaises(ValueError):
             self.client.create_dataset("enc-bad", encoding="int4")
         with self.assertRaises(InvalidArgument) as bad:
