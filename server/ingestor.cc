@@ -18,14 +18,6 @@ void AppendField(std::string* out, absl::string_view s) {
   out->append(s.data(), s.size());
 }
 
-// A record on its way to the store.
-struct Pending {
-  int index = 0;  // in the request
-  std::string id;
-  std::string hash;
-  std::vector<float> embedding;
-};
-
 int8_t IndexLabel(const v1::Example& example) {
   return example.unpaired().label() == v1::LABEL_DESIRABLE ? index::kDesirable
                                                            : index::kUndesirable;
@@ -59,32 +51,35 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
     DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
     int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary,
     bool defer_sync) const {
+  return Commit(dataset, examples, first_index, Prepare(dataset, examples, first_index), report_ids,
+                summary, defer_sync);
+}
+
+Ingestor::Prepared Ingestor::Prepare(
+    DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+    int64_t first_index) const {
   const v1::Dataset config = dataset.Snapshot().dataset();
   const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
   const bool builtin = config.embedding().source() != v1::EmbeddingConfig::SOURCE_CLIENT;
   const int dim = config.embedding().dim();
   const int n = examples.size();
-
-  std::vector<std::string> ids(n);
-  std::vector<Pending> pending;
-  auto reject = [&](int i, std::string field, std::string reason) {
-    auto* e = summary->add_errors();
-    e->set_index(first_index + i);
-    e->set_field(std::move(field));
-    e->set_reason(std::move(reason));
-    summary->set_rejected(summary->rejected() + 1);
-  };
+  Prepared prepared;
+  std::vector<Prepared::Row>& pending = prepared.rows;
+  pending.reserve(n);
 
   // Validation and hashing need no lock; only the id checks against the store must see
-  // every earlier write, so they happen under write_mu below.
+  // every earlier write, so they happen in Commit, under write_mu.
   for (int i = 0; i < n; ++i) {
     const v1::Example& ex = examples[i];
     const std::string path = absl::StrCat("examples[", first_index + i, "]");
     if (auto error = CheckExample(ex, config, limits_, path)) {
-      reject(i, error->field, error->reason);
+      v1::RecordError& e = prepared.errors.emplace_back();
+      e.set_index(first_index + i);
+      e.set_field(std::move(error->field));
+      e.set_reason(std::move(error->reason));
       continue;
     }
-    Pending p;
+    Prepared::Row p;
     p.index = i;
     p.hash = ContentHash(ex);
     p.id = ex.id().empty() ? HashId(p.hash) : ex.id();
@@ -96,17 +91,23 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
   const int width = pairs ? 2 * dim : dim;
 #pragma omp parallel for schedule(dynamic, 16)
   for (size_t j = 0; j < pending.size(); ++j) {
-    Pending& p = pending[j];
+    Prepared::Row& p = pending[j];
     const v1::Example& ex = examples[p.index];
     p.embedding.resize(width);
     if (builtin) {
+      // One buffer a thread for "prompt\ncompletion": no allocation per text.
+      thread_local std::string text;
+      auto embed = [&](const std::string& prompt, const std::string& completion, float* out) {
+        text.assign(prompt);
+        text.push_back('\n');
+        text.append(completion);
+        embedder_->Embed(text, out);
+      };
       if (pairs) {
-        embedder_->Embed(ex.pair().prompt() + "\n" + ex.pair().chosen(), p.embedding.data());
-        embedder_->Embed(ex.pair().prompt() + "\n" + ex.pair().rejected(),
-                         p.embedding.data() + dim);
+        embed(ex.pair().prompt(), ex.pair().chosen(), p.embedding.data());
+        embed(ex.pair().prompt(), ex.pair().rejected(), p.embedding.data() + dim);
       } else {
-        embedder_->Embed(ex.unpaired().prompt() + "\n" + ex.unpaired().completion(),
-                         p.embedding.data());
+        embed(ex.unpaired().prompt(), ex.unpaired().completion(), p.embedding.data());
       }
     } else if (pairs) {
       std::copy(ex.pair().chosen_embedding().begin(), ex.pair().chosen_embedding().end(),
@@ -118,17 +119,40 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
                 p.embedding.begin());
     }
   }
+  return prepared;
+}
+
+absl::StatusOr<int64_t> Ingestor::Commit(
+    DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+    int64_t first_index, Prepared prepared, bool report_ids, v1::IngestExamplesResponse* summary,
+    bool defer_sync) const {
+  const int n = examples.size();
+  std::vector<std::string> ids(n);
+  std::vector<Prepared::Row>& pending = prepared.rows;
+  auto reject = [&](int i, std::string field, std::string reason) {
+    auto* e = summary->add_errors();
+    e->set_index(first_index + i);
+    e->set_field(std::move(field));
+    e->set_reason(std::move(reason));
+    summary->set_rejected(summary->rejected() + 1);
+  };
+  for (v1::RecordError& e : prepared.errors) {
+    *summary->add_errors() = std::move(e);
+    summary->set_rejected(summary->rejected() + 1);
+  }
 
   std::lock_guard<std::mutex> lock(dataset.write_mu);
   if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
   const int64_t duplicates_before = summary->duplicates();
   storage::DatasetRecord updated = dataset.record;
+  const bool pairs = updated.dataset().kind() == v1::DATASET_KIND_PAIRS;
+  const int width = (pairs ? 2 : 1) * updated.dataset().embedding().dim();
   const int64_t bytes_before = updated.dataset().stored_bytes();
   v1::Dataset* counts = updated.mutable_dataset();
   std::vector<store::ExampleWrite> writes;
   std::map<std::string, const std::string*> batch_ids;  // id -> content hash, this batch
   std::vector<int64_t> seqs;
-  for (Pending& p : pending) {
+  for (Prepared::Row& p : pending) {
     const v1::Example& ex = examples[p.index];
     const std::string* seen_hash = nullptr;
     if (auto it = batch_ids.find(p.id); it != batch_ids.end()) seen_hash = it->second;
