@@ -160,19 +160,24 @@ grpc::Status CurationService::DeleteDataset(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context, const Scope& scope,
-                                             DatasetState& dataset,
-                                             const v1::IngestExamplesRequest& request,
-                                             int64_t first_index, bool in_stream,
-                                             v1::IngestExamplesResponse* summary) {
-  if (request.examples_size() == 0) return absl::OkStatus();
+absl::StatusOr<IngestReservation> CurationService::ReserveIngest(const Scope& scope,
+                                                                 DatasetState& dataset,
+                                                                 int64_t records,
+                                                                 int64_t request_bytes) {
   // Vectors are most of a record's stored size and the request's own size bounds its text,
   // so reserve both against the tenant's quotas.
   const int64_t vector_bytes = static_cast<int64_t>(sizeof(float)) * dataset.index->dim() *
-                               (dataset.index->pairs() ? 2 : 1) * request.examples_size();
+                               (dataset.index->pairs() ? 2 : 1) * records;
+  return tenants_->AdmitIngest(*scope.tenant, records, request_bytes + vector_bytes);
+}
+
+absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context, const Scope& scope,
+                                             DatasetState& dataset,
+                                             const v1::IngestExamplesRequest& request,
+                                             v1::IngestExamplesResponse* summary) {
+  if (request.examples_size() == 0) return absl::OkStatus();
   const int64_t request_bytes = static_cast<int64_t>(request.ByteSizeLong());
-  auto reservation =
-      tenants_->AdmitIngest(*scope.tenant, request.examples_size(), request_bytes + vector_bytes);
+  auto reservation = ReserveIngest(scope, dataset, request.examples_size(), request_bytes);
   if (!reservation.ok()) return reservation.status();
   const int64_t accepted_before = summary->accepted();
   const int64_t duplicates_before = summary->duplicates();
@@ -185,8 +190,8 @@ absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context,
       grown = absl::CancelledError("the client went away while the batch waited for its turn");
       return;
     }
-    grown = ingestor_.IngestBatch(dataset, request.examples(), first_index,
-                                  /*report_ids=*/!in_stream, summary, /*defer_sync=*/in_stream);
+    grown = ingestor_.IngestBatch(dataset, request.examples(), /*first_index=*/0,
+                                  /*report_ids=*/true, summary);
   });
   if (metrics_ != nullptr && grown.ok()) {
     metrics_->RecordIngest(summary->accepted() - accepted_before,
@@ -211,8 +216,7 @@ grpc::Status CurationService::IngestExamples(grpc::ServerContext* context,
         InvalidField("examples", absl::StrCat(request->examples_size(), " records; at most ",
                                               limits_.max_records_per_request, " per request")));
   }
-  return ToGrpc(IngestAdmitted(*context, *scope, **state, *request, /*first_index=*/0,
-                               /*in_stream=*/false, response));
+  return ToGrpc(IngestAdmitted(*context, *scope, **state, *request, response));
 }
 
 grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
@@ -327,12 +331,8 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
                                            limits_.max_records_per_request, " per message")));
     }
     if (records > 0) {
-      // Vectors are most of a record's stored size and the request's own size bounds its
-      // text, so reserve both against the tenant's quotas.
-      const int64_t vector_bytes = static_cast<int64_t>(sizeof(float)) * state->index->dim() *
-                                   (state->index->pairs() ? 2 : 1) * records;
-      auto reservation = tenants_->AdmitIngest(
-          *scope->tenant, records, static_cast<int64_t>(request->ByteSizeLong()) + vector_bytes);
+      auto reservation =
+          ReserveIngest(*scope, *state, records, static_cast<int64_t>(request->ByteSizeLong()));
       if (!reservation.ok()) return end(reservation.status());
       // A client that loses the stream can resend it whole: what was stored comes back as
       // duplicates.
