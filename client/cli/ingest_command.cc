@@ -23,7 +23,7 @@ namespace {
 v1::Example ToExample(formats::Record& r) {
   v1::Example e;
   e.set_id(std::move(r.id));
-  for (auto& [k, v] : r.metadata) (*e.mutable_metadata())[k] = v;
+  for (auto& [k, v] : r.metadata) (*e.mutable_metadata())[k] = std::move(v);
   if (r.is_pair) {
     v1::PreferencePair* p = e.mutable_pair();
     p->set_prompt(std::move(r.prompt));
