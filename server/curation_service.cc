@@ -3,6 +3,9 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <future>
+#include <optional>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -166,12 +169,10 @@ grpc::Status CurationService::DeleteDataset(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context, const Scope& scope,
-                                             DatasetState& dataset,
-                                             const v1::IngestExamplesRequest& request,
-                                             int64_t first_index, bool in_stream,
-                                             v1::IngestExamplesResponse* summary) {
-  if (request.examples_size() == 0) return absl::OkStatus();
+absl::StatusOr<IngestReservation> CurationService::ReserveIngest(const Scope& scope,
+                                                                 DatasetState& dataset,
+                                                                 int64_t records,
+                                                                 int64_t request_bytes) {
   // Vectors are most of a record's stored size and the request's own size bounds its text,
   // so reserve both against the tenant's quotas.
   const v1::EmbeddingConfig embedding = dataset.Snapshot().dataset().embedding();
@@ -180,10 +181,17 @@ absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context,
                                      : 0;
   const int64_t vector_bytes =
       (static_cast<int64_t>(dataset.index->code_bytes()) + original_bytes) *
-      (dataset.index->pairs() ? 2 : 1) * request.examples_size();
+      (dataset.index->pairs() ? 2 : 1) * records;
+  return tenants_->AdmitIngest(*scope.tenant, records, request_bytes + vector_bytes);
+}
+
+absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context, const Scope& scope,
+                                             DatasetState& dataset,
+                                             const v1::IngestExamplesRequest& request,
+                                             v1::IngestExamplesResponse* summary) {
+  if (request.examples_size() == 0) return absl::OkStatus();
   const int64_t request_bytes = static_cast<int64_t>(request.ByteSizeLong());
-  auto reservation =
-      tenants_->AdmitIngest(*scope.tenant, request.examples_size(), request_bytes + vector_bytes);
+  auto reservation = ReserveIngest(scope, dataset, request.examples_size(), request_bytes);
   if (!reservation.ok()) return reservation.status();
   const int64_t accepted_before = summary->accepted();
   const int64_t duplicates_before = summary->duplicates();
@@ -196,8 +204,8 @@ absl::Status CurationService::IngestAdmitted(const grpc::ServerContext& context,
       grown = absl::CancelledError("the client went away while the batch waited for its turn");
       return;
     }
-    grown = ingestor_.IngestBatch(dataset, request.examples(), first_index,
-                                  /*report_ids=*/!in_stream, summary, /*defer_sync=*/in_stream);
+    grown = ingestor_.IngestBatch(dataset, request.examples(), /*first_index=*/0,
+                                  /*report_ids=*/true, summary);
   });
   if (metrics_ != nullptr && grown.ok()) {
     metrics_->RecordIngest(summary->accepted() - accepted_before,
@@ -222,8 +230,7 @@ grpc::Status CurationService::IngestExamples(grpc::ServerContext* context,
         InvalidField("examples", absl::StrCat(request->examples_size(), " records; at most ",
                                               limits_.max_records_per_request, " per request")));
   }
-  return ToGrpc(IngestAdmitted(*context, *scope, **state, *request, /*first_index=*/0,
-                               /*in_stream=*/false, response));
+  return ToGrpc(IngestAdmitted(*context, *scope, **state, *request, response));
 }
 
 grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
@@ -231,7 +238,6 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
                                            v1::IngestExamplesResponse* response) {
   auto scope = Enter(*context, v1::ROLE_WRITER);
   if (!scope.ok()) return ToGrpc(scope.status());
-  v1::IngestExamplesRequest request;
   std::shared_ptr<DatasetState> state;
   int64_t next_index = 0;
   int64_t message = 0;
@@ -246,35 +252,122 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
     }
     return ToGrpc(status);
   };
-  while (reader->Read(&request)) {
+
+  // A bulk load runs at the embedder's speed only if the embedder never waits: message i is
+  // embedded (Ingestor::Prepare, on the ingest workers under the same sharing rules as
+  // IngestExamples' batches) while this thread writes message i-1 and reads message i+1.
+  // Writes stay in message order, so ids, duplicates and error indexes come out as if the
+  // messages were ingested one after the other. At most two messages wait in memory.
+  struct Batch {
+    std::unique_ptr<v1::IngestExamplesRequest> request;
+    int64_t first_index = 0;
+    IngestReservation reservation;
+    std::future<absl::StatusOr<Ingestor::Prepared>> prepared;
+  };
+  auto start = [&](std::unique_ptr<v1::IngestExamplesRequest> request, int64_t first_index,
+                   IngestReservation reservation) {
+    Batch b;
+    b.request = std::move(request);
+    b.first_index = first_index;
+    b.reservation = reservation;
+    const v1::IngestExamplesRequest* r = b.request.get();
+    DatasetState* dataset = state.get();
+    const std::string tenant = scope->caller.tenant;
+    b.prepared = std::async(std::launch::async, [this, context, r, dataset, tenant, first_index] {
+      absl::StatusOr<Ingestor::Prepared> out = absl::UnknownError("not run");
+      tenants_->RunIngest(tenant, r->examples_size(), static_cast<int64_t>(r->ByteSizeLong()), [&] {
+        if (context->IsCancelled()) {
+          out = absl::CancelledError("the client went away while the batch waited for its turn");
+          return;
+        }
+        out = ingestor_.Prepare(*dataset, r->examples(), first_index);
+      });
+      return out;
+    });
+    return b;
+  };
+  // Writes a started batch (after its embedding is done) and settles its reservation.
+  auto commit = [&](Batch& b) -> absl::Status {
+    absl::StatusOr<Ingestor::Prepared> prepared = b.prepared.get();
+    const int64_t accepted_before = response->accepted();
+    const int64_t duplicates_before = response->duplicates();
+    const int64_t rejected_before = response->rejected();
+    absl::StatusOr<int64_t> grown = absl::UnknownError("not run");
+    if (!prepared.ok()) {
+      grown = prepared.status();
+    } else {
+      grown = ingestor_.Commit(*state, b.request->examples(), b.first_index, *std::move(prepared),
+                               /*report_ids=*/false, response,
+                               /*defer_sync=*/true);
+    }
+    if (metrics_ != nullptr && grown.ok()) {
+      metrics_->RecordIngest(response->accepted() - accepted_before,
+                             response->duplicates() - duplicates_before,
+                             response->rejected() - rejected_before);
+    }
+    tenants_->CommitIngest(*scope->tenant, b.reservation,
+                           grown.ok() ? response->accepted() - accepted_before : 0,
+                           grown.ok() ? *grown : 0);
+    return grown.status();
+  };
+  // Waits for a started batch that will not be written and gives its reservation back.
+  auto abandon = [&](Batch& b) {
+    b.prepared.wait();
+    tenants_->CommitIngest(*scope->tenant, b.reservation, 0, 0);
+  };
+
+  std::optional<Batch> previous;  // started, not yet written
+  // Ends the stream with `status` after writing the batch still in flight (the messages before
+  // a bad one are stored, as when each was written before the next was read).
+  auto end = [&](absl::Status status) {
+    if (previous.has_value()) {
+      absl::Status s = commit(*previous);
+      if (status.ok()) status = s;
+    }
+    return finish(status);
+  };
+  auto request = std::make_unique<v1::IngestExamplesRequest>();
+  while (reader->Read(request.get())) {
     if (state == nullptr ||
-        (!request.dataset().empty() && request.dataset() != state->Snapshot().dataset().name())) {
+        (!request->dataset().empty() && request->dataset() != state->Snapshot().dataset().name())) {
       if (state != nullptr) {
-        return finish(InvalidField(absl::StrCat("messages[", message, "].dataset"),
-                                   "one stream ingests into one dataset"));
+        return end(InvalidField(absl::StrCat("messages[", message, "].dataset"),
+                                "one stream ingests into one dataset"));
       }
-      auto found = FindDataset(*scope, "dataset", request.dataset());
-      if (!found.ok()) return finish(found.status());
+      auto found = FindDataset(*scope, "dataset", request->dataset());
+      if (!found.ok()) return end(found.status());
       state = *std::move(found);
     }
-    if (request.examples_size() > limits_.max_records_per_request) {
-      return finish(InvalidField(absl::StrCat("messages[", message, "].examples"),
-                                 absl::StrCat(request.examples_size(), " records; at most ",
-                                              limits_.max_records_per_request, " per message")));
+    const int records = request->examples_size();
+    if (records > limits_.max_records_per_request) {
+      return end(InvalidField(absl::StrCat("messages[", message, "].examples"),
+                              absl::StrCat(records, " records; at most ",
+                                           limits_.max_records_per_request, " per message")));
     }
-    // Each message is written before the next is read, so a client that loses the stream
-    // can resend it whole: what was stored comes back as duplicates.
-    wrote = true;
-    if (absl::Status s = IngestAdmitted(*context, *scope, *state, request, next_index,
-                                        /*in_stream=*/true, response);
-        !s.ok()) {
-      return finish(s);
+    if (records > 0) {
+      auto reservation =
+          ReserveIngest(*scope, *state, records, static_cast<int64_t>(request->ByteSizeLong()));
+      if (!reservation.ok()) return end(reservation.status());
+      // A client that loses the stream can resend it whole: what was stored comes back as
+      // duplicates.
+      wrote = true;
+      Batch b = start(std::move(request), next_index, *reservation);
+      request = std::make_unique<v1::IngestExamplesRequest>();
+      if (previous.has_value()) {
+        absl::Status s = commit(*previous);
+        previous.reset();
+        if (!s.ok()) {
+          abandon(b);
+          return finish(s);
+        }
+      }
+      previous = std::move(b);
     }
-    next_index += request.examples_size();
+    next_index += records;
     ++message;
   }
   if (state == nullptr) return ToGrpc(InvalidField("dataset", "the stream sent no message"));
-  return finish(absl::OkStatus());
+  return end(absl::OkStatus());
 }
 
 absl::StatusOr<storage::ExampleRecord> CurationService::LoadExample(uint64_t dataset_id,

@@ -113,14 +113,16 @@ class CurationService final : public v1::CurationService::Service {
                                        v1::OperationKind kind, const std::string& request_id,
                                        storage::OperationRecord record,
                                        const ProgressReport& report);
-  // Ingests one message's batch under the tenant's quotas and rate limit.
-  // A stream's batches (`in_stream`) are written without an fsync each; IngestStream syncs
-  // once before its reply. A batch whose client went away while it waited for its turn is
-  // not written (CANCELLED).
+  // Ingests an IngestExamples batch under the tenant's quotas and rate limit; durable on
+  // return. A batch whose client went away while it waited for its turn is not written
+  // (CANCELLED). (IngestStream pipelines its messages itself, under the same rules.)
   absl::Status IngestAdmitted(const grpc::ServerContext& context, const Scope& scope,
                               DatasetState& dataset, const v1::IngestExamplesRequest& request,
-                              int64_t first_index, bool in_stream,
                               v1::IngestExamplesResponse* summary);
+  // Reserves room for `records` records of a request of `request_bytes` under the tenant's
+  // quotas (TenantRegistry::AdmitIngest).
+  absl::StatusOr<IngestReservation> ReserveIngest(const Scope& scope, DatasetState& dataset,
+                                                  int64_t records, int64_t request_bytes);
   // Resolves an example id to its stored record.
   absl::StatusOr<storage::ExampleRecord> LoadExample(uint64_t dataset_id,
                                                      const std::string& id) const;

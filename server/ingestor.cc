@@ -1,8 +1,12 @@
 #include "server/ingestor.h"
 
+#include <omp.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
+#include <atomic>
 #include <map>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -11,15 +15,6 @@
 #include "server/validation.h"
 
 namespace curation::server {
-// A record on its way to the store.
-struct Ingestor::Pending {
-  int index = 0;  // in the request
-  std::string id;
-  std::string hash;
-  std::vector<float> embedding;
-  std::string vectors;  // embedding (projected, if so) in the dataset's encoding (index/codec.h)
-  std::string original_vectors;  // a projected dataset that keeps them: the client's, encoded
-};
 
 namespace {
 
@@ -56,7 +51,7 @@ std::string Ingestor::ContentHash(const v1::Example& example) {
 }
 
 absl::Status Ingestor::EncodeVectors(DatasetState& dataset, const v1::Dataset& config,
-                                     std::vector<Pending>& pending) const {
+                                     std::vector<Prepared::Row>& pending) const {
   const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
   const int sides = pairs ? 2 : 1;
   const int64_t in_dim = config.embedding().dim();
@@ -107,9 +102,10 @@ absl::Status Ingestor::EncodeVectors(DatasetState& dataset, const v1::Dataset& c
     projected.resize(vectors * out_dim);
     pca->Apply(selection::MatrixView{originals.data(), vectors, in_dim}, projected.data());
   }
-#pragma omp parallel for schedule(static)
+  // On the calling thread: encoding costs a few ns a value, and an OpenMP team's workers would
+  // spin after every batch (see Prepare).
   for (size_t j = 0; j < pending.size(); ++j) {
-    Pending& p = pending[j];
+    Prepared::Row& p = pending[j];
     p.vectors.resize(code_bytes * sides);
     uint8_t* code = reinterpret_cast<uint8_t*>(p.vectors.data());
     const float* values =
@@ -138,33 +134,35 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
     DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
     int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary,
     bool defer_sync) const {
+  return Commit(dataset, examples, first_index, Prepare(dataset, examples, first_index), report_ids,
+                summary, defer_sync);
+}
+
+Ingestor::Prepared Ingestor::Prepare(
+    DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+    int64_t first_index) const {
   const v1::Dataset config = dataset.Snapshot().dataset();
   const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
   const bool builtin = config.embedding().source() != v1::EmbeddingConfig::SOURCE_CLIENT;
   const int dim = config.embedding().dim();
-  const size_t code_bytes = dataset.index->code_bytes();
   const int n = examples.size();
-
-  std::vector<std::string> ids(n);
-  std::vector<Pending> pending;
-  auto reject = [&](int i, std::string field, std::string reason) {
-    auto* e = summary->add_errors();
-    e->set_index(first_index + i);
-    e->set_field(std::move(field));
-    e->set_reason(std::move(reason));
-    summary->set_rejected(summary->rejected() + 1);
-  };
+  Prepared prepared;
+  std::vector<Prepared::Row>& pending = prepared.rows;
+  pending.reserve(n);
 
   // Validation and hashing need no lock; only the id checks against the store must see
-  // every earlier write, so they happen under write_mu below.
+  // every earlier write, so they happen in Commit, under write_mu.
   for (int i = 0; i < n; ++i) {
     const v1::Example& ex = examples[i];
     const std::string path = absl::StrCat("examples[", first_index + i, "]");
     if (auto error = CheckExample(ex, config, limits_, path)) {
-      reject(i, error->field, error->reason);
+      v1::RecordError& e = prepared.errors.emplace_back();
+      e.set_index(first_index + i);
+      e.set_field(std::move(error->field));
+      e.set_reason(std::move(error->reason));
       continue;
     }
-    Pending p;
+    Prepared::Row p;
     p.index = i;
     p.hash = ContentHash(ex);
     p.id = ex.id().empty() ? HashId(p.hash) : ex.id();
@@ -172,21 +170,29 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
   }
 
   // Embedding is the costly step of a bulk load; records are independent, so spread them
-  // over the cores.
+  // over the batch's share of the cores: omp_get_max_threads(), which the fair-sharing rules
+  // (TenantRegistry::RunIngest) set on this thread. Plain threads rather than an OpenMP team:
+  // libgomp's workers spin for a while after each batch, and on a small machine that spinning
+  // takes the core from the thread writing the previous batch of a stream (it was 15% of the
+  // server's CPU in a bulk load on 2 cores). Threads inherit this thread's nice value.
   const int width = pairs ? 2 * dim : dim;
-#pragma omp parallel for schedule(dynamic, 16)
-  for (size_t j = 0; j < pending.size(); ++j) {
-    Pending& p = pending[j];
+  auto embed_row = [&](Prepared::Row& p) {
     const v1::Example& ex = examples[p.index];
     p.embedding.resize(width);
     if (builtin) {
+      // One buffer a thread for "prompt\ncompletion": no allocation per text.
+      thread_local std::string text;
+      auto embed = [&](const std::string& prompt, const std::string& completion, float* out) {
+        text.assign(prompt);
+        text.push_back('\n');
+        text.append(completion);
+        embedder_->Embed(text, out);
+      };
       if (pairs) {
-        embedder_->Embed(ex.pair().prompt() + "\n" + ex.pair().chosen(), p.embedding.data());
-        embedder_->Embed(ex.pair().prompt() + "\n" + ex.pair().rejected(),
-                         p.embedding.data() + dim);
+        embed(ex.pair().prompt(), ex.pair().chosen(), p.embedding.data());
+        embed(ex.pair().prompt(), ex.pair().rejected(), p.embedding.data() + dim);
       } else {
-        embedder_->Embed(ex.unpaired().prompt() + "\n" + ex.unpaired().completion(),
-                         p.embedding.data());
+        embed(ex.unpaired().prompt(), ex.unpaired().completion(), p.embedding.data());
       }
     } else if (pairs) {
       std::copy(ex.pair().chosen_embedding().begin(), ex.pair().chosen_embedding().end(),
@@ -197,13 +203,51 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
       std::copy(ex.unpaired().embedding().begin(), ex.unpaired().embedding().end(),
                 p.embedding.begin());
     }
+  };
+  constexpr size_t kChunk = 16;  // rows a thread takes at a time
+  const size_t chunks = (pending.size() + kChunk - 1) / kChunk;
+  const int threads = static_cast<int>(
+      std::min<size_t>(chunks, static_cast<size_t>(std::max(1, omp_get_max_threads()))));
+  std::atomic<size_t> next_chunk{0};
+  auto work = [&] {
+    for (size_t c; (c = next_chunk.fetch_add(1)) < chunks;) {
+      const size_t end = std::min(pending.size(), (c + 1) * kChunk);
+      for (size_t j = c * kChunk; j < end; ++j) embed_row(pending[j]);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (std::thread& t : helpers) t.join();
+  return prepared;
+}
+
+absl::StatusOr<int64_t> Ingestor::Commit(
+    DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+    int64_t first_index, Prepared prepared, bool report_ids, v1::IngestExamplesResponse* summary,
+    bool defer_sync) const {
+  const int n = examples.size();
+  std::vector<std::string> ids(n);
+  std::vector<Prepared::Row>& pending = prepared.rows;
+  auto reject = [&](int i, std::string field, std::string reason) {
+    auto* e = summary->add_errors();
+    e->set_index(first_index + i);
+    e->set_field(std::move(field));
+    e->set_reason(std::move(reason));
+    summary->set_rejected(summary->rejected() + 1);
+  };
+  for (v1::RecordError& e : prepared.errors) {
+    *summary->add_errors() = std::move(e);
+    summary->set_rejected(summary->rejected() + 1);
   }
-  RETURN_IF_ERROR(EncodeVectors(dataset, config, pending));
+  RETURN_IF_ERROR(EncodeVectors(dataset, dataset.Snapshot().dataset(), pending));
 
   std::lock_guard<std::mutex> lock(dataset.write_mu);
   if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
   const int64_t duplicates_before = summary->duplicates();
   storage::DatasetRecord updated = dataset.record;
+  const bool pairs = updated.dataset().kind() == v1::DATASET_KIND_PAIRS;
+  const size_t code_bytes = dataset.index->code_bytes();
   if (dataset.projection != nullptr && updated.dataset().embedding().projection().fit_rows() == 0) {
     // The first batch of the projection (or one after a batch whose write failed) records it.
     v1::Projection* projection =
@@ -216,7 +260,7 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
   std::vector<store::ExampleWrite> writes;
   std::map<std::string, const std::string*> batch_ids;  // id -> content hash, this batch
   std::vector<int64_t> seqs;
-  for (Pending& p : pending) {
+  for (Prepared::Row& p : pending) {
     const v1::Example& ex = examples[p.index];
     const std::string* seen_hash = nullptr;
     if (auto it = batch_ids.find(p.id); it != batch_ids.end()) seen_hash = it->second;

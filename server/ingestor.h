@@ -31,18 +31,44 @@ class Ingestor {
       int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary,
       bool defer_sync = false) const;
 
+  // IngestBatch in two steps, so that a stream can embed one message while it writes the one
+  // before. Prepare validates, names and embeds `examples` (the costly, lock-free part; it
+  // touches neither the store nor any summary, so it may run beside a Commit of the same
+  // dataset). Commit then does the rest of IngestBatch, in the same contract, for the same
+  // `examples` and `first_index`; Commits of one dataset's batches apply in call order.
+  struct Prepared {
+    struct Row {
+      int index = 0;  // in the batch
+      std::string id;
+      std::string hash;
+      std::vector<float> embedding;
+      // Filled by Commit: the embedding (projected, if so) in the dataset's encoding
+      // (index/codec.h), and for a projected dataset that keeps them the client's vectors.
+      std::string vectors;
+      std::string original_vectors;
+    };
+    std::vector<Row> rows;                // the valid records, in batch order
+    std::vector<v1::RecordError> errors;  // the invalid ones, indexes offset by first_index
+  };
+  Prepared Prepare(DatasetState& dataset,
+                   const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+                   int64_t first_index) const;
+  absl::StatusOr<int64_t> Commit(DatasetState& dataset,
+                                 const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+                                 int64_t first_index, Prepared prepared, bool report_ids,
+                                 v1::IngestExamplesResponse* summary, bool defer_sync) const;
+
   // The id the server gives an example sent without one: "h" + 32 hex digits of the
   // SHA-256 of its content (everything but id, metadata and vectors).
   static std::string ContentHash(const v1::Example& example);
   static std::string HashId(const std::string& content_hash);
 
  private:
-  struct Pending;
   // Projects (fitting the dataset's projection on the first batch, see EmbeddingConfig) and
   // encodes every pending record's vectors. INVALID_ARGUMENT if a first batch is too small
   // to fit the projection on.
   absl::Status EncodeVectors(DatasetState& dataset, const v1::Dataset& config,
-                             std::vector<Pending>& pending) const;
+                             std::vector<Prepared::Row>& pending) const;
 
   store::Store* store_;
   const embedding::Embedder* embedder_;

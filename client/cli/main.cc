@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -19,10 +20,12 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
                           --encoding: how the server holds them (default: the server's, float16);
                           --project P: PCA to P dimensions, fitted on the first ingest
   datasets list | get NAME | delete NAME
-  ingest DATASET FILE [--batch N] [--strict]
+  ingest DATASET FILE [--batch N] [--strict] [--embeddings VECTORS.npy]
                           FILE: JSONL, JSONL.gz or a JSON array, in TRL {prompt, chosen,
                           rejected}, Anthropic HH {chosen, rejected}, KTO {prompt, completion,
                           label} or PandaLM format
+                          VECTORS.npy: float32/float16, row i for record i; shape (N, D)
+                          unpaired, (N, 2, D) pairs ([:, 0] chosen, [:, 1] rejected)
   examples get DATASET ID... [--embeddings]
   select DATASET --budget 10%|0.1|5000 [--method M] [--unit pair|example] [--seed N]
                  [--name NAME] [--ranking] [--ids-out FILE] [--scores-svg FILE]
@@ -142,10 +145,12 @@ int main(int argc, char** argv) {
   if (!client.ok()) return curation::cli::Usage(std::string(client.status().message()));
   ctx.client = *std::move(client);
 
-  const curation::cli::Args args(
-      argc, argv, i + 1,
-      {"strict", "embeddings", "keep-original", "json", "help", "progress", "stochastic",
-       "balance-labels", "ranking", "with-random", "async"});
+  std::set<std::string> flags = {"strict",  "embeddings",  "keep-original", "json",
+                                 "help",    "progress",    "stochastic",    "balance-labels",
+                                 "ranking", "with-random", "async"};
+  // `examples get --embeddings` is a switch; `ingest --embeddings FILE` names a file.
+  if (command == "ingest") flags.erase("embeddings");
+  const curation::cli::Args args(argc, argv, i + 1, flags);
   if (!args.error().empty()) return curation::cli::Usage(args.error());
   if (args.Has("json")) ctx.json = true;
   if (command == "datasets") return DatasetsCommand(ctx, args);

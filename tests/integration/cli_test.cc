@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/server_process.h"
@@ -108,6 +109,28 @@ TEST(CliTest, PandaLmAndKtoFiles) {
   EXPECT_NE(r.err.find(":4"), std::string::npos) << r.err;
   r = RunCli(addr, {"ingest", "k", kto, "--strict"});
   EXPECT_EQ(r.exit_code, 1);
+}
+
+// A damaged container (here a gzip stream cut in half) repeats its error on every read: the
+// ingest reports it once and ends with what came before, instead of reading forever.
+TEST(CliTest, TruncatedGzipEndsTheIngest) {
+  const std::string dir = MakeTempDir("cli-truncated");
+  auto server = ServerProcess::Start(dir + "/db");
+  const std::string addr = server->address();
+  std::string bytes;
+  {
+    std::ifstream in(TestDataPath("hh-rlhf-harmless-sample.jsonl.gz"), std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string cut = dir + "/cut.jsonl.gz";
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  ASSERT_EQ(RunCli(addr, {"datasets", "create", "hh"}).exit_code, 0);
+  CommandResult r = RunCli(addr, {"ingest", "hh", cut});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("truncated gzip stream"), std::string::npos) << r.err;
+  // Reported once, not once per read.
+  EXPECT_EQ(r.err.find("truncated gzip stream"), r.err.rfind("truncated gzip stream")) << r.err;
+  EXPECT_NE(r.out.find(" accepted, 0 duplicates, 2 rejected"), std::string::npos) << r.out;
 }
 
 TEST(CliTest, ErrorsAreReadable) {
