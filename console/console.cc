@@ -64,7 +64,7 @@ std::string Decode(absl::string_view in, bool form) {
   return out;
 }
 
-HttpRequest Parse(mg_connection* conn, const mg_request_info* info) {
+HttpRequest Parse(const mg_request_info* info) {
   HttpRequest request;
   request.method = info->request_method ? info->request_method : "";
   // Already URL-decoded by civetweb, with "." and ".." segments resolved.
@@ -91,7 +91,7 @@ HttpRequest Parse(mg_connection* conn, const mg_request_info* info) {
   return request;
 }
 
-void Write(mg_connection* conn, const HttpResponse& response) {
+void Write(mg_connection* conn, const HttpResponse& response, bool head_only) {
   std::string head = absl::StrCat("HTTP/1.1 ", response.status, " ", Reason(response.status),
                                   "\r\nContent-Type: ", response.content_type,
                                   "\r\nContent-Length: ", response.body.size(),
@@ -105,7 +105,9 @@ void Write(mg_connection* conn, const HttpResponse& response) {
     absl::StrAppend(&head, name, ": ", value, "\r\n");
   head += "\r\n";
   mg_write(conn, head.data(), head.size());
-  if (!response.body.empty()) mg_write(conn, response.body.data(), response.body.size());
+  if (!head_only && !response.body.empty()) {
+    mg_write(conn, response.body.data(), response.body.size());
+  }
 }
 
 HttpResponse TextError(int status, const std::string& message) {
@@ -122,7 +124,7 @@ int HandleRequest(mg_connection* conn, void* data) {
   const auto started = std::chrono::steady_clock::now();
   const Console* console = static_cast<const Console*>(data);
   const mg_request_info* info = mg_get_request_info(conn);
-  HttpRequest request = Parse(conn, info);
+  HttpRequest request = Parse(info);
   HttpResponse response;
   if (info->content_length > static_cast<long long>(kMaxBodyBytes)) {
     response = TextError(413, absl::StrCat("request bodies are at most ", kMaxBodyBytes, " bytes"));
@@ -144,7 +146,7 @@ int HandleRequest(mg_connection* conn, void* data) {
       worker.join();
     }
   }
-  Write(conn, response);
+  Write(conn, response, request.method == "HEAD");
   // The path and status only: never a header (the token), nor the query string.
   server::LogEvent(response.status >= 500 ? "warn" : "info", "console request",
                    {{"method", request.method},

@@ -224,6 +224,8 @@ def api_tests(server, ids):
         csp = headers.get("Content-Security-Policy", "")
         check("script-src 'self'" in csp and "default-src 'none'" in csp and
               headers.get("X-Content-Type-Options") == "nosniff", f"{path}: headers {dict(headers)}")
+    s, _, _ = request(server, "GET", "/etc/passwd")
+    check(s == 404, f"a path that is no asset: {s}")
     s, headers, body = request(server, "GET", "/")
     check(s == 200 and "text/html" in headers["Content-Type"] and "console.js" in body, f"/: {s}")
 
