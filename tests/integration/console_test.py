@@ -398,11 +398,21 @@ def browser_tests(server, ids):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bad_address_test(tmp):
+    """An address the console cannot listen on stops the server at start, saying why."""
+    out = subprocess.run([SERVER, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(tmp, "bad-db"),
+                          "--auth=false", "--console-listen", "127.0.0.1:notaport"],
+                         capture_output=True, text=True, timeout=120)
+    check(out.returncode == 1 and "--console-listen" in out.stderr and
+          "cannot listen" in out.stderr, f"bad --console-listen: {out.returncode} {out.stderr[-2000:]}")
+
+
 def main():
     if CHROMIUM is None:
         sys.exit("FAIL: no chromium (scripts/deps installs Debian's)")
     os.makedirs(OUT, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="console-test-")
+    bad_address_test(tmp)
     server = Server(tmp)
     try:
         ids = setup(server)
