@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/flag_names.h"
+#include "console/console.h"
 #include "embedding/embedder.h"
 #include "index/codec_proto.h"
 #include "server/admin_service.h"
@@ -96,6 +97,9 @@ ABSL_FLAG(std::string, metrics_listen, "",
           "HOST:PORT to serve Prometheus metrics on at /metrics (empty: no metrics)");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(std::string, console_listen, "",
+          "HOST:PORT to serve the web console and its JSON API on, plain HTTP (empty: no "
+          "console; port 0 picks one, logged as 'serving the console')");
 
 namespace {
 
@@ -283,6 +287,27 @@ int Run() {
     LogEvent("fatal", "cannot listen", {{"address", absl::GetFlag(FLAGS_listen)}});
     return 1;
   }
+  // The console calls the service through the server itself, so every check of a gRPC call
+  // (token, tenant, role, validation, limits) applies to it unchanged.
+  std::unique_ptr<curation::console::Console> console;
+  if (const std::string address = absl::GetFlag(FLAGS_console_listen); !address.empty()) {
+    if (!absl::GetFlag(FLAGS_tls_client_ca).empty()) {
+      // Its in-process channel presents no client certificate: the console would be a way
+      // in without one.
+      return Fatal("--console-listen",
+                   absl::InvalidArgumentError("the console cannot require client "
+                                              "certificates; leave out --tls-client-ca"));
+    }
+    grpc::ChannelArguments channel_args;
+    channel_args.SetMaxReceiveMessageSize(static_cast<int>(limits.max_message_bytes));
+    channel_args.SetMaxSendMessageSize(static_cast<int>(limits.max_message_bytes));
+    auto started_console = curation::console::Console::Start(
+        {.listen = address}, server->InProcessChannel(channel_args), auth->get());
+    if (!started_console.ok()) return Fatal("--console-listen", started_console.status());
+    console = std::move(*started_console);
+    LogEvent("info", "serving the console",
+             {{"address", address}, {"port", std::to_string(console->port())}});
+  }
   // Serving health at once lets orchestrators tell "loading" (NOT_SERVING) from "down".
   server->GetHealthCheckService()->SetServingStatus(false);
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
@@ -334,6 +359,7 @@ int Run() {
   });
   server->Wait();
   stopper.join();
+  console.reset();  // its requests' calls end now that the server is shut down
   server.reset();
   // Operations first: its destructor shuts the scheduler down and waits until every job
   // has ended and reported to it (a job still ending calls into the runner and into
