@@ -131,7 +131,10 @@ int main(int argc, char** argv) {
   sel::KnnGraphOptions graph;
   if (search == "exact") graph.search = sel::KnnSearch::kExact;
   if (search == "ivf") graph.search = sel::KnnSearch::kIvf;
-  if (ivf_dim >= 0) graph.ivf_dim = static_cast<int>(ivf_dim);
+  if (ivf_dim >= 0) {  // that projection whatever the row count
+    graph.ivf_dim = static_cast<int>(ivf_dim);
+    graph.ivf_dim_min_rows = 0;
+  }
   if (method == "recall") {
     const sel::MatrixView view{data.data(), rows, dim};
     sel::KnnGraphOptions exact = graph;

@@ -273,9 +273,11 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
       // are uncentred (trained on the sample and its negation, whose mean is zero), so the
       // rows' shared direction, which real embeddings have and which counts in their cosines,
       // is kept rather than subtracted.
-      // Small inputs are searched unprojected: the axes are trained on kPcaSample rows.
-      const int64_t r =
-          options.ivf_dim > 0 && options.ivf_dim < d && n >= kPcaSample ? options.ivf_dim : d;
+      // Small inputs are searched unprojected (the axes are trained on kPcaSample rows).
+      const int64_t r = options.ivf_dim > 0 && options.ivf_dim < d &&
+                                n >= std::max(kPcaSample, options.ivf_dim_min_rows)
+                            ? options.ivf_dim
+                            : d;
       const bool projected = r < d;
       // Candidates per row: with a projection, more than are kept, as its ranking is rough.
       const int64_t m = projected ? std::min<int64_t>(n, k * options.ivf_oversample) : k;

@@ -46,8 +46,12 @@ struct KnnGraphOptions {
   // Dimension of the space the IVF buckets and candidates are found in: the leading principal
   // axes (uncentred, so the mean direction counts) of the normalised rows. 0 or >= the input
   // dimension: the normalised rows themselves. Sets the IVF's extra memory (rows * min(ivf_dim,
-  // dim) floats) and most of its time. Inputs of fewer than 4,096 rows are not projected.
+  // dim) floats) and most of its time.
   int ivf_dim = 64;
+  // Inputs of fewer rows (and of fewer than 4,096) are searched unprojected: there the full
+  // copy is small and quick to scan, and the projection's lost recall moved facility
+  // location's proxy figures (README, 40,000 completions) by several standard deviations.
+  int64_t ivf_dim_min_rows = 200000;
   // With a projection, candidates per row rescored exactly, as a multiple of neighbours.
   int ivf_oversample = 3;
 };
@@ -69,8 +73,8 @@ class KnnGraph {
   // entries; CANCELLED if `progress` (called between search
   // batches with the share done, may be empty) returns false. Peak memory besides the input:
   // 8 * rows * neighbours bytes for the edges, plus for kExact a normalised copy of the rows
-  // (rows * dim floats, in FAISS's index), for kIvf rows * min(dim, ivf_dim) floats (the
-  // search space, grouped by bucket) and 24 bytes a row.
+  // (rows * dim floats, in FAISS's index), for kIvf rows * min(dim, ivf_dim) floats (rows * dim
+  // below ivf_dim_min_rows; the search space, grouped by bucket) and 24 bytes a row.
   static absl::StatusOr<KnnGraph> Build(const MatrixView& units, const KnnGraphOptions& options,
                                         const std::function<bool(double done)>& progress = {});
 

@@ -213,6 +213,7 @@ TEST(KnnGraphTest, IvfInAProjectedSpaceHasHighRecall) {
   KnnGraphOptions ivf = exact;
   ivf.search = KnnSearch::kIvf;
   ivf.ivf_dim = 12;  // 96-d rows searched in 12 dimensions, candidates rescored exactly
+  ivf.ivf_dim_min_rows = 0;
   KnnGraphOptions full = ivf;
   full.ivf_dim = 0;
   absl::StatusOr<KnnGraph> a = KnnGraph::Build(m.view(), exact);
@@ -246,6 +247,7 @@ TEST(KnnGraphTest, IvfGraphDoesNotDependOnTheThreadCount) {
   ivf.neighbours = 8;
   ivf.search = KnnSearch::kIvf;
   ivf.ivf_dim = 12;
+  ivf.ivf_dim_min_rows = 0;
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
   absl::StatusOr<KnnGraph> a = KnnGraph::Build(m.view(), ivf);
