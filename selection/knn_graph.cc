@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -33,10 +34,10 @@ using FaissId = faiss::Index::idx_t;
 // enough that the float buffers stay a few MB and progress is reported often.
 constexpr int64_t kBatch = 4096;
 
-// Bucket scan: query rows per block and candidate columns per block (a 16 MB float block,
-// filled by one BLAS product per probed bucket slice).
+// Bucket scan: query rows per block and candidate columns per block (a 4 MB float block per
+// thread, filled by one BLAS product per probed bucket slice).
 constexpr int64_t kScanRows = 256;
-constexpr int64_t kScanCols = 16384;
+constexpr int64_t kScanCols = 4096;
 
 // IVF k-means: training rows per bucket and iterations. FAISS's defaults (256, 25) spend more
 // time training than searching at 1M rows; 64 rows and 10 rounds give the same recall here.
@@ -82,25 +83,84 @@ void WriteNormalised(const MatrixView& x, const std::vector<double>& inv_norm, c
   }
 }
 
-// Rearranges the rows of data (rows x dim) so that new row p is old row order[p], in place
-// (order is a permutation), following its cycles: one row of scratch, not a second matrix.
-void PermuteRows(float* data, int64_t dim, const std::vector<int64_t>& order) {
-  const int64_t n = static_cast<int64_t>(order.size());
-  std::vector<bool> placed(n, false);
-  std::vector<float> held(dim);
-  for (int64_t start = 0; start < n; ++start) {
-    if (placed[start] || order[start] == start) continue;
-    std::copy_n(data + start * dim, dim, held.data());
-    int64_t p = start;
-    while (order[p] != start) {
-      std::copy_n(data + order[p] * dim, dim, data + p * dim);
-      placed[p] = true;
-      p = order[p];
+// The rows the IVF searches: normalised rows as floats, or projections as bfloat16 (the top
+// half of a float, rounded to nearest even): their ranking only proposes candidates, which
+// are rescored exactly, and halving the largest buffer of the build is what keeps its peak
+// near the input's size at 1M rows x 256-d.
+class SearchSpace {
+ public:
+  SearchSpace(int64_t rows, int64_t dim, bool half) : dim_(dim), half_(half) {
+    if (half) {
+      half_rows_.resize(rows * dim);
+    } else {
+      rows_.resize(rows * dim);
     }
-    std::copy_n(held.data(), dim, data + p * dim);
-    placed[p] = true;
   }
-}
+
+  int64_t dim() const { return dim_; }
+  // The float store (only when not half), for writing rows in place.
+  float* floats() { return rows_.data(); }
+
+  // Stores rows [first, first + count) from x (count x dim).
+  void Store(int64_t first, int64_t count, const float* x) {
+    if (!half_) {
+      std::copy_n(x, count * dim_, rows_.data() + first * dim_);
+      return;
+    }
+    uint16_t* out = half_rows_.data() + first * dim_;
+    for (int64_t t = 0; t < count * dim_; ++t) {
+      uint32_t u = std::bit_cast<uint32_t>(x[t]);
+      u += 0x7FFF + ((u >> 16) & 1);
+      out[t] = static_cast<uint16_t>(u >> 16);
+    }
+  }
+
+  // Rows [first, first + count) as floats: in the store, or widened into `scratch`.
+  const float* Rows(int64_t first, int64_t count, std::vector<float>& scratch) const {
+    if (!half_) return rows_.data() + first * dim_;
+    scratch.resize(count * dim_);
+    const uint16_t* in = half_rows_.data() + first * dim_;
+    for (int64_t t = 0; t < count * dim_; ++t) {
+      scratch[t] = std::bit_cast<float>(static_cast<uint32_t>(in[t]) << 16);
+    }
+    return scratch.data();
+  }
+
+  // Rearranges the rows so that new row p is old row order[p], in place (order is a
+  // permutation), following its cycles: one row of scratch, not a second copy.
+  void Permute(const std::vector<int64_t>& order) {
+    if (half_) {
+      PermuteRows(half_rows_.data(), order);
+    } else {
+      PermuteRows(rows_.data(), order);
+    }
+  }
+
+ private:
+  template <typename T>
+  void PermuteRows(T* data, const std::vector<int64_t>& order) const {
+    const int64_t n = static_cast<int64_t>(order.size());
+    std::vector<bool> placed(n, false);
+    std::vector<T> held(dim_);
+    for (int64_t start = 0; start < n; ++start) {
+      if (placed[start] || order[start] == start) continue;
+      std::copy_n(data + start * dim_, dim_, held.data());
+      int64_t p = start;
+      while (order[p] != start) {
+        std::copy_n(data + order[p] * dim_, dim_, data + p * dim_);
+        placed[p] = true;
+        p = order[p];
+      }
+      std::copy_n(held.data(), dim_, data + p * dim_);
+      placed[p] = true;
+    }
+  }
+
+  int64_t dim_;
+  bool half_;
+  std::vector<float> rows_;
+  std::vector<uint16_t> half_rows_;
+};
 
 // The k best candidates (highest similarity, then lowest row) of each of a block of query
 // rows, fed candidate blocks one after another. Ties break on the row number, so the result
@@ -186,10 +246,16 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
     inv_norm[i] = inv_norm[i] > 0 ? 1 / std::sqrt(inv_norm[i]) : 0;
   }
 
-  // Padded edge lists (k slots per row), compacted into CSR at the end.
-  std::vector<int32_t> targets(n * k);
-  std::vector<float> sims(n * k);
-  std::vector<int64_t> counts(n, 0);
+  // Padded edge lists (k slots per row), compacted into CSR at the end; allocated (by
+  // allocate_edges) only once the search starts, after the IVF's k-means buffers are gone.
+  std::vector<int32_t> targets;
+  std::vector<float> sims;
+  std::vector<int64_t> counts;
+  const auto allocate_edges = [&] {
+    targets.resize(n * k);
+    sims.resize(n * k);
+    counts.assign(n, 0);
+  };
 
   // Turns the m proposals for row i into its exact, ordered edge list of at most k, with the
   // caller's scratch.
@@ -250,6 +316,7 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
 
   try {
     if (exact) {
+      allocate_edges();
       faiss::IndexFlatIP index(d);
       for (int64_t first = 0; first < n; first += kBatch) {
         const int64_t count = std::min(kBatch, n - first);
@@ -281,7 +348,7 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
       const bool projected = r < d;
       // Candidates per row: with a projection, more than are kept, as its ranking is rough.
       const int64_t m = projected ? std::min<int64_t>(n, k * options.ivf_oversample) : k;
-      std::vector<float> space(n * r);
+      SearchSpace space(n, r, projected);
       if (projected) {
         faiss::PCAMatrix pca(static_cast<int>(d), static_cast<int>(r), 0.0f, false);
         {
@@ -300,26 +367,29 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
         constexpr int64_t kProjectRows = 1024;
         internal::SerialBlas serial_blas;
         const int threads = internal::DefaultThreads();
-        std::vector<std::vector<float>> normalised(threads);
+        std::vector<std::vector<float>> normalised(threads), projections(threads);
         internal::ParallelFor(
             (n + kProjectRows - 1) / kProjectRows, threads, [&](int worker, int64_t block) {
               if (worker == 0 ? cancel.Stop() : cancel.stopped()) return;
               const int64_t first = block * kProjectRows;
               const int64_t count = std::min(kProjectRows, n - first);
               std::vector<float>& x = normalised[worker];
+              std::vector<float>& y = projections[worker];
               x.resize(kProjectRows * d);
+              y.resize(kProjectRows * r);
               WriteNormalised(units, inv_norm, order.data() + first, count, x.data());
               cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
                           static_cast<int>(r), static_cast<int>(d), 1.0f, x.data(),
-                          static_cast<int>(d), pca.A.data(), static_cast<int>(d), 0.0f,
-                          space.data() + first * r, static_cast<int>(r));
+                          static_cast<int>(d), pca.A.data(), static_cast<int>(d), 0.0f, y.data(),
+                          static_cast<int>(r));
+              space.Store(first, count, y.data());
             });
         if (cancel.stopped()) return cancelled();
       } else {
 #pragma omp parallel for schedule(static)
         for (int64_t first = 0; first < n; first += 256) {
           WriteNormalised(units, inv_norm, order.data() + first, std::min<int64_t>(256, n - first),
-                          space.data() + first * d);
+                          space.floats() + first * d);
         }
       }
       if (cancel.Stop()) return cancelled();
@@ -334,15 +404,16 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
         faiss::Clustering clustering(r, lists, cp);
         const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
         std::vector<float> train(n_train * r);
+        std::vector<float> widened;
         for (int64_t t = 0; t < n_train; ++t) {
-          std::copy_n(space.data() + (t * n / n_train) * r, r, train.data() + t * r);
+          std::copy_n(space.Rows(t * n / n_train, 1, widened), r, train.data() + t * r);
         }
         clustering.train(n_train, train.data(), centroids);
       }
       std::vector<FaissId> bucket(n);
       for (int64_t first = 0; first < n; first += kBatch) {
         const int64_t count = std::min(kBatch, n - first);
-        centroids.search(count, space.data() + first * r, 1, faiss_sims.data(),
+        centroids.search(count, space.Rows(first, count, buf), 1, faiss_sims.data(),
                          bucket.data() + first);
         if (cancel.Stop()) return cancelled();
       }
@@ -356,7 +427,7 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
         for (int64_t i = 0; i < n; ++i) order[next[bucket[i]]++] = i;
       }
       bucket = {};
-      PermuteRows(space.data(), r, order);
+      space.Permute(order);
       // Every bucket is compared with the rows of the buckets whose centroids are nearest its own
       // (itself included): probing per bucket rather than per row is what makes the scan a few
       // large matrix products.
@@ -371,16 +442,18 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
       // hundred rows against a slice), and splitting each across threads, with a barrier
       // after each, spent more time waiting than computing on a loaded machine. Every row's
       // result depends only on its bucket, so the thread count does not change the graph.
+      allocate_edges();
       internal::SerialBlas serial_blas;
       const int threads = internal::DefaultThreads();
       struct Scratch {
-        Scratch(int64_t m) : top(kScanRows, m), proposals(kScanRows * m) {}
+        explicit Scratch(int64_t m) : top(kScanRows, m), proposals(kScanRows * m) {}
         TopK top;
         std::vector<FaissId> proposals;
         std::vector<float> block = std::vector<float>(kScanRows * kScanCols);
         std::vector<int64_t> block_rows = std::vector<int64_t>(kScanCols);
         std::vector<std::pair<double, int32_t>> cand;
         std::vector<double> sim;
+        std::vector<float> queries, columns;  // widened rows of a half-precision space
       };
       std::vector<std::unique_ptr<Scratch>> scratch(std::min<int64_t>(threads, lists));
       std::atomic<int64_t> done{0};
@@ -390,6 +463,7 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
         Scratch& w = *scratch[worker];
         for (int64_t first = offsets[b]; first < offsets[b + 1]; first += kScanRows) {
           const int64_t count = std::min(kScanRows, offsets[b + 1] - first);
+          const float* queries = space.Rows(first, count, w.queries);
           w.top.Reset(count);
           // Candidate columns of all probed buckets, kScanCols at a time: one product per
           // bucket slice into the block, then one merge per block.
@@ -407,8 +481,8 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
               if (filled == kScanCols) merge();
               const int64_t cols = std::min(kScanCols - filled, offsets[other + 1] - col);
               cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
-                          static_cast<int>(cols), static_cast<int>(r), 1.0f,
-                          space.data() + first * r, static_cast<int>(r), space.data() + col * r,
+                          static_cast<int>(cols), static_cast<int>(r), 1.0f, queries,
+                          static_cast<int>(r), space.Rows(col, cols, w.columns),
                           static_cast<int>(r), 0.0f, w.block.data() + filled,
                           static_cast<int>(kScanCols));
               std::copy_n(order.data() + col, cols, w.block_rows.data() + filled);
