@@ -46,7 +46,7 @@ struct KnnGraphOptions {
   // Dimension of the space the IVF buckets and candidates are found in: the leading principal
   // axes (uncentred, so the mean direction counts) of the normalised rows. 0 or >= the input
   // dimension: the normalised rows themselves. Sets the IVF's extra memory (rows * min(ivf_dim,
-  // dim) floats) and most of its time.
+  // dim) bfloat16 values) and most of its time.
   int ivf_dim = 64;
   // Inputs of fewer rows (and of fewer than 4,096) are searched unprojected: there the full
   // copy is small and quick to scan, and the projection's lost recall moved facility
@@ -64,8 +64,10 @@ struct KnnGraphOptions {
 // CPU, differ where two candidates tie within float rounding.
 //
 // Determinism: the same rows and options give the same graph run after run on one machine,
-// whatever the thread count (the IVF k-means uses a fixed seed, independent of any selection
-// seed, and every row's candidates are merged in a fixed order).
+// whatever the OpenMP thread count (the IVF k-means uses a fixed seed, independent of any
+// selection seed, every row's candidates are merged in a fixed order, and the IVF's own
+// products run with OpenBLAS held to one thread). FAISS's k-means calls OpenBLAS with its own
+// thread count, whose rounding can move a few rows between buckets.
 class KnnGraph {
  public:
   // Builds the graph. Returns INVALID_ARGUMENT for an empty matrix, dim <= 0, rows >= 2^31,
@@ -73,8 +75,8 @@ class KnnGraph {
   // entries; CANCELLED if `progress` (called between search
   // batches with the share done, may be empty) returns false. Peak memory besides the input:
   // 8 * rows * neighbours bytes for the edges, plus for kExact a normalised copy of the rows
-  // (rows * dim floats, in FAISS's index), for kIvf rows * min(dim, ivf_dim) floats (rows * dim
-  // below ivf_dim_min_rows; the search space, grouped by bucket) and 24 bytes a row.
+  // (rows * dim floats, in FAISS's index), for kIvf the search space grouped by bucket
+  // (rows * ivf_dim bfloat16 values when projected, else rows * dim floats) and 24 bytes a row.
   static absl::StatusOr<KnnGraph> Build(const MatrixView& units, const KnnGraphOptions& options,
                                         const std::function<bool(double done)>& progress = {});
 
