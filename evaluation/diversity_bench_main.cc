@@ -2,7 +2,7 @@
 //
 //   curation-diversity-bench [--rows 1000000] [--dim 256] [--base FILE.f32] [--noise 0.05]
 //       [--method facility_location|fl_stochastic|kcenter|herding|dedup] [--k 10000]
-//       [--search auto|exact|ivf] [--seed 0]
+//       [--search auto|exact|ivf] [--seed 0] [--ivf-dim N]
 //
 // Rows are standard normal, or, with --base, the base file's floats taken `dim` at a time and
 // repeated in order, with Gaussian noise of sd `noise` times the base's RMS entry added (so
@@ -10,10 +10,14 @@
 // is two consecutive embeddings side by side, the shape of herding's [chosen, rejected] rows.
 // Prints one JSON line: wall and CPU seconds for generating the data and for the selection (FAISS
 // graph and greedy separately where the method reports progress), and the process's peak resident
-// memory, which includes the input matrix.
+// memory, which includes the input matrix. `--method recall` instead builds the exact k-NN
+// graph, the one --search and --ivf-dim give, and the same without projection (ivf_dim 0, the
+// IVF before projections), and prints the share of the exact graph's edges each found, with
+// the build times.
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -30,6 +34,7 @@
 #include "selection/facility_location.h"
 #include "selection/herding.h"
 #include "selection/kcenter.h"
+#include "selection/knn_graph.h"
 #include "selection/rng.h"
 #include "selection/selector.h"
 
@@ -67,7 +72,7 @@ double Normal(std::mt19937_64& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t rows = 1000000, dim = 256, k = 10000;
+  int64_t rows = 1000000, dim = 256, k = 10000, ivf_dim = -1;
   uint64_t seed = 0;
   double noise = 0.05;
   std::string base, method = "facility_location", search = "auto";
@@ -89,6 +94,8 @@ int main(int argc, char** argv) {
       method = value;
     else if (flag == "--search")
       search = value;
+    else if (flag == "--ivf-dim")
+      ivf_dim = std::atoll(value.c_str());
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -124,6 +131,43 @@ int main(int argc, char** argv) {
   sel::KnnGraphOptions graph;
   if (search == "exact") graph.search = sel::KnnSearch::kExact;
   if (search == "ivf") graph.search = sel::KnnSearch::kIvf;
+  if (ivf_dim >= 0) {  // that projection whatever the row count
+    graph.ivf_dim = static_cast<int>(ivf_dim);
+    graph.ivf_dim_min_rows = 0;
+  }
+  if (method == "recall") {
+    const sel::MatrixView view{data.data(), rows, dim};
+    sel::KnnGraphOptions exact = graph;
+    exact.search = sel::KnnSearch::kExact;
+    Clock exact_clock;
+    const auto truth = sel::KnnGraph::Build(view, exact);
+    const double exact_wall = exact_clock.Wall();
+    if (!truth.ok()) return 1;
+    const auto recall = [&](const sel::KnnGraphOptions& o, double* wall) {
+      Clock clock;
+      const auto approx = sel::KnnGraph::Build(view, o);
+      *wall = clock.Wall();
+      if (!approx.ok()) return -1.0;
+      int64_t found = 0;
+      for (int64_t i = 0; i < rows; ++i) {
+        const auto t = truth->targets(i);
+        for (int32_t j : approx->targets(i)) found += std::find(t.begin(), t.end(), j) != t.end();
+      }
+      return static_cast<double>(found) / static_cast<double>(truth->edges());
+    };
+    sel::KnnGraphOptions full = graph;
+    full.ivf_dim = 0;
+    double wall = 0, full_wall = 0;
+    const double got = recall(graph, &wall);
+    const double full_got = recall(full, &full_wall);
+    std::printf(
+        "{\"method\": \"recall\", \"rows\": %lld, \"dim\": %lld, \"search\": \"%s\", "
+        "\"ivf_dim\": %d, \"base\": \"%s\", \"exact_wall_s\": %.1f, \"graph_wall_s\": %.1f, "
+        "\"recall\": %.4f, \"full_dim_wall_s\": %.1f, \"full_dim_recall\": %.4f}\n",
+        static_cast<long long>(rows), static_cast<long long>(dim), search.c_str(), graph.ivf_dim,
+        base.c_str(), exact_wall, wall, got, full_wall, full_got);
+    return 0;
+  }
   std::unique_ptr<sel::Selector> selector;
   if (method == "facility_location" || method == "fl_stochastic") {
     sel::FacilityLocationOptions o;

@@ -3,14 +3,18 @@
 #include <cblas.h>
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
+#include <faiss/VectorTransform.h>
 #include <faiss/impl/FaissException.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <utility>
 #include <vector>
@@ -19,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "selection/cancel.h"
 #include "selection/kernels.h"
+#include "selection/mixture_internal.h"
 
 namespace curation::selection {
 namespace {
@@ -29,13 +34,10 @@ using FaissId = faiss::Index::idx_t;
 // enough that the float buffers stay a few MB and progress is reported often.
 constexpr int64_t kBatch = 4096;
 
-// Bucket scan: query rows per block and candidate columns per block (a 16 MB float block,
-// filled by one BLAS product per probed bucket slice).
+// Bucket scan: query rows per block and candidate columns per block (a 4 MB float block per
+// thread, filled by one BLAS product per probed bucket slice).
 constexpr int64_t kScanRows = 256;
-constexpr int64_t kScanCols = 16384;
-// Below this many similarities a block's top-k merge runs on one thread: parallel regions
-// cost more than they save on small blocks, worse on an oversubscribed machine.
-constexpr int64_t kParallelMerge = int64_t{1} << 18;
+constexpr int64_t kScanCols = 4096;
 
 // IVF k-means: training rows per bucket and iterations. FAISS's defaults (256, 25) spend more
 // time training than searching at 1M rows; 64 rows and 10 rounds give the same recall here.
@@ -43,6 +45,10 @@ constexpr int64_t kIvfTrainPerList = 64;
 constexpr int kIvfIterations = 10;
 // Fixed so the graph (and so every selection built on it) does not depend on a selection seed.
 constexpr int kIvfSeed = 1234;
+// Normalised rows the projection is trained on (an evenly strided sample): the principal axes
+// of 4,096 rows are as good as those of all rows for ranking candidates, and training costs
+// 4,096 * dim^2 flops plus a dim^3 eigendecomposition (a fraction of a second at 512-d).
+constexpr int64_t kPcaSample = 4096;
 
 // For every candidate t of row i: max(0, cos(x_i, x_j)) for j = labels[t], capped at 1
 // against rounding, or -1 for no candidate (j < 0) and for i itself. In double from the input
@@ -76,6 +82,85 @@ void WriteNormalised(const MatrixView& x, const std::vector<double>& inv_norm, c
     for (int64_t j = 0; j < x.dim; ++j) out[q * x.dim + j] = static_cast<float>(src[j] * s);
   }
 }
+
+// The rows the IVF searches: normalised rows as floats, or projections as bfloat16 (the top
+// half of a float, rounded to nearest even): their ranking only proposes candidates, which
+// are rescored exactly, and halving the largest buffer of the build is what keeps its peak
+// near the input's size at 1M rows x 256-d.
+class SearchSpace {
+ public:
+  SearchSpace(int64_t rows, int64_t dim, bool half) : dim_(dim), half_(half) {
+    if (half) {
+      half_rows_.resize(rows * dim);
+    } else {
+      rows_.resize(rows * dim);
+    }
+  }
+
+  int64_t dim() const { return dim_; }
+  // The float store (only when not half), for writing rows in place.
+  float* floats() { return rows_.data(); }
+
+  // Stores rows [first, first + count) from x (count x dim).
+  void Store(int64_t first, int64_t count, const float* x) {
+    if (!half_) {
+      std::copy_n(x, count * dim_, rows_.data() + first * dim_);
+      return;
+    }
+    uint16_t* out = half_rows_.data() + first * dim_;
+    for (int64_t t = 0; t < count * dim_; ++t) {
+      uint32_t u = std::bit_cast<uint32_t>(x[t]);
+      u += 0x7FFF + ((u >> 16) & 1);
+      out[t] = static_cast<uint16_t>(u >> 16);
+    }
+  }
+
+  // Rows [first, first + count) as floats: in the store, or widened into `scratch`.
+  const float* Rows(int64_t first, int64_t count, std::vector<float>& scratch) const {
+    if (!half_) return rows_.data() + first * dim_;
+    scratch.resize(count * dim_);
+    const uint16_t* in = half_rows_.data() + first * dim_;
+    for (int64_t t = 0; t < count * dim_; ++t) {
+      scratch[t] = std::bit_cast<float>(static_cast<uint32_t>(in[t]) << 16);
+    }
+    return scratch.data();
+  }
+
+  // Rearranges the rows so that new row p is old row order[p], in place (order is a
+  // permutation), following its cycles: one row of scratch, not a second copy.
+  void Permute(const std::vector<int64_t>& order) {
+    if (half_) {
+      PermuteRows(half_rows_.data(), order);
+    } else {
+      PermuteRows(rows_.data(), order);
+    }
+  }
+
+ private:
+  template <typename T>
+  void PermuteRows(T* data, const std::vector<int64_t>& order) const {
+    const int64_t n = static_cast<int64_t>(order.size());
+    std::vector<bool> placed(n, false);
+    std::vector<T> held(dim_);
+    for (int64_t start = 0; start < n; ++start) {
+      if (placed[start] || order[start] == start) continue;
+      std::copy_n(data + start * dim_, dim_, held.data());
+      int64_t p = start;
+      while (order[p] != start) {
+        std::copy_n(data + order[p] * dim_, dim_, data + p * dim_);
+        placed[p] = true;
+        p = order[p];
+      }
+      std::copy_n(held.data(), dim_, data + p * dim_);
+      placed[p] = true;
+    }
+  }
+
+  int64_t dim_;
+  bool half_;
+  std::vector<float> rows_;
+  std::vector<uint16_t> half_rows_;
+};
 
 // The k best candidates (highest similarity, then lowest row) of each of a block of query
 // rows, fed candidate blocks one after another. Ties break on the row number, so the result
@@ -134,8 +219,11 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
   if (units.rows >= std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError("k-NN graph supports fewer than 2^31 rows");
   }
-  if (options.neighbours < 1 || options.ivf_probe < 1 || options.ivf_lists < 0) {
-    return absl::InvalidArgumentError("k-NN graph needs neighbours >= 1 and ivf_probe >= 1");
+  if (options.neighbours < 1 || options.ivf_probe < 1 || options.ivf_lists < 0 ||
+      options.ivf_dim < 0 || options.ivf_oversample < 1) {
+    return absl::InvalidArgumentError(
+        "k-NN graph needs neighbours >= 1, ivf_probe >= 1, ivf_lists >= 0, ivf_dim >= 0 and "
+        "ivf_oversample >= 1");
   }
   const int64_t n = units.rows;
   const int64_t d = units.dim;
@@ -158,44 +246,55 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
     inv_norm[i] = inv_norm[i] > 0 ? 1 / std::sqrt(inv_norm[i]) : 0;
   }
 
-  // Padded edge lists (k slots per row), compacted into CSR at the end.
-  std::vector<int32_t> targets(n * k);
-  std::vector<float> sims(n * k);
-  std::vector<int64_t> counts(n, 0);
+  // Padded edge lists (k slots per row), compacted into CSR at the end; allocated (by
+  // allocate_edges) only once the search starts, after the IVF's k-means buffers are gone.
+  std::vector<int32_t> targets;
+  std::vector<float> sims;
+  std::vector<int64_t> counts;
+  const auto allocate_edges = [&] {
+    targets.resize(n * k);
+    sims.resize(n * k);
+    counts.assign(n, 0);
+  };
 
-  // Turns FAISS's proposals for rows qrows[0 .. count) into exact, ordered edge lists.
+  // Turns the m proposals for row i into its exact, ordered edge list of at most k, with the
+  // caller's scratch.
+  const auto keep_row = [&](int64_t i, const FaissId* proposals, int64_t m,
+                            std::vector<std::pair<double, int32_t>>& cand,
+                            std::vector<double>& sim) {
+    sim.resize(m);
+    CandidateSimilarities(units, inv_norm.data(), i, proposals, m, sim.data());
+    cand.clear();
+    for (int64_t t = 0; t < m; ++t) {
+      if (sim[t] > 0) cand.emplace_back(sim[t], static_cast<int32_t>(proposals[t]));
+    }
+    std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    int64_t c = 0;
+    int32_t* out_t = targets.data() + i * k;
+    float* out_s = sims.data() + i * k;
+    if (inv_norm[i] > 0) {
+      // Itself, whether or not FAISS ranked it first (exact duplicates can push it out);
+      // the last proposal is dropped instead, as it is the least similar.
+      out_t[c] = static_cast<int32_t>(i);
+      out_s[c++] = 1.0f;
+    }
+    for (size_t t = 0; t < cand.size() && c < k; ++t) {
+      if (t > 0 && cand[t].second == cand[t - 1].second) continue;
+      out_t[c] = cand[t].second;
+      out_s[c++] = static_cast<float>(cand[t].first);
+    }
+    counts[i] = c;
+  };
+  // keep_row for rows qrows[0 .. count), proposals (count x k) from FAISS.
   const auto keep_edges = [&](const int64_t* qrows, int64_t count, const FaissId* labels) {
 #pragma omp parallel
     {
       std::vector<std::pair<double, int32_t>> cand;
-      std::vector<double> sim(k);
+      std::vector<double> sim;
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < count; ++q) {
-        const int64_t i = qrows[q];
-        CandidateSimilarities(units, inv_norm.data(), i, labels + q * k, k, sim.data());
-        cand.clear();
-        for (int64_t t = 0; t < k; ++t) {
-          if (sim[t] > 0) cand.emplace_back(sim[t], static_cast<int32_t>(labels[q * k + t]));
-        }
-        std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
-          return a.first > b.first || (a.first == b.first && a.second < b.second);
-        });
-        int64_t c = 0;
-        int32_t* out_t = targets.data() + i * k;
-        float* out_s = sims.data() + i * k;
-        if (inv_norm[i] > 0) {
-          // Itself, whether or not FAISS ranked it first (exact duplicates can push it out);
-          // the last proposal is dropped instead, as it is the least similar.
-          out_t[c] = static_cast<int32_t>(i);
-          out_s[c++] = 1.0f;
-        }
-        for (size_t t = 0; t < cand.size() && c < k; ++t) {
-          if (t > 0 && cand[t].second == cand[t - 1].second) continue;
-          out_t[c] = cand[t].second;
-          out_s[c++] = static_cast<float>(cand[t].first);
-        }
-        counts[i] = c;
-      }
+      for (int64_t q = 0; q < count; ++q) keep_row(qrows[q], labels + q * k, k, cand, sim);
     }
   };
 
@@ -217,6 +316,7 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
 
   try {
     if (exact) {
+      allocate_edges();
       faiss::IndexFlatIP index(d);
       for (int64_t first = 0; first < n; first += kBatch) {
         const int64_t count = std::min(kBatch, n - first);
@@ -234,31 +334,91 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
       const int64_t lists = std::clamp<int64_t>(
           options.ivf_lists > 0 ? options.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
           std::max<int64_t>(1, n / 40));
-      // Buckets: spherical k-means (FAISS) on an evenly strided sample of the normalised rows.
-      faiss::IndexFlatIP centroids(d);
+      // The search space: the normalised rows, or above ivf_dim dimensions their projections
+      // onto the leading principal axes of the normalised rows, which keep most of what ranks
+      // a row's neighbours at a fraction of the memory and of the products below. The axes
+      // are uncentred (trained on the sample and its negation, whose mean is zero), so the
+      // rows' shared direction, which real embeddings have and which counts in their cosines,
+      // is kept rather than subtracted.
+      // Small inputs are searched unprojected (the axes are trained on kPcaSample rows).
+      const int64_t r = options.ivf_dim > 0 && options.ivf_dim < d &&
+                                n >= std::max(kPcaSample, options.ivf_dim_min_rows)
+                            ? options.ivf_dim
+                            : d;
+      const bool projected = r < d;
+      // Candidates per row: with a projection, more than are kept, as its ranking is rough.
+      const int64_t m = projected ? std::min<int64_t>(n, k * options.ivf_oversample) : k;
+      SearchSpace space(n, r, projected);
+      if (projected) {
+        faiss::PCAMatrix pca(static_cast<int>(d), static_cast<int>(r), 0.0f, false);
+        {
+          const int64_t s = kPcaSample;
+          std::vector<int64_t> sample(s);
+          for (int64_t t = 0; t < s; ++t) sample[t] = t * n / s;
+          std::vector<float> train(2 * s * d);
+          WriteNormalised(units, inv_norm, sample.data(), s, train.data());
+          std::transform(train.begin(), train.begin() + s * d, train.begin() + s * d,
+                         [](float v) { return -v; });
+          pca.max_points_per_d = std::numeric_limits<size_t>::max() / (d + 1);
+          pca.train(2 * s, train.data());
+        }
+        // y = A x for blocks of normalised rows, a block per task (as the scan below). A's
+        // rows are the axes; FAISS's mean, zero up to rounding, is left out.
+        constexpr int64_t kProjectRows = 1024;
+        internal::SerialBlas serial_blas;
+        const int threads = internal::DefaultThreads();
+        std::vector<std::vector<float>> normalised(threads), projections(threads);
+        internal::ParallelFor(
+            (n + kProjectRows - 1) / kProjectRows, threads, [&](int worker, int64_t block) {
+              if (worker == 0 ? cancel.Stop() : cancel.stopped()) return;
+              const int64_t first = block * kProjectRows;
+              const int64_t count = std::min(kProjectRows, n - first);
+              std::vector<float>& x = normalised[worker];
+              std::vector<float>& y = projections[worker];
+              x.resize(kProjectRows * d);
+              y.resize(kProjectRows * r);
+              WriteNormalised(units, inv_norm, order.data() + first, count, x.data());
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
+                          static_cast<int>(r), static_cast<int>(d), 1.0f, x.data(),
+                          static_cast<int>(d), pca.A.data(), static_cast<int>(d), 0.0f, y.data(),
+                          static_cast<int>(r));
+              space.Store(first, count, y.data());
+            });
+        if (cancel.stopped()) return cancelled();
+      } else {
+#pragma omp parallel for schedule(static)
+        for (int64_t first = 0; first < n; first += 256) {
+          WriteNormalised(units, inv_norm, order.data() + first, std::min<int64_t>(256, n - first),
+                          space.floats() + first * d);
+        }
+      }
+      if (cancel.Stop()) return cancelled();
+      // Buckets: spherical k-means (FAISS) on an evenly strided sample of the search space.
+      faiss::IndexFlatIP centroids(r);
       {
         faiss::ClusteringParameters cp;
         cp.niter = kIvfIterations;
         cp.seed = kIvfSeed;
         cp.spherical = true;
         cp.max_points_per_centroid = static_cast<int>(kIvfTrainPerList);
-        faiss::Clustering clustering(d, lists, cp);
+        faiss::Clustering clustering(r, lists, cp);
         const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
-        std::vector<int64_t> sample(n_train);
-        for (int64_t t = 0; t < n_train; ++t) sample[t] = t * n / n_train;
-        std::vector<float> train(n_train * d);
-        WriteNormalised(units, inv_norm, sample.data(), n_train, train.data());
+        std::vector<float> train(n_train * r);
+        std::vector<float> widened;
+        for (int64_t t = 0; t < n_train; ++t) {
+          std::copy_n(space.Rows(t * n / n_train, 1, widened), r, train.data() + t * r);
+        }
         clustering.train(n_train, train.data(), centroids);
       }
       std::vector<FaissId> bucket(n);
       for (int64_t first = 0; first < n; first += kBatch) {
         const int64_t count = std::min(kBatch, n - first);
-        WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
-        centroids.search(count, buf.data(), 1, faiss_sims.data(), bucket.data() + first);
+        centroids.search(count, space.Rows(first, count, buf), 1, faiss_sims.data(),
+                         bucket.data() + first);
         if (cancel.Stop()) return cancelled();
       }
-      // The normalised rows again, grouped by bucket, so every bucket is one contiguous block
-      // that BLAS can multiply without gathering.
+      // The search space grouped by bucket, so every bucket is one contiguous block that BLAS
+      // can multiply without gathering.
       std::vector<int64_t> offsets(lists + 1, 0);
       for (FaissId b : bucket) ++offsets[b + 1];
       for (int64_t b = 0; b < lists; ++b) offsets[b + 1] += offsets[b];
@@ -267,12 +427,7 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
         for (int64_t i = 0; i < n; ++i) order[next[bucket[i]]++] = i;
       }
       bucket = {};
-      std::vector<float> grouped(n * d);
-#pragma omp parallel for schedule(static)
-      for (int64_t first = 0; first < n; first += 256) {
-        WriteNormalised(units, inv_norm, order.data() + first, std::min<int64_t>(256, n - first),
-                        grouped.data() + first * d);
-      }
+      space.Permute(order);
       // Every bucket is compared with the rows of the buckets whose centroids are nearest its own
       // (itself included): probing per bucket rather than per row is what makes the scan a few
       // large matrix products.
@@ -282,21 +437,40 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
         std::vector<float> probe_sims(lists * probes);
         centroids.search(lists, centroids.get_xb(), probes, probe_sims.data(), probe.data());
       }
-      TopK top(kScanRows, k);
-      std::vector<float> block(kScanRows * kScanCols);
-      std::vector<int64_t> block_rows(kScanCols);
-      int64_t done = 0;
-      for (int64_t b = 0; b < lists; ++b) {
+      // Buckets are independent tasks on our threads, each with its own buffers and one
+      // single-threaded product per candidate slice: the products are small (a bucket's few
+      // hundred rows against a slice), and splitting each across threads, with a barrier
+      // after each, spent more time waiting than computing on a loaded machine. Every row's
+      // result depends only on its bucket, so the thread count does not change the graph.
+      allocate_edges();
+      internal::SerialBlas serial_blas;
+      const int threads = internal::DefaultThreads();
+      struct Scratch {
+        explicit Scratch(int64_t m) : top(kScanRows, m), proposals(kScanRows * m) {}
+        TopK top;
+        std::vector<FaissId> proposals;
+        std::vector<float> block = std::vector<float>(kScanRows * kScanCols);
+        std::vector<int64_t> block_rows = std::vector<int64_t>(kScanCols);
+        std::vector<std::pair<double, int32_t>> cand;
+        std::vector<double> sim;
+        std::vector<float> queries, columns;  // widened rows of a half-precision space
+      };
+      std::vector<std::unique_ptr<Scratch>> scratch(std::min<int64_t>(threads, lists));
+      std::atomic<int64_t> done{0};
+      internal::ParallelFor(lists, threads, [&](int worker, int64_t b) {
+        if (cancel.stopped()) return;
+        if (!scratch[worker]) scratch[worker] = std::make_unique<Scratch>(m);
+        Scratch& w = *scratch[worker];
         for (int64_t first = offsets[b]; first < offsets[b + 1]; first += kScanRows) {
           const int64_t count = std::min(kScanRows, offsets[b + 1] - first);
-          top.Reset(count);
+          const float* queries = space.Rows(first, count, w.queries);
+          w.top.Reset(count);
           // Candidate columns of all probed buckets, kScanCols at a time: one product per
-          // bucket slice into the block, then one parallel merge per block.
+          // bucket slice into the block, then one merge per block.
           int64_t filled = 0;
           const auto merge = [&] {
-#pragma omp parallel for schedule(static) if (count * filled >= kParallelMerge)
             for (int64_t q = 0; q < count; ++q) {
-              top.Offer(q, block.data() + q * kScanCols, block_rows.data(), filled);
+              w.top.Offer(q, w.block.data() + q * kScanCols, w.block_rows.data(), filled);
             }
             filled = 0;
           };
@@ -307,22 +481,26 @@ absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraph
               if (filled == kScanCols) merge();
               const int64_t cols = std::min(kScanCols - filled, offsets[other + 1] - col);
               cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
-                          static_cast<int>(cols), static_cast<int>(d), 1.0f,
-                          grouped.data() + first * d, static_cast<int>(d), grouped.data() + col * d,
-                          static_cast<int>(d), 0.0f, block.data() + filled,
+                          static_cast<int>(cols), static_cast<int>(r), 1.0f, queries,
+                          static_cast<int>(r), space.Rows(col, cols, w.columns),
+                          static_cast<int>(r), 0.0f, w.block.data() + filled,
                           static_cast<int>(kScanCols));
-              std::copy_n(order.data() + col, cols, block_rows.data() + filled);
+              std::copy_n(order.data() + col, cols, w.block_rows.data() + filled);
               filled += cols;
               col += cols;
             }
           }
           if (filled > 0) merge();
-          top.Labels(count, labels.data());
-          keep_edges(order.data() + first, count, labels.data());
-          done += count;
-          if (!report(done)) return cancelled();
+          w.top.Labels(count, w.proposals.data());
+          for (int64_t q = 0; q < count; ++q) {
+            keep_row(order[first + q], w.proposals.data() + q * m, m, w.cand, w.sim);
+          }
+          const int64_t now = done.fetch_add(count, std::memory_order_relaxed) + count;
+          // Only the calling thread (worker 0) runs the callback; the others see its answer.
+          if (worker == 0 ? !report(now) : cancel.Stop()) return;
         }
-      }
+      });
+      if (cancel.stopped()) return cancelled();
     }
   } catch (const faiss::FaissException&) {
     if (cancel.stopped()) return cancelled();

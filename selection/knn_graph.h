@@ -21,8 +21,12 @@ enum class KnnSearch {
   kExact,
   // Inverted-file search: FAISS's spherical k-means puts the rows in ivf_lists buckets, and
   // each bucket's rows are compared (BLAS sgemm) with the rows of the ivf_probe buckets whose
-  // centroids are nearest its own. Approximate: a true neighbour in an unprobed bucket is
-  // missed and replaced by the next best found. About ivf_probe / ivf_lists of the exact work.
+  // centroids are nearest its own. Above ivf_dim dimensions the buckets and the comparisons
+  // use the rows' projections onto their ivf_dim leading principal axes, and each row's
+  // ivf_oversample * neighbours best candidates there are rescored exactly. Approximate: a true
+  // neighbour in an unprobed bucket, or ranked too low by the projection, is missed and
+  // replaced by the next best found. About ivf_probe / ivf_lists * ivf_dim / dim of the exact
+  // work.
   kIvf,
 };
 
@@ -39,6 +43,17 @@ struct KnnGraphOptions {
   int64_t ivf_lists = 0;
   // Buckets scanned per row.
   int ivf_probe = 12;
+  // Dimension of the space the IVF buckets and candidates are found in: the leading principal
+  // axes (uncentred, so the mean direction counts) of the normalised rows. 0 or >= the input
+  // dimension: the normalised rows themselves. Sets the IVF's extra memory (rows * min(ivf_dim,
+  // dim) bfloat16 values) and most of its time.
+  int ivf_dim = 64;
+  // Inputs of fewer rows (and of fewer than 4,096) are searched unprojected: there the full
+  // copy is small and quick to scan, and the projection's lost recall moved facility
+  // location's proxy figures (README, 40,000 completions) by several standard deviations.
+  int64_t ivf_dim_min_rows = 200000;
+  // With a projection, candidates per row rescored exactly, as a multiple of neighbours.
+  int ivf_oversample = 3;
 };
 
 // Row i's out-edges are its most similar rows j with sim(i, j) = max(0, cos(x_i, x_j)) > 0:
@@ -49,15 +64,19 @@ struct KnnGraphOptions {
 // CPU, differ where two candidates tie within float rounding.
 //
 // Determinism: the same rows and options give the same graph run after run on one machine,
-// whatever the thread count (the IVF k-means uses a fixed seed, independent of any selection
-// seed, and every row's candidates are merged in a fixed order).
+// whatever the OpenMP thread count (the IVF k-means uses a fixed seed, independent of any
+// selection seed, every row's candidates are merged in a fixed order, and the IVF's own
+// products run with OpenBLAS held to one thread). FAISS's k-means calls OpenBLAS with its own
+// thread count, whose rounding can move a few rows between buckets.
 class KnnGraph {
  public:
   // Builds the graph. Returns INVALID_ARGUMENT for an empty matrix, dim <= 0, rows >= 2^31,
-  // neighbours < 1, or non-finite entries; CANCELLED if `progress` (called between search
-  // batches with the share done, may be empty) returns false. Peak memory: one normalised copy
-  // of the rows (rows * dim floats, in FAISS's index for kExact, grouped by bucket for kIvf)
-  // plus 16 * rows * neighbours bytes for the edges.
+  // neighbours < 1, ivf_probe < 1, ivf_lists < 0, ivf_dim < 0, ivf_oversample < 1, or non-finite
+  // entries; CANCELLED if `progress` (called between search
+  // batches with the share done, may be empty) returns false. Peak memory besides the input:
+  // 8 * rows * neighbours bytes for the edges, plus for kExact a normalised copy of the rows
+  // (rows * dim floats, in FAISS's index), for kIvf the search space grouped by bucket
+  // (rows * ivf_dim bfloat16 values when projected, else rows * dim floats) and 24 bytes a row.
   static absl::StatusOr<KnnGraph> Build(const MatrixView& units, const KnnGraphOptions& options,
                                         const std::function<bool(double done)>& progress = {});
 

@@ -16,6 +16,7 @@
 #include "selection/factory.h"
 #include "selection/gaussian_mixture.h"
 #include "selection/isa.h"
+#include "selection/knn_graph.h"
 #include "selection/selector.h"
 
 namespace curation::selection {
@@ -152,6 +153,19 @@ TEST(CancellationTest, FacilityLocationStopsInTheGraphBuild) {
   SelectorSpec spec;
   spec.method = "facility_location";
   RunSelector("facility location, 100k x 256", spec, 100'000, 256, 1'000);
+}
+
+TEST(CancellationTest, ProjectedIvfGraphStops) {
+  // The projected IVF (normally from 200,000 rows): principal axes, k-means, bucket scan.
+  const int64_t rows = 100'000, dim = 256;
+  const std::vector<float> x = Noise(rows, dim, 9);
+  KnnGraphOptions options;
+  options.search = KnnSearch::kIvf;
+  options.ivf_dim_min_rows = 0;
+  StopAfter stop;
+  const absl::Status status =
+      KnnGraph::Build({x.data(), rows, dim}, options, stop.Callback()).status();
+  ExpectPromptCancel("projected IVF graph, 100k x 256", status, stop);
 }
 
 TEST(CancellationTest, ExactGraphDedupStops) {

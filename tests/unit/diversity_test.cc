@@ -1,11 +1,14 @@
 // Diversity selection: the k-NN graph, facility location, k-center, dedup, quotas, rankings.
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -74,6 +77,34 @@ Matrix Clustered(int64_t rows, int64_t dim, int centers, double spread, uint64_t
     }
   }
   return m;
+}
+
+// Rows near a `rank`-dimensional subspace of `dim` dimensions (sd `noise` off it), with a
+// shared offset as real embeddings have: what the IVF's principal-axis projection is for.
+Matrix LowRank(int64_t rows, int64_t dim, int rank, double noise, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const Matrix basis = Gaussian(rank + 1, dim, seed + 1000);
+  Matrix m(rows, dim);
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < dim; ++j) m.at(i, j) = static_cast<float>(2 * basis.data[j]);
+    for (int f = 1; f <= rank; ++f) {
+      const double z = Normal(rng);
+      for (int64_t j = 0; j < dim; ++j)
+        m.at(i, j) += static_cast<float>(z * basis.data[f * dim + j]);
+    }
+    for (int64_t j = 0; j < dim; ++j) m.at(i, j) += static_cast<float>(noise * Normal(rng));
+  }
+  return m;
+}
+
+// Share of the edges of `truth` that `graph` also has.
+double Recall(const KnnGraph& truth, const KnnGraph& graph) {
+  int64_t found = 0;
+  for (int64_t i = 0; i < truth.rows(); ++i) {
+    const std::set<int32_t> want(truth.targets(i).begin(), truth.targets(i).end());
+    for (int32_t j : graph.targets(i)) found += want.count(j);
+  }
+  return static_cast<double>(found) / static_cast<double>(truth.edges());
 }
 
 double Cosine(const Matrix& m, int64_t a, int64_t b) {
@@ -174,6 +205,67 @@ TEST(KnnGraphTest, IvfWithFewProbesHasHighRecall) {
   EXPECT_GT(static_cast<double>(found) / a->edges(), 0.9);
 }
 
+TEST(KnnGraphTest, IvfInAProjectedSpaceHasHighRecall) {
+  const Matrix m = LowRank(8000, 96, 6, 0.05, 5);
+  KnnGraphOptions exact;
+  exact.neighbours = 10;
+  exact.search = KnnSearch::kExact;
+  KnnGraphOptions ivf = exact;
+  ivf.search = KnnSearch::kIvf;
+  ivf.ivf_dim = 12;  // 96-d rows searched in 12 dimensions, candidates rescored exactly
+  ivf.ivf_dim_min_rows = 0;
+  KnnGraphOptions full = ivf;
+  full.ivf_dim = 0;
+  absl::StatusOr<KnnGraph> a = KnnGraph::Build(m.view(), exact);
+  absl::StatusOr<KnnGraph> b = KnnGraph::Build(m.view(), ivf);
+  absl::StatusOr<KnnGraph> f = KnnGraph::Build(m.view(), full);
+  ASSERT_TRUE(a.ok() && b.ok() && f.ok());
+  std::cout << "recall: projected " << Recall(*a, *b) << ", full dimension " << Recall(*a, *f)
+            << std::endl;
+  // Not below the unprojected search's by more than a little (the buckets differ too).
+  EXPECT_GT(Recall(*a, *b), Recall(*a, *f) - 0.03);
+  // Stored similarities are the exact ones, whatever space proposed the pair.
+  for (int64_t i = 0; i < m.rows; i += 97) {
+    const auto targets = b->targets(i);
+    const auto sims = b->similarities(i);
+    for (size_t t = 0; t < targets.size(); ++t) {
+      EXPECT_NEAR(sims[t], std::max(0.0, Cosine(m, i, targets[t])), 1e-6) << i;
+    }
+  }
+  // Too few dimensions lose neighbours the rescoring cannot bring back: the projection is
+  // what is being measured.
+  ivf.ivf_dim = 2;
+  absl::StatusOr<KnnGraph> c = KnnGraph::Build(m.view(), ivf);
+  ASSERT_TRUE(c.ok());
+  EXPECT_LT(Recall(*a, *c), Recall(*a, *b));
+}
+
+TEST(KnnGraphTest, IvfGraphDoesNotDependOnTheThreadCount) {
+  // Large enough (rows * dim >= kernels::kSerialBelowFloats) to run on several threads.
+  const Matrix m = LowRank(50000, 96, 6, 0.05, 6);
+  KnnGraphOptions ivf;
+  ivf.neighbours = 8;
+  ivf.search = KnnSearch::kIvf;
+  ivf.ivf_dim = 12;
+  ivf.ivf_dim_min_rows = 0;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  absl::StatusOr<KnnGraph> a = KnnGraph::Build(m.view(), ivf);
+  omp_set_num_threads(std::max(2, threads));
+  absl::StatusOr<KnnGraph> b = KnnGraph::Build(m.view(), ivf);
+  omp_set_num_threads(threads);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->edges(), b->edges());
+  for (int64_t i = 0; i < m.rows; ++i) {
+    ASSERT_TRUE(std::equal(a->targets(i).begin(), a->targets(i).end(), b->targets(i).begin(),
+                           b->targets(i).end()))
+        << i;
+    ASSERT_TRUE(std::equal(a->similarities(i).begin(), a->similarities(i).end(),
+                           b->similarities(i).begin(), b->similarities(i).end()))
+        << i;
+  }
+}
+
 TEST(KnnGraphTest, RejectsBadInput) {
   Matrix m = Gaussian(10, 3, 4);
   m.at(5, 1) = std::numeric_limits<float>::quiet_NaN();
@@ -181,6 +273,14 @@ TEST(KnnGraphTest, RejectsBadInput) {
   KnnGraphOptions none;
   none.neighbours = 0;
   EXPECT_EQ(KnnGraph::Build(Gaussian(10, 3, 4).view(), none).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  KnnGraphOptions bad_dim;
+  bad_dim.ivf_dim = -1;
+  EXPECT_EQ(KnnGraph::Build(Gaussian(10, 3, 4).view(), bad_dim).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  KnnGraphOptions bad_oversample;
+  bad_oversample.ivf_oversample = 0;
+  EXPECT_EQ(KnnGraph::Build(Gaussian(10, 3, 4).view(), bad_oversample).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
