@@ -33,9 +33,11 @@ JobCost EstimateSelection(const SelectionPlan& plan, const PoolShape& pool, int6
     bytes += Floats(n, d) + n * 16.0;
   }
   double flops = 0;
-  // k-NN graph of FL and dedup: normalised copy, an IVF index over it and the neighbour lists.
+  // k-NN graph of FL and dedup (selection/knn_graph.h): the rows grouped by bucket (above
+  // 200,000 rows a 64-d bfloat16 projection, else a float copy), 24 bytes a row, and the edges
+  // with their transpose, 8 bytes each.
   auto graph = [&](int64_t neighbours) {
-    bytes += 2.0 * Floats(n, d) + n * neighbours * 12.0 * 2;
+    bytes += (n >= 200000 ? n * 64.0 * 2 : Floats(n, d)) + n * 24.0 + n * neighbours * 8.0 * 2;
     flops += static_cast<double>(n) * d * std::min<int64_t>(n, 4096) * 2;
   };
   if (f.dedup_threshold() > 0) graph(16);
