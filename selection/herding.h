@@ -32,7 +32,7 @@ struct HerdingOptions {
   // picks the nearest of the ivf_rerank best by exact distance.
   int64_t ivf_lists = 0;
   int ivf_probe = 24;
-  int ivf_rerank = 32;
+  int ivf_rerank = 128;
 };
 
 // The "herding" selector. rows in selection order; scores[t] = |mean(rows[0..t]) - mu|, the
