@@ -3,6 +3,7 @@
 //   curation-diversity-bench [--rows 1000000] [--dim 256] [--base FILE.f32] [--noise 0.05]
 //       [--method facility_location|fl_stochastic|kcenter|herding|dedup] [--k 10000]
 //       [--search auto|exact|ivf] [--seed 0] [--ivf-dim N]
+//       [--herding-exact-max-rows N] [--ivf-lists N] [--ivf-probe N] [--ivf-rerank N]
 //
 // Rows are standard normal, or, with --base, the base file's floats taken `dim` at a time and
 // repeated in order, with Gaussian noise of sd `noise` times the base's RMS entry added (so
@@ -10,10 +11,11 @@
 // is two consecutive embeddings side by side, the shape of herding's [chosen, rejected] rows.
 // Prints one JSON line: wall and CPU seconds for generating the data and for the selection (FAISS
 // graph and greedy separately where the method reports progress), and the process's peak resident
-// memory, which includes the input matrix. `--method recall` instead builds the exact k-NN
-// graph, the one --search and --ivf-dim give, and the same without projection (ivf_dim 0, the
-// IVF before projections), and prints the share of the exact graph's edges each found, with
-// the build times.
+// memory, which includes the input matrix; for herding also the last score, the objective
+// |mean(subset) - mean| (lower is better), to compare settings. `--method recall` instead
+// builds the exact k-NN graph, the one --search and --ivf-dim give, and the same without
+// projection (ivf_dim 0, the IVF before projections), and prints the share of the exact
+// graph's edges each found, with the build times.
 
 #include <sys/resource.h>
 
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   double noise = 0.05;
   std::string base, method = "facility_location", search = "auto";
+  sel::HerdingOptions herding;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--rows")
@@ -96,6 +99,14 @@ int main(int argc, char** argv) {
       search = value;
     else if (flag == "--ivf-dim")
       ivf_dim = std::atoll(value.c_str());
+    else if (flag == "--herding-exact-max-rows")
+      herding.exact_max_rows = std::atoll(value.c_str());
+    else if (flag == "--ivf-lists")
+      herding.ivf_lists = std::atoll(value.c_str());
+    else if (flag == "--ivf-probe")
+      herding.ivf_probe = std::atoi(value.c_str());
+    else if (flag == "--ivf-rerank")
+      herding.ivf_rerank = std::atoi(value.c_str());
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -177,7 +188,7 @@ int main(int argc, char** argv) {
   } else if (method == "kcenter") {
     selector = sel::MakeKCenterSelector();
   } else if (method == "herding") {
-    selector = sel::MakeHerdingSelector();
+    selector = sel::MakeHerdingSelector(herding);
   } else if (method == "dedup") {
     sel::DedupOptions o;
     o.graph = graph;
@@ -204,15 +215,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(result.status().message()).c_str());
     return 1;
   }
-  double first_score = result->scores.empty() ? 0 : result->scores.front();
+  const double first_score = result->scores.empty() ? 0 : result->scores.front();
+  const double last_score = result->scores.empty() ? 0 : result->scores.back();
   std::printf(
       "{\"method\": \"%s\", \"rows\": %lld, \"dim\": %lld, \"k\": %lld, \"search\": \"%s\", "
       "\"base\": \"%s\", \"generate_s\": %.1f, \"select_wall_s\": %.1f, \"select_cpu_s\": %.1f, "
       "\"first_half_wall_s\": %.1f, \"first_half_cpu_s\": %.1f, \"peak_rss_mb\": %.0f, "
-      "\"input_mb\": %.0f, \"first_row\": %lld, \"first_score\": %.4f}\n",
+      "\"input_mb\": %.0f, \"first_row\": %lld, \"first_score\": %.4f, \"last_score\": %.6g}\n",
       method.c_str(), static_cast<long long>(rows), static_cast<long long>(dim),
       static_cast<long long>(k), search.c_str(), base.c_str(), gen_wall, wall, cpu, half_wall,
       half_cpu, PeakRssMb(), rows * dim * 4.0 / (1 << 20),
-      static_cast<long long>(result->rows.front()), first_score);
+      static_cast<long long>(result->rows.front()), first_score, last_score);
   return 0;
 }

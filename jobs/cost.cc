@@ -1,6 +1,7 @@
 #include "jobs/cost.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -72,6 +73,16 @@ JobCost EstimateSelection(const SelectionPlan& plan, const PoolShape& pool, int6
       if (f.dedup_threshold() <= 0) graph(16);
       break;
     case v1::SELECTION_METHOD_HERDING:
+      if (n > 50000) {
+        // Bucketed (selection/herding.h): sign codes and bucket bookkeeping; each pick
+        // estimates the distances of the rows in 24 of about 2 sqrt(n) buckets from their
+        // codes and re-ranks 128 exactly; the two-level k-means is a few passes over the rows.
+        bytes += n * (d / 8.0 + 25);
+        const double bucket = std::sqrt(static_cast<double>(n)) / 2;
+        flops += static_cast<double>(picks) * (24 * bucket * d / 8 + 128.0 * d) + 20.0 * n * d;
+        break;
+      }
+      [[fallthrough]];
     case v1::SELECTION_METHOD_KCENTER:
       // A normalised or centred copy and per-row distances; each pick scans the pool.
       bytes += Floats(n, d) + n * 16.0;

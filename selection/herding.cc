@@ -1,8 +1,5 @@
 #include "selection/herding.h"
 
-#include <faiss/Clustering.h>
-#include <faiss/IndexFlat.h>
-#include <faiss/impl/FaissException.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -22,14 +19,13 @@
 namespace curation::selection {
 namespace {
 
-using FaissId = faiss::Index::idx_t;
-
 // Herding steps between progress calls.
 constexpr int64_t kProgressEvery = 64;
-// Bucketing: k-means on 64 strided rows per bucket, 10 rounds, a fixed seed (as knn_graph.cc).
-constexpr int64_t kIvfTrainPerList = 64;
-constexpr int kIvfIterations = 10;
-constexpr int kIvfSeed = 1234;
+// Bucketing: k-means on 16 strided rows per bucket, 5 rounds. The buckets only steer the scan
+// (the codes and exact distances pick the row), and better-trained centroids measured no
+// better subsets, at several times the cost.
+constexpr int64_t kIvfTrainPerList = 16;
+constexpr int kIvfIterations = 5;
 
 // The remaining row nearest the target so far; (distance, row) is a total order, so partial
 // results merge the same in any order.
@@ -46,53 +42,307 @@ struct Nearest {
   }
 };
 
-// The nearest remaining row to q among rows ids[begin .. end) (or begin .. end when ids is
-// null).
-CURATION_KERNEL_CLONES Nearest Scan(const MatrixView& x, const int64_t* ids, int64_t begin,
-                                    int64_t end, const float* q, const uint8_t* taken) {
+// Below this many multiply-adds a k-means pass runs on one thread: starting a team and its
+// barrier cost more, badly so on a loaded machine.
+constexpr int64_t kParallelWork = int64_t{1} << 24;
+
+// The nearest remaining row to q among rows begin .. end, four rows at a time (the same
+// distances as one at a time, faster).
+CURATION_KERNEL_CLONES Nearest Scan(const MatrixView& x, int64_t begin, int64_t end, const float* q,
+                                    const uint8_t* taken) {
   Nearest best;
-  for (int64_t p = begin; p < end; ++p) {
-    const int64_t i = ids ? ids[p] : p;
+  const float* rows[4];
+  int64_t which[4];
+  int m = 0;
+  for (int64_t i = begin; i < end; ++i) {
     if (taken[i]) continue;
-    best.Offer(kernels::SquaredDistanceF32(x.row(i), q, x.dim), i);
+    rows[m] = x.row(i);
+    which[m] = i;
+    if (++m == 4) {
+      float sq[4];
+      kernels::SquaredDistance4F32(rows, q, x.dim, sq);
+      for (int r = 0; r < 4; ++r) best.Offer(sq[r], which[r]);
+      m = 0;
+    }
   }
+  for (int r = 0; r < m; ++r) best.Offer(kernels::SquaredDistanceF32(rows[r], q, x.dim), which[r]);
   return best;
 }
 
-// Rows grouped into k-means buckets, to scan only the buckets near each step's target.
+// out[b] = |x - c_b|^2 for the centroids c[0 .. lists).
+CURATION_KERNEL_CLONES void CentroidDistances(const float* x, const float* c, int64_t lists,
+                                              int64_t d, float* out) {
+  int64_t b = 0;
+  for (; b + 4 <= lists; b += 4) {
+    const float* four[4] = {c + b * d, c + (b + 1) * d, c + (b + 2) * d, c + (b + 3) * d};
+    kernels::SquaredDistance4F32(four, x, d, out + b);
+  }
+  for (; b < lists; ++b) out[b] = kernels::SquaredDistanceF32(c + b * d, x, d);
+}
+
+// The nearest of centroids c[0 .. lists) to row x (ties to the lower centroid), and its
+// squared distance.
+std::pair<int32_t, float> NearestCentroid(const float* x, const float* c, int64_t lists, int64_t d,
+                                          std::vector<float>& scratch) {
+  scratch.resize(lists);
+  CentroidDistances(x, c, lists, d, scratch.data());
+  const int64_t best = std::min_element(scratch.begin(), scratch.end()) - scratch.begin();
+  return {static_cast<int32_t>(best), scratch[best]};
+}
+
+// out[t] = the nearest of `lists` centroids to row ids[t] for t < n, in parallel over rows
+// (each row's answer is the same on any number of threads). False once cancelled.
+bool Assign(const MatrixView& x, const int64_t* ids, int64_t n, const float* c, int64_t lists,
+            int32_t* out, internal::Cancel& cancel) {
+  constexpr int64_t kChunk = 256;
+#pragma omp parallel for schedule(dynamic, 1) if (n * lists * x.dim >= kParallelWork)
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    if (cancel.Stop()) continue;
+    const int64_t end = std::min(n, begin + kChunk);
+    std::vector<float> scratch;
+    for (int64_t t = begin; t < end; ++t) {
+      out[t] = NearestCentroid(x.row(ids[t]), c, lists, x.dim, scratch).first;
+    }
+  }
+  return !cancel.stopped();
+}
+
+// Lloyd's k-means of rows ids[0 .. n) into `lists` centroids (lists <= n), from strided rows,
+// kIvfIterations rounds; sums in double in row order, so the result does not depend on the
+// thread count (nor does anything else here). An empty centroid keeps its place. Empty once
+// cancelled.
+std::vector<float> KMeans(const MatrixView& x, const int64_t* ids, int64_t n, int64_t lists,
+                          internal::Cancel& cancel) {
+  const int64_t d = x.dim;
+  std::vector<float> c(lists * d);
+  for (int64_t b = 0; b < lists; ++b) std::copy_n(x.row(ids[b * n / lists]), d, c.data() + b * d);
+  std::vector<int32_t> label(n);
+  std::vector<double> sum(lists * d);
+  std::vector<int64_t> count(lists);
+  for (int iteration = 0; iteration < kIvfIterations; ++iteration) {
+    if (!Assign(x, ids, n, c.data(), lists, label.data(), cancel)) return {};
+    std::fill(sum.begin(), sum.end(), 0.0);
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* row = x.row(ids[t]);
+      double* s = sum.data() + label[t] * d;
+      for (int64_t j = 0; j < d; ++j) s[j] += row[j];
+      ++count[label[t]];
+    }
+    for (int64_t b = 0; b < lists; ++b) {
+      if (count[b] == 0) continue;
+      for (int64_t j = 0; j < d; ++j) {
+        c[b * d + j] = static_cast<float>(sum[b * d + j] / static_cast<double>(count[b]));
+      }
+    }
+  }
+  return c;
+}
+
+// code[j / 8] bit j % 8 = x_j > mu_j.
+CURATION_KERNEL_CLONES void SignCode(const float* x, const float* mu, int64_t d, uint8_t* code) {
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8) {
+    unsigned v = 0;
+    for (int bit = 0; bit < 8; ++bit) v |= static_cast<unsigned>(x[j + bit] > mu[j + bit]) << bit;
+    code[j / 8] = static_cast<uint8_t>(v);
+  }
+  if (j < d) {
+    unsigned v = 0;
+    for (int bit = 0; j + bit < d; ++bit)
+      v |= static_cast<unsigned>(x[j + bit] > mu[j + bit]) << bit;
+    code[j / 8] = static_cast<uint8_t>(v);
+  }
+}
+
+// Counting sort of 0 .. key.size() by key (keys < groups): offsets (groups + 1) and order.
+void GroupBy(const std::vector<int32_t>& key, int64_t groups, std::vector<int64_t>& offsets,
+             std::vector<int64_t>& order) {
+  offsets.assign(groups + 1, 0);
+  for (int32_t b : key) ++offsets[b + 1];
+  for (int64_t b = 0; b < groups; ++b) offsets[b + 1] += offsets[b];
+  order.resize(key.size());
+  std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
+  for (int64_t i = 0; i < static_cast<int64_t>(key.size()); ++i) order[next[key[i]]++] = i;
+}
+
+// Rows grouped into buckets by two-level k-means, to scan only the buckets near each step's
+// target. One level of L lists costs rows * L * dim to assign every row (most of the time at a
+// million rows); two levels of about sqrt(L) each cost rows * 2 sqrt(L) * dim for buckets
+// nearly as good. Both levels are trained on kIvfTrainPerList strided rows per bucket, then
+// one pass in row order (the matrix streams from memory) assigns every row.
 struct Buckets {
-  faiss::IndexFlatL2 centroids;
+  int64_t lists = 0;
+  std::vector<float> centroids;  // lists x dim
   std::vector<int64_t> offsets;  // bucket b holds order[offsets[b] .. offsets[b + 1])
   std::vector<int64_t> order;
   std::vector<int64_t> remaining;  // rows of each bucket not selected yet
   std::vector<int32_t> bucket_of;  // per row
-
-  Buckets(const MatrixView& x, int64_t lists) : centroids(x.dim), offsets(lists + 1, 0) {
-    const int64_t n = x.rows;
-    faiss::ClusteringParameters cp;
-    cp.niter = kIvfIterations;
-    cp.seed = kIvfSeed;
-    cp.max_points_per_centroid = static_cast<int>(kIvfTrainPerList);
-    faiss::Clustering clustering(x.dim, lists, cp);
-    const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
-    std::vector<float> train(n_train * x.dim);
-    for (int64_t t = 0; t < n_train; ++t) {
-      std::copy_n(x.row(t * n / n_train), x.dim, train.data() + t * x.dim);
-    }
-    clustering.train(n_train, train.data(), centroids);
-    std::vector<FaissId> bucket(n);
-    std::vector<float> dist(n);
-    centroids.search(n, x.data, 1, dist.data(), bucket.data());
-    for (FaissId b : bucket) ++offsets[b + 1];
-    for (int64_t b = 0; b < lists; ++b) offsets[b + 1] += offsets[b];
-    order.resize(n);
-    std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
-    for (int64_t i = 0; i < n; ++i) order[next[bucket[i]]++] = i;
-    bucket_of.assign(bucket.begin(), bucket.end());
-    remaining.resize(lists);
-    for (int64_t b = 0; b < lists; ++b) remaining[b] = offsets[b + 1] - offsets[b];
-  }
+  // Per position p of order: the signs of order[p] - mu packed 8 to a byte (code_bytes
+  // bytes), and |order[p] - mu|^2 (infinity once selected).
+  int64_t code_bytes = 0;
+  std::vector<uint8_t> codes;
+  std::vector<float> norms;
+  std::vector<int64_t> position;  // per row: its position in order
+  // Per dimension j: the mean of x_j - mu_j over the rows where it is > 0 (above) or not.
+  std::vector<float> above, below;
 };
+
+// Null once cancelled.
+std::unique_ptr<Buckets> MakeBuckets(const MatrixView& x, const std::vector<float>& mu,
+                                     int64_t lists, internal::Cancel& cancel) {
+  const int64_t n = x.rows;
+  const int64_t d = x.dim;
+  const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
+  std::vector<int64_t> train(n_train);
+  for (int64_t t = 0; t < n_train; ++t) train[t] = t * n / n_train;
+  // Coarse level: about sqrt(lists) clusters.
+  const int64_t coarse = std::clamp<int64_t>(std::llround(std::sqrt(double(lists))), 1, lists);
+  const std::vector<float> coarse_c = KMeans(x, train.data(), n_train, coarse, cancel);
+  if (coarse_c.empty()) return nullptr;
+  std::vector<int32_t> group(n_train);
+  if (!Assign(x, train.data(), n_train, coarse_c.data(), coarse, group.data(), cancel)) {
+    return nullptr;
+  }
+  std::vector<int64_t> group_offsets, group_order;
+  GroupBy(group, coarse, group_offsets, group_order);
+  for (int64_t& t : group_order) t = train[t];
+  // Fine level: each coarse cluster split into lists in proportion to its training rows; a
+  // cluster without any keeps its coarse centroid as its one list.
+  auto b = std::make_unique<Buckets>();
+  std::vector<int32_t> first(coarse + 1, 0);
+  for (int64_t g = 0; g < coarse; ++g) {
+    const int64_t m = group_offsets[g + 1] - group_offsets[g];
+    const int64_t sub =
+        std::clamp<int64_t>(std::llround(double(lists) * m / n_train), 1, std::max<int64_t>(m, 1));
+    if (m == 0) {
+      b->centroids.insert(b->centroids.end(), coarse_c.begin() + g * d,
+                          coarse_c.begin() + (g + 1) * d);
+    } else {
+      const std::vector<float> c = KMeans(x, group_order.data() + group_offsets[g], m, sub, cancel);
+      if (c.empty()) return nullptr;
+      b->centroids.insert(b->centroids.end(), c.begin(), c.end());
+    }
+    first[g + 1] = first[g] + static_cast<int32_t>(sub);
+  }
+  b->lists = first[coarse];
+  // Every row, in row order: its coarse cluster, then its list there.
+  b->bucket_of.resize(n);
+  constexpr int64_t kChunk = 256;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    if (cancel.Stop()) continue;
+    const int64_t end = std::min(n, begin + kChunk);
+    std::vector<float> scratch;
+    for (int64_t i = begin; i < end; ++i) {
+      const int32_t g = NearestCentroid(x.row(i), coarse_c.data(), coarse, d, scratch).first;
+      b->bucket_of[i] = first[g] + NearestCentroid(x.row(i), b->centroids.data() + first[g] * d,
+                                                   first[g + 1] - first[g], d, scratch)
+                                       .first;
+    }
+  }
+  if (cancel.stopped()) return nullptr;
+  GroupBy(b->bucket_of, b->lists, b->offsets, b->order);
+  b->remaining.resize(b->lists);
+  for (int64_t l = 0; l < b->lists; ++l) b->remaining[l] = b->offsets[l + 1] - b->offsets[l];
+  // Sign codes, in bucket order so that a bucket's codes are contiguous.
+  b->position.resize(n);
+  for (int64_t p = 0; p < n; ++p) b->position[b->order[p]] = p;
+  const int64_t cb = (d + 7) / 8;
+  b->code_bytes = cb;
+  b->codes.resize(n * cb);
+  b->norms.resize(n);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    if (cancel.Stop()) continue;
+    const int64_t end = std::min(n, begin + kChunk);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t p = b->position[i];
+      SignCode(x.row(i), mu.data(), d, &b->codes[p * cb]);
+      b->norms[p] = kernels::SquaredDistanceF32(x.row(i), mu.data(), d);
+    }
+  }
+  if (cancel.stopped()) return nullptr;
+  // Conditional means per sign, from the training rows.
+  std::vector<double> sum_above(d, 0.0), sum_below(d, 0.0);
+  std::vector<int64_t> count_above(d, 0);
+  for (int64_t t : train) {
+    const float* row = x.row(t);
+    for (int64_t j = 0; j < d; ++j) {
+      const float y = row[j] - mu[j];
+      if (y > 0) {
+        sum_above[j] += y;
+        ++count_above[j];
+      } else {
+        sum_below[j] += y;
+      }
+    }
+  }
+  b->above.resize(d);
+  b->below.resize(d);
+  for (int64_t j = 0; j < d; ++j) {
+    const int64_t count_below = n_train - count_above[j];
+    b->above[j] = count_above[j] ? static_cast<float>(sum_above[j] / count_above[j]) : 0.0f;
+    b->below[j] = count_below ? static_cast<float>(sum_below[j] / count_below) : 0.0f;
+  }
+  return b;
+}
+
+// tables[k * 256 + v] = sum over the bits b < 8 of byte value v of 2 r_j * (above_j if the
+// bit is set, else below_j), j = 8k + b: so that the sum over a code's bytes estimates
+// 2 (x - mu) . r.
+void BuildTables(const Buckets& b, const std::vector<double>& r, std::vector<float>& tables) {
+  const int64_t d = static_cast<int64_t>(r.size());
+  tables.resize(b.code_bytes * 256);
+  for (int64_t k = 0; k < b.code_bytes; ++k) {
+    float base = 0;
+    float delta[8] = {};
+    for (int bit = 0; bit < 8 && 8 * k + bit < d; ++bit) {
+      const int64_t j = 8 * k + bit;
+      const float lo = static_cast<float>(2 * r[j]) * b.below[j];
+      const float hi = static_cast<float>(2 * r[j]) * b.above[j];
+      base += lo;
+      delta[bit] = hi - lo;
+    }
+    float* table = &tables[k * 256];
+    table[0] = base;
+    for (int v = 1; v < 256; ++v) {
+      const int bit = __builtin_ctz(static_cast<unsigned>(v));
+      table[v] = table[v & (v - 1)] + delta[bit];
+    }
+  }
+}
+
+// Adds positions begin .. end of b.order to the shortlist of the `keep` smallest estimated
+// |x - mu|^2 + 2 (x - mu) . r (a max-heap on (estimate, position)). Selected rows estimate to
+// infinity and never enter.
+void EstimateScan(const Buckets& b, const float* tables, int64_t begin, int64_t end, int64_t keep,
+                  std::vector<std::pair<float, int64_t>>& shortlist) {
+  const int64_t cb = b.code_bytes;
+  for (int64_t p = begin; p < end; ++p) {
+    const uint8_t* code = &b.codes[p * cb];
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t k = 0;
+    for (; k + 4 <= cb; k += 4) {
+      s0 += tables[k * 256 + code[k]];
+      s1 += tables[(k + 1) * 256 + code[k + 1]];
+      s2 += tables[(k + 2) * 256 + code[k + 2]];
+      s3 += tables[(k + 3) * 256 + code[k + 3]];
+    }
+    for (; k < cb; ++k) s0 += tables[k * 256 + code[k]];
+    const float estimate = b.norms[p] + ((s0 + s1) + (s2 + s3));
+    if (!(estimate < std::numeric_limits<float>::infinity())) continue;
+    const std::pair<float, int64_t> entry(estimate, p);
+    if (static_cast<int64_t>(shortlist.size()) < keep) {
+      shortlist.push_back(entry);
+      std::push_heap(shortlist.begin(), shortlist.end());
+    } else if (entry < shortlist.front()) {
+      std::pop_heap(shortlist.begin(), shortlist.end());
+      shortlist.back() = entry;
+      std::push_heap(shortlist.begin(), shortlist.end());
+    }
+  }
+}
 
 class HerdingSelector final : public Selector {
  public:
@@ -105,8 +355,9 @@ class HerdingSelector final : public Selector {
     if (k <= 0 || k > units.rows) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
-    if (options_.ivf_probe < 1 || options_.ivf_lists < 0) {
-      return absl::InvalidArgumentError("herding needs ivf_probe >= 1 and ivf_lists >= 0");
+    if (options_.ivf_probe < 1 || options_.ivf_lists < 0 || options_.ivf_rerank < 1) {
+      return absl::InvalidArgumentError(
+          "herding needs ivf_probe >= 1, ivf_rerank >= 1 and ivf_lists >= 0");
     }
     const int64_t n = units.rows;
     const int64_t d = units.dim;
@@ -123,21 +374,16 @@ class HerdingSelector final : public Selector {
       mu[j] /= static_cast<double>(n);
     }
 
-    // FAISS's k-means and search for the buckets are interrupted through the same polls.
     internal::Cancel cancel(options.progress);
-    internal::FaissInterruptScope interrupt(&cancel);
     const auto cancelled = [] { return absl::CancelledError("herding cancelled"); };
     std::unique_ptr<Buckets> buckets;
     if (n > options_.exact_max_rows) {
       const int64_t lists = std::clamp<int64_t>(
           options_.ivf_lists > 0 ? options_.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
           std::max<int64_t>(1, n / 40));
-      try {
-        buckets = std::make_unique<Buckets>(units, lists);
-      } catch (const faiss::FaissException&) {
-        if (cancel.stopped()) return cancelled();
-        throw;
-      }
+      std::vector<float> mu_f(mu.begin(), mu.end());
+      buckets = MakeBuckets(units, mu_f, lists, cancel);
+      if (!buckets) return cancelled();
     }
 
     SelectionResult result;
@@ -148,6 +394,9 @@ class HerdingSelector final : public Selector {
     std::vector<double> residual(d, 0.0);
     std::vector<float> target(d);
     std::vector<std::pair<float, int64_t>> by_distance;
+    std::vector<float> to_centroid;
+    std::vector<float> tables;
+    std::vector<std::pair<float, int64_t>> shortlist;
     for (int64_t t = 0; t < k; ++t) {
       if (t % kProgressEvery == 0 && t > 0
               ? !cancel.Report(static_cast<double>(t) / static_cast<double>(k))
@@ -161,29 +410,35 @@ class HerdingSelector final : public Selector {
         {
           const int64_t threads = omp_get_num_threads();
           const int64_t thread = omp_get_thread_num();
-          const Nearest local = Scan(units, nullptr, n * thread / threads,
-                                     n * (thread + 1) / threads, target.data(), taken.data());
+          const Nearest local = Scan(units, n * thread / threads, n * (thread + 1) / threads,
+                                     target.data(), taken.data());
 #pragma omp critical
           best.Offer(local.sq, local.row);
         }
       } else {
-        // Buckets by centroid distance to the target; scan the nearest ivf_probe that still
-        // have rows (there is always one, since t < k <= rows).
-        const int64_t lists = static_cast<int64_t>(buckets->remaining.size());
-        const float* c = buckets->centroids.get_xb();
+        // Buckets by centroid distance to the target; in the nearest ivf_probe that still have
+        // rows (there is always one, since t < k <= rows), |x - target|^2 - |residual|^2 =
+        // |x - mu|^2 + 2 (x - mu) . residual estimated from the sign codes, then exact
+        // distances for the ivf_rerank best estimates.
+        const int64_t lists = buckets->lists;
+        to_centroid.resize(lists);
+        CentroidDistances(target.data(), buckets->centroids.data(), lists, d, to_centroid.data());
         by_distance.clear();
         for (int64_t b = 0; b < lists; ++b) {
-          if (buckets->remaining[b] > 0) {
-            by_distance.emplace_back(kernels::SquaredDistanceF32(c + b * d, target.data(), d), b);
-          }
+          if (buckets->remaining[b] > 0) by_distance.emplace_back(to_centroid[b], b);
         }
         const int64_t probes = std::min<int64_t>(options_.ivf_probe, by_distance.size());
         std::partial_sort(by_distance.begin(), by_distance.begin() + probes, by_distance.end());
+        BuildTables(*buckets, residual, tables);
+        shortlist.clear();
         for (int64_t p = 0; p < probes; ++p) {
           const int64_t b = by_distance[p].second;
-          const Nearest local = Scan(units, buckets->order.data(), buckets->offsets[b],
-                                     buckets->offsets[b + 1], target.data(), taken.data());
-          best.Offer(local.sq, local.row);
+          EstimateScan(*buckets, tables.data(), buckets->offsets[b], buckets->offsets[b + 1],
+                       options_.ivf_rerank, shortlist);
+        }
+        for (const auto& [estimate, pos] : shortlist) {
+          const int64_t i = buckets->order[pos];
+          if (!taken[i]) best.Offer(kernels::SquaredDistanceF32(units.row(i), target.data(), d), i);
         }
       }
       const int64_t row = best.row;
@@ -194,7 +449,10 @@ class HerdingSelector final : public Selector {
         residual[j] += x[j] - mu[j];
         norm += residual[j] * residual[j];
       }
-      if (buckets) --buckets->remaining[buckets->bucket_of[row]];
+      if (buckets) {
+        --buckets->remaining[buckets->bucket_of[row]];
+        buckets->norms[buckets->position[row]] = std::numeric_limits<float>::infinity();
+      }
       result.rows.push_back(row);
       result.scores.push_back(std::sqrt(norm) / static_cast<double>(t + 1));
     }

@@ -18,8 +18,7 @@
 // Not under ThreadSanitizer: target_clones makes an ifunc resolver, which the dynamic loader
 // runs during relocation, before the TSan runtime is initialised; the resolver is
 // instrumented like any other function and crashes the loader. The baseline clone is used.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
-    !defined(__SANITIZE_THREAD__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CURATION_KERNEL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CURATION_KERNEL_CLONES
@@ -59,6 +58,53 @@ namespace curation::selection::kernels {
     for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
   }
   return acc[0];
+}
+
+// SquaredDistanceF32(a[r], b, d) for r < 4, each bit-identical to it: four independent
+// chains of additions instead of one, so about four times the throughput where the loop is
+// bound by the latency of its additions (rows in cache, or streamed).
+[[gnu::always_inline]] inline void SquaredDistance4F32(const float* const a[4], const float* b,
+                                                       int64_t d, float out[4]) {
+  float acc0[16] = {}, acc1[16] = {}, acc2[16] = {}, acc3[16] = {};
+  const float* a0 = a[0];
+  const float* a1 = a[1];
+  const float* a2 = a[2];
+  const float* a3 = a[3];
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    for (int l = 0; l < 16; ++l) {
+      const float t0 = a0[i + l] - b[i + l];
+      const float t1 = a1[i + l] - b[i + l];
+      const float t2 = a2[i + l] - b[i + l];
+      const float t3 = a3[i + l] - b[i + l];
+      acc0[l] += t0 * t0;
+      acc1[l] += t1 * t1;
+      acc2[l] += t2 * t2;
+      acc3[l] += t3 * t3;
+    }
+  }
+  for (int l = 0; i < d; ++i, ++l) {
+    const float t0 = a0[i] - b[i];
+    const float t1 = a1[i] - b[i];
+    const float t2 = a2[i] - b[i];
+    const float t3 = a3[i] - b[i];
+    acc0[l] += t0 * t0;
+    acc1[l] += t1 * t1;
+    acc2[l] += t2 * t2;
+    acc3[l] += t3 * t3;
+  }
+  for (int w = 8; w >= 1; w /= 2) {
+    for (int l = 0; l < w; ++l) {
+      acc0[l] += acc0[l + w];
+      acc1[l] += acc1[l + w];
+      acc2[l] += acc2[l + w];
+      acc3[l] += acc3[l + w];
+    }
+  }
+  out[0] = acc0[0];
+  out[1] = acc1[0];
+  out[2] = acc2[0];
+  out[3] = acc3[0];
 }
 
 // sum_i a[i] * b[i], accumulated in double over 8 lanes: for similarities that are stored and

@@ -30,6 +30,7 @@
 #include "selection/herding.h"
 #include "selection/isa.h"
 #include "selection/kcenter.h"
+#include "selection/kernels.h"
 #include "selection/knn_graph.h"
 #include "selection/random_selector.h"
 #include "selection/rng.h"
@@ -764,6 +765,63 @@ TEST(HerdingTest, BucketedSearchIsCloseToExact) {
   EXPECT_EQ(prefix->rows, std::vector<int64_t>(approx->rows.begin(), approx->rows.begin() + 50));
   EXPECT_EQ(std::set<int64_t>(approx->rows.begin(), approx->rows.end()).size(), 200u);
   EXPECT_LT(approx->scores.back(), 2 * exact->scores.back() + 1e-3);
+}
+
+// Probing every bucket and re-ranking every row leaves nothing to the estimates: the exact
+// path's rows and scores, bit for bit.
+TEST(HerdingTest, BucketedProbingAndRerankingEverythingIsExact) {
+  const Matrix m = Clustered(3000, 13, 20, 1.0, 22);
+  HerdingOptions all;
+  all.exact_max_rows = 100;
+  all.ivf_lists = 16;
+  all.ivf_probe = 1000;
+  all.ivf_rerank = 3000;
+  absl::StatusOr<SelectionResult> exact = MakeHerdingSelector()->Select(m.view(), 150, {});
+  absl::StatusOr<SelectionResult> bucketed = MakeHerdingSelector(all)->Select(m.view(), 150, {});
+  ASSERT_TRUE(exact.ok() && bucketed.ok());
+  EXPECT_EQ(bucketed->rows, exact->rows);
+  EXPECT_EQ(bucketed->scores, exact->scores);
+}
+
+// Default bucketing on more floats than kSerialBelowFloats, so that it runs on every thread:
+// the same rows and scores as on one.
+TEST(HerdingTest, BucketedIsTheSameOnOneThread) {
+  const Matrix m = Clustered(66000, 64, 50, 1.0, 31);
+  ASSERT_GE(m.rows * m.dim, kernels::kSerialBelowFloats);
+  absl::StatusOr<SelectionResult> parallel = MakeHerdingSelector()->Select(m.view(), 300, {});
+  absl::StatusOr<SelectionResult> serial;
+  {
+    const kernels::SerialOpenMpScope one_thread(true);
+    serial = MakeHerdingSelector()->Select(m.view(), 300, {});
+  }
+  ASSERT_TRUE(parallel.ok() && serial.ok());
+  EXPECT_EQ(parallel->rows, serial->rows);
+  EXPECT_EQ(parallel->scores, serial->scores);
+}
+
+// The default bucketed path keeps the subset's mean about as close as exact herding does.
+TEST(HerdingTest, BucketedObjectiveIsNearExact) {
+  const Matrix m = Clustered(20000, 32, 40, 1.0, 23);
+  HerdingOptions bucketed;
+  bucketed.exact_max_rows = 1000;
+  absl::StatusOr<SelectionResult> exact = MakeHerdingSelector()->Select(m.view(), 400, {});
+  absl::StatusOr<SelectionResult> approx = MakeHerdingSelector(bucketed)->Select(m.view(), 400, {});
+  ASSERT_TRUE(exact.ok() && approx.ok());
+  std::printf("herding 20k x 32, k 400: exact %.5f, bucketed %.5f\n", exact->scores.back(),
+              approx->scores.back());
+  EXPECT_LT(approx->scores.back(), 1.25 * exact->scores.back());
+}
+
+TEST(HerdingTest, RejectsOptionsOutOfRange) {
+  const Matrix m = Clustered(200, 4, 4, 1.0, 5);
+  HerdingOptions no_probe, no_rerank, negative_lists;
+  no_probe.ivf_probe = 0;
+  no_rerank.ivf_rerank = 0;
+  negative_lists.ivf_lists = -1;
+  for (const HerdingOptions& o : {no_probe, no_rerank, negative_lists}) {
+    EXPECT_EQ(MakeHerdingSelector(o)->Select(m.view(), 10, {}).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
 }
 
 // ----------------------------------------------------------------------------- factory
