@@ -87,15 +87,24 @@ bool NameOk(const std::string& name) {
 bool DatasetOk(const v1::Dataset& d, const Limits& limits) {
   if (!NameOk(d.name()) || !v1::DatasetKind_IsValid(d.kind())) return false;
   if (d.description().size() > 4096) return false;
-  switch (d.embedding().source()) {
+  const v1::EmbeddingConfig& e = d.embedding();
+  if (!v1::EmbeddingConfig::Encoding_IsValid(e.encoding())) return false;
+  switch (e.source()) {
     case v1::EmbeddingConfig::SOURCE_UNSPECIFIED:
     case v1::EmbeddingConfig::SOURCE_BUILTIN:
-      return d.embedding().dim() == 0;
+      if (e.dim() != 0 || e.projection().dim() != 0) return false;
+      break;
     case v1::EmbeddingConfig::SOURCE_CLIENT:
-      return d.embedding().dim() >= 1 && d.embedding().dim() <= limits.max_client_dim;
+      if (e.dim() < 1 || e.dim() > limits.max_client_dim) return false;
+      if (e.projection().dim() != 0 &&
+          (e.projection().dim() < 1 || e.projection().dim() >= e.dim())) {
+        return false;
+      }
+      break;
     default:
       return false;
   }
+  return e.projection().dim() != 0 || !e.projection().keep_original();
 }
 
 void CheckError(const std::optional<FieldError>& error, absl::string_view prefix) {
