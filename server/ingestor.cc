@@ -57,50 +57,48 @@ absl::Status Ingestor::EncodeVectors(DatasetState& dataset, const v1::Dataset& c
   const int64_t in_dim = config.embedding().dim();
   const v1::Projection& projection = config.embedding().projection();
   const int64_t vectors = static_cast<int64_t>(pending.size()) * sides;
-  std::shared_ptr<const selection::Pca> pca;
-  if (projection.dim() > 0 && !pending.empty()) {
-    std::lock_guard<std::mutex> lock(dataset.write_mu);
-    if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
-    if (dataset.projection == nullptr) {
-      // The first ingest fits the projection on its own vectors. A PCA of out_dim
-      // components from fewer than 2 * out_dim vectors would mostly describe noise.
-      const int64_t needed = 2 * static_cast<int64_t>(projection.dim());
-      if (vectors < needed) {
-        return InvalidField("examples",
-                            absl::StrCat("the first ingest into a projected dataset fits its PCA "
-                                         "on its vectors and needs at least ",
-                                         needed, " (2 x projection.dim); this one has ", vectors));
-      }
-      std::vector<float> sample(vectors * in_dim);
-      for (size_t j = 0; j < pending.size(); ++j) {
-        std::copy(pending[j].embedding.begin(), pending[j].embedding.end(),
-                  sample.begin() + j * sides * in_dim);
-      }
-      const selection::MatrixView view{sample.data(), vectors, in_dim};
-      selection::PcaOptions options;
-      options.dim = projection.dim();
-      ASSIGN_OR_RETURN(selection::Pca fitted, selection::Pca::Train(view, options));
-      std::vector<float> ignored(vectors * options.dim);
-      const double retained = fitted.Apply(view, ignored.data());
-      RETURN_IF_ERROR(store_->PutProjection(dataset.record.internal_id(), fitted.Serialize()));
-      dataset.projection = std::make_shared<const selection::Pca>(std::move(fitted));
-      dataset.projection_fit_rows = vectors;
-      dataset.projection_retained_variance = retained;
-    }
-    pca = dataset.projection;
-  }
   const index::Encoding encoding = dataset.index->encoding();
   const int out_dim = dataset.index->dim();
   const size_t code_bytes = dataset.index->code_bytes();
+  std::shared_ptr<const selection::Pca> pca;
   std::vector<float> projected;
-  if (pca != nullptr) {
+  if (projection.dim() > 0 && !pending.empty()) {
     std::vector<float> originals(vectors * in_dim);
     for (size_t j = 0; j < pending.size(); ++j) {
       std::copy(pending[j].embedding.begin(), pending[j].embedding.end(),
                 originals.begin() + j * sides * in_dim);
     }
+    const selection::MatrixView view{originals.data(), vectors, in_dim};
     projected.resize(vectors * out_dim);
-    pca->Apply(selection::MatrixView{originals.data(), vectors, in_dim}, projected.data());
+    bool fitted_now = false;
+    {
+      std::lock_guard<std::mutex> lock(dataset.write_mu);
+      if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
+      pca = dataset.projection;
+      if (pca == nullptr) {
+        // The first ingest fits the projection on its own vectors. A PCA of out_dim
+        // components from fewer than 2 * out_dim vectors would mostly describe noise.
+        const int64_t needed = 2 * static_cast<int64_t>(projection.dim());
+        if (vectors < needed) {
+          return InvalidField(
+              "examples", absl::StrCat("the first ingest into a projected dataset fits its PCA "
+                                       "on its vectors and needs at least ",
+                                       needed, " (2 x projection.dim); this one has ", vectors));
+        }
+        selection::PcaOptions options;
+        options.dim = projection.dim();
+        ASSIGN_OR_RETURN(selection::Pca fitted, selection::Pca::Train(view, options));
+        const double retained = fitted.Apply(view, projected.data());
+        RETURN_IF_ERROR(store_->PutProjection(dataset.record.internal_id(), fitted.Serialize()));
+        dataset.projection = std::make_shared<const selection::Pca>(std::move(fitted));
+        dataset.projection_fit_rows = vectors;
+        dataset.projection_retained_variance = retained;
+        pca = dataset.projection;
+        fitted_now = true;
+      }
+    }
+    // A projection, once fitted, is never replaced: project outside the lock.
+    if (!fitted_now) pca->Apply(view, projected.data());
   }
   // On the calling thread: encoding costs a few ns a value, and an OpenMP team's workers would
   // spin after every batch (see Prepare).
