@@ -232,6 +232,19 @@ int IngestCommand(Context& ctx, const Args& args) {
     if (absl::Status s = CheckVectors(info, *npy, path); !s.ok()) return fail_local(s);
   }
   const int64_t dim = info.embedding().dim();
+  // A projected dataset fits its PCA on its first ingest message (EmbeddingConfig.projection),
+  // which must carry at least 2 x P vectors; 4 x P is the PCA's own sample size
+  // (selection/pca.h). 4 MiB messages of 4096-d pairs hold 127 pairs, too few for P = 256, so
+  // the first message may then grow to 60 MiB (curation-server takes 64 MiB by default).
+  int64_t first_records = 0, first_bytes = 0;
+  if (const v1::Projection& projection = info.embedding().projection();
+      projection.dim() > 0 && projection.fit_rows() == 0) {
+    const int sides = info.kind() == v1::DATASET_KIND_UNPAIRED ? 1 : 2;
+    // At most the server's default 10,000 records a message.
+    first_records =
+        std::min<int64_t>(10'000, (4 * static_cast<int64_t>(projection.dim()) + sides - 1) / sides);
+    first_bytes = int64_t{60} << 20;
+  }
 
   const auto started = std::chrono::steady_clock::now();
   auto call = ctx.client->NewContext(std::chrono::hours(7 * 24));
@@ -306,10 +319,14 @@ int IngestCommand(Context& ctx, const Args& args) {
       v1::Example example = ToExample(record);
       // Tag, length and the record: what it adds to the message.
       const int64_t bytes = 6 + static_cast<int64_t>(example.ByteSizeLong());
-      if (batch.examples_size() > 0 && batch_bytes + bytes > kBatchBytes) send();
+      const bool first = line_of.size() <= static_cast<size_t>(first_records);
+      const int64_t byte_limit = first ? std::max(kBatchBytes, first_bytes) : kBatchBytes;
+      const int64_t record_limit =
+          first ? std::max<int64_t>(batch_size, first_records) : batch_size;
+      if (batch.examples_size() > 0 && batch_bytes + bytes > byte_limit) send();
       *batch.add_examples() = std::move(example);
       batch_bytes += bytes;
-      if (batch.examples_size() >= batch_size) send();
+      if (batch.examples_size() >= record_limit) send();
       bar.Update(static_cast<double>((*reader)->bytes_consumed()),
                  static_cast<double>((*reader)->total_bytes()),
                  static_cast<int64_t>(line_of.size()));

@@ -220,5 +220,24 @@ TEST_F(IngestVectorsTest, RowsStayAlignedPastABadLine) {
   }
 }
 
+// A projected dataset fits its PCA on its first message, which needs 2 x P vectors; the CLI
+// makes that message big enough (4 x P vectors) whatever --batch says.
+TEST_F(IngestVectorsTest, TheFirstMessageOfAProjectedDatasetCarriesEnoughVectorsToFitOn) {
+  ASSERT_EQ(RunCli(addr_, {"datasets", "create", "proj", "--dim", "8", "--project", "2",
+                           "--keep-original", "--encoding", "float32"})
+                .exit_code,
+            0);
+  const CommandResult r = RunCli(addr_, {"ingest", "proj", dir_ + "/pairs.jsonl", "--embeddings",
+                                         dir_ + "/pairs32.npy", "--batch", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(ExampleCount("proj"), kRecords);
+  // The client's vectors are kept, exactly.
+  EXPECT_EQ(Stored("proj", {"p0", "p1", "p2", "p3", "p4"}), ReadFloats(dir_ + "/pairs32.bin"));
+  const CommandResult got = RunCli(addr_, {"datasets", "get", "proj"});
+  EXPECT_NE(got.out.find("projection: PCA to 2 dimensions, fitted on 8 vectors"),
+            std::string::npos)
+      << got.out;
+}
+
 }  // namespace
 }  // namespace curation::testing
