@@ -291,7 +291,8 @@ absl::StatusOr<BudgetRecommendation> ProxyEvaluator::RecommendBudget(
     rec.curve.push_back(point);
     if (progress && !progress(0.5 + 0.5 * (i + 1) / steps)) return Cancelled();
   }
-  absl::StatusOr<ScalingLawFit> fit = FitScalingLaw(xs, ys);
+  // Accuracies: the plateau and the start lie in [0, 1].
+  absl::StatusOr<ScalingLawFit> fit = FitScalingLaw(xs, ys, ScalingLawBounds{0, 1});
   if (!fit.ok()) return fit.status();
   rec.fit = *fit;
   rec.percent = BudgetForShare(rec.fit, options.share);

@@ -1,5 +1,6 @@
 #include "evaluation/scaling_law.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -59,7 +60,13 @@ bool Solve3(std::array<std::array<double, 3>, 3> m, std::array<double, 3>& v) {
 
 double ScalingLawFit::operator()(double x) const { return r - (r - a) * std::exp(-b * x); }
 
-absl::StatusOr<ScalingLawFit> FitScalingLaw(std::span<const double> x, std::span<const double> y) {
+absl::StatusOr<ScalingLawFit> FitScalingLaw(std::span<const double> x, std::span<const double> y,
+                                            const ScalingLawBounds& bounds) {
+  const auto bounded = [&](Params p) {
+    p.r = std::clamp(p.r, bounds.lo, bounds.hi);
+    p.a = std::clamp(p.a, bounds.lo, bounds.hi);
+    return p;
+  };
   if (x.size() != y.size()) return absl::InvalidArgumentError("x and y differ in size");
   std::set<double> distinct;
   for (size_t i = 0; i < x.size(); ++i) {
@@ -89,7 +96,7 @@ absl::StatusOr<ScalingLawFit> FitScalingLaw(std::span<const double> x, std::span
     }
     const double det = s11 * s22 - s12 * s12;
     if (!(std::abs(det) > 1e-300)) continue;
-    const Params p{(t1 * s22 - t2 * s12) / det, (s11 * t2 - s12 * t1) / det, log_b};
+    const Params p = bounded({(t1 * s22 - t2 * s12) / det, (s11 * t2 - s12 * t1) / det, log_b});
     const double sse = Sse(p, x, y);
     if (sse < best_sse) {
       best_sse = sse;
@@ -122,7 +129,7 @@ absl::StatusOr<ScalingLawFit> FitScalingLaw(std::span<const double> x, std::span
       for (int u = 0; u < 3; ++u) m[u][u] += lambda * (jtj[u][u] > 0 ? jtj[u][u] : 1);
       std::array<double, 3> delta = jte;
       if (Solve3(m, delta)) {
-        const Params trial{best.r + delta[0], best.a + delta[1], best.log_b + delta[2]};
+        const Params trial = bounded({best.r + delta[0], best.a + delta[1], best.log_b + delta[2]});
         const double sse = Sse(trial, x, y);
         if (std::isfinite(sse) && sse < best_sse) {
           const bool tiny = best_sse - sse <= 1e-15 * (1 + best_sse);

@@ -199,6 +199,25 @@ TEST(ScalingLawTest, NoisyAccuracyCurve) {
   EXPECT_LT(fit->rmse, 0.005);
 }
 
+// A curve that falls with the budget has no plateau in the range of accuracies; unbounded
+// least squares puts one far outside it, bounds keep it an accuracy.
+TEST(ScalingLawTest, BoundsKeepThePlateauOfAFallingCurveAnAccuracy) {
+  const std::vector<double> x = {5, 10, 25, 50, 100};
+  std::vector<double> y;
+  for (double v : x) y.push_back(0.62 - 0.0008 * v);  // a straight line down
+  absl::StatusOr<ScalingLawFit> free = FitScalingLaw(x, y);
+  ASSERT_TRUE(free.ok());
+  EXPECT_TRUE(free->r < 0 || free->r > 1) << free->r;
+  absl::StatusOr<ScalingLawFit> fit = FitScalingLaw(x, y, ScalingLawBounds{0, 1});
+  ASSERT_TRUE(fit.ok());
+  EXPECT_GE(fit->r, 0);
+  EXPECT_LE(fit->r, 1);
+  EXPECT_GE(fit->a, 0);
+  EXPECT_LE(fit->a, 1);
+  EXPECT_TRUE(std::isfinite(fit->rmse));
+  EXPECT_LT(fit->rmse, 0.05);
+}
+
 TEST(ScalingLawTest, EdgeCases) {
   EXPECT_EQ(FitScalingLaw(std::vector<double>{1, 1, 2}, std::vector<double>{0.5, 0.6, 0.7})
                 .status()
