@@ -234,8 +234,7 @@ TEST_F(IngestVectorsTest, TheFirstMessageOfAProjectedDatasetCarriesEnoughVectors
   // The client's vectors are kept, exactly.
   EXPECT_EQ(Stored("proj", {"p0", "p1", "p2", "p3", "p4"}), ReadFloats(dir_ + "/pairs32.bin"));
   const CommandResult got = RunCli(addr_, {"datasets", "get", "proj"});
-  EXPECT_NE(got.out.find("projection: PCA to 2 dimensions, fitted on 8 vectors"),
-            std::string::npos)
+  EXPECT_NE(got.out.find("projection: PCA to 2 dimensions, fitted on 8 vectors"), std::string::npos)
       << got.out;
 }
 
