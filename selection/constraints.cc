@@ -74,16 +74,16 @@ absl::StatusOr<std::vector<int64_t>> LargestRemainderQuotas(std::span<const doub
   return quota;
 }
 
-absl::StatusOr<SelectionResult> SelectWithQuotas(const Selector& inner, const MatrixView& units,
+absl::StatusOr<SelectionResult> SelectWithQuotas(const Selector& inner, const Rows& units,
                                                  std::span<const int32_t> group,
                                                  std::span<const int64_t> quota,
                                                  const SelectOptions& options) {
   const int64_t groups = static_cast<int64_t>(quota.size());
-  if (static_cast<int64_t>(group.size()) != units.rows || groups == 0) {
+  if (static_cast<int64_t>(group.size()) != units.rows() || groups == 0) {
     return absl::InvalidArgumentError("quotas need one group id per row and at least one group");
   }
   std::vector<std::vector<int64_t>> members(groups);
-  for (int64_t i = 0; i < units.rows; ++i) {
+  for (int64_t i = 0; i < units.rows(); ++i) {
     if (group[i] < 0 || group[i] >= groups) {
       return absl::InvalidArgumentError(
           absl::StrCat("row ", i, " has group id ", group[i], " outside [0, ", groups, ")"));
@@ -110,16 +110,11 @@ absl::StatusOr<SelectionResult> SelectWithQuotas(const Selector& inner, const Ma
   };
   std::vector<Pick> picks;
   picks.reserve(k);
-  std::vector<float> gathered;
   int64_t done = 0;
   for (int64_t g = 0; g < groups; ++g) {
     if (quota[g] == 0) continue;
     const std::vector<int64_t>& rows = members[g];
     const int64_t size = static_cast<int64_t>(rows.size());
-    gathered.resize(size * units.dim);
-    for (int64_t r = 0; r < size; ++r) {
-      std::copy_n(units.row(rows[r]), units.dim, gathered.data() + r * units.dim);
-    }
     SelectOptions sub;
     // Golden-ratio increments keep the groups' seeds distinct and far apart.
     sub.seed = options.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(g + 1));
@@ -130,8 +125,7 @@ absl::StatusOr<SelectionResult> SelectWithQuotas(const Selector& inner, const Ma
         return options.progress(start + share * d);
       };
     }
-    absl::StatusOr<SelectionResult> part =
-        inner.Select(MatrixView{gathered.data(), size, units.dim}, quota[g], sub);
+    absl::StatusOr<SelectionResult> part = inner.Select(units.Subset(rows), quota[g], sub);
     if (!part.ok()) return part.status();
     for (int64_t m = 0; m < quota[g]; ++m) {
       picks.push_back({rows[part->rows[m]], part->scores[m], m, g});
@@ -163,14 +157,15 @@ class ConstrainedSelector final : public Selector {
 
   std::string_view name() const override { return inner_->name(); }
 
-  absl::StatusOr<SelectionResult> Select(const MatrixView& units, int64_t k,
+  absl::StatusOr<SelectionResult> Select(const Rows& units, int64_t k,
                                          const SelectOptions& options) const override {
-    if (k <= 0 || k > units.rows) {
+    if (k <= 0 || k > units.rows()) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
-    if (static_cast<int64_t>(constraint_.group.size()) != units.rows) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the constraint has ", constraint_.group.size(), " group ids for ", units.rows, " rows"));
+    if (static_cast<int64_t>(constraint_.group.size()) != units.rows()) {
+      return absl::InvalidArgumentError(absl::StrCat("the constraint has ",
+                                                     constraint_.group.size(), " group ids for ",
+                                                     units.rows(), " rows"));
     }
     int64_t groups = static_cast<int64_t>(constraint_.shares.size());
     if (groups == 0) {

@@ -36,10 +36,10 @@ absl::StatusOr<std::vector<int64_t>> LargestRemainderQuotas(std::span<const doub
 // increasing key order, equal keys by lower group. So every prefix of the result, not only
 // the whole, is split between groups nearly in proportion to the quotas, and the order within
 // a group is the inner method's. Scores are the inner selector's per group; `fit` is not set.
-// Requires group.size() == units.rows, every group id in [0, quota.size()), and
+// Requires group.size() == units.rows(), every group id in [0, quota.size()), and
 // 0 <= quota[g] <= rows of group g with a positive total (INVALID_ARGUMENT otherwise). The
 // inner selector's errors pass through. Progress is reported per group, weighted by rows.
-absl::StatusOr<SelectionResult> SelectWithQuotas(const Selector& inner, const MatrixView& units,
+absl::StatusOr<SelectionResult> SelectWithQuotas(const Selector& inner, const Rows& units,
                                                  std::span<const int32_t> group,
                                                  std::span<const int64_t> quota,
                                                  const SelectOptions& options);
@@ -55,7 +55,7 @@ struct GroupConstraint {
 
 // A selector applying `constraint` at every Select: quotas from LargestRemainderQuotas(shares
 // or group sizes, group sizes, k), then SelectWithQuotas. Named "<inner name>" (the
-// constraint is a property of the request, not a method). Select requires units.rows ==
+// constraint is a property of the request, not a method). Select requires units.rows() ==
 // constraint.group.size() (INVALID_ARGUMENT otherwise).
 std::unique_ptr<Selector> MakeConstrainedSelector(std::shared_ptr<const Selector> inner,
                                                   GroupConstraint constraint);

@@ -16,7 +16,7 @@
 
 namespace curation::selection {
 
-absl::StatusOr<DedupResult> Deduplicate(const MatrixView& units, const DedupOptions& options,
+absl::StatusOr<DedupResult> Deduplicate(const Rows& units, const DedupOptions& options,
                                         const std::function<bool(double)>& progress) {
   if (!(options.threshold > 0 && options.threshold <= 1)) {
     return absl::InvalidArgumentError("dedup threshold must be in (0, 1]");
@@ -26,7 +26,7 @@ absl::StatusOr<DedupResult> Deduplicate(const MatrixView& units, const DedupOpti
 
   // Union-find whose root is always the component's lowest row, so the kept row falls out of
   // the structure and does not depend on the order edges are visited in.
-  const int64_t n = units.rows;
+  const int64_t n = units.rows();
   std::vector<int64_t> parent(n);
   for (int64_t i = 0; i < n; ++i) parent[i] = i;
   const auto find = [&](int64_t i) {
@@ -67,9 +67,9 @@ class DedupSelector final : public Selector {
 
   std::string_view name() const override { return name_; }
 
-  absl::StatusOr<SelectionResult> Select(const MatrixView& units, int64_t k,
+  absl::StatusOr<SelectionResult> Select(const Rows& units, int64_t k,
                                          const SelectOptions& options) const override {
-    if (k <= 0 || k > units.rows) {
+    if (k <= 0 || k > units.rows()) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
     const auto part = [&](double start, double share) -> std::function<bool(double)> {
@@ -82,22 +82,18 @@ class DedupSelector final : public Selector {
     const int64_t kept = static_cast<int64_t>(dedup->kept.size());
     if (rank_kept_ && kept < k) {
       return absl::FailedPreconditionError(
-          absl::StrCat("only ", kept, " rows are left after dedup (of ", units.rows,
+          absl::StrCat("only ", kept, " rows are left after dedup (of ", units.rows(),
                        ", at cosine threshold ", options_.threshold, "); cannot rank ", k));
     }
     if (kept < k) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "only ", kept, " of ", units.rows, " rows remain after dedup at cosine threshold ",
+          "only ", kept, " of ", units.rows(), " rows remain after dedup at cosine threshold ",
           options_.threshold, "; cannot select ", k));
-    }
-    std::vector<float> gathered(kept * units.dim);
-    for (int64_t r = 0; r < kept; ++r) {
-      std::copy_n(units.row(dedup->kept[r]), units.dim, gathered.data() + r * units.dim);
     }
     SelectOptions inner_options = options;
     inner_options.progress = part(0.5, 0.5);
-    absl::StatusOr<SelectionResult> result = inner_->Select(
-        MatrixView{gathered.data(), kept, units.dim}, rank_kept_ ? kept : k, inner_options);
+    absl::StatusOr<SelectionResult> result =
+        inner_->Select(units.Subset(dedup->kept), rank_kept_ ? kept : k, inner_options);
     if (!result.ok()) return result.status();
     for (int64_t& row : result->rows) row = dedup->kept[row];
     return result;

@@ -34,11 +34,11 @@ struct DedupResult {
 
 // Groups the rows of `units`. INVALID_ARGUMENT for a threshold outside (0, 1] and whatever
 // KnnGraph::Build rejects; CANCELLED if `progress` returns false. Deterministic (see KnnGraph).
-absl::StatusOr<DedupResult> Deduplicate(const MatrixView& units, const DedupOptions& options,
+absl::StatusOr<DedupResult> Deduplicate(const Rows& units, const DedupOptions& options,
                                         const std::function<bool(double done)>& progress = {});
 
-// A selector that deduplicates `units` first and runs `inner` on the kept rows (a gathered
-// copy, kept x dim floats), returning row numbers of `units`. With no inner selector it draws
+// A selector that deduplicates `units` first and runs `inner` on the kept rows (a Subset
+// of `units`, not a copy), returning row numbers of `units`. With no inner selector it draws
 // the k rows at random among the kept rows (the "dedup" method: a duplicate-free random
 // sample) and is named "dedup", otherwise "dedup+<inner name>". FAILED_PRECONDITION if fewer
 // than k rows survive deduplication. Scores and fit are the inner selector's.

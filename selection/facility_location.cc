@@ -203,9 +203,9 @@ class FacilityLocationSelector final : public Selector {
 
   std::string_view name() const override { return "facility_location"; }
 
-  absl::StatusOr<SelectionResult> Select(const MatrixView& units, int64_t k,
+  absl::StatusOr<SelectionResult> Select(const Rows& units, int64_t k,
                                          const SelectOptions& options) const override {
-    if (k <= 0 || k > units.rows) {
+    if (k <= 0 || k > units.rows()) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
     const auto part = [&](double start) -> std::function<bool(double)> {

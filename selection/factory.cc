@@ -25,9 +25,9 @@ class RankingSelector final : public Selector {
 
   std::string_view name() const override { return inner_->name(); }
 
-  absl::StatusOr<SelectionResult> Select(const MatrixView& units, int64_t k,
+  absl::StatusOr<SelectionResult> Select(const Rows& units, int64_t k,
                                          const SelectOptions& options) const override {
-    if (k <= 0 || k > units.rows) {
+    if (k <= 0 || k > units.rows()) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
     return RankAll(*inner_, units, options);
@@ -97,9 +97,9 @@ absl::StatusOr<std::unique_ptr<Selector>> MakeSelector(std::string_view method) 
   return MakeSelector(spec);
 }
 
-absl::StatusOr<SelectionResult> RankAll(const Selector& selector, const MatrixView& units,
+absl::StatusOr<SelectionResult> RankAll(const Selector& selector, const Rows& units,
                                         const SelectOptions& options) {
-  return selector.Select(units, units.rows, options);
+  return selector.Select(units, units.rows(), options);
 }
 
 }  // namespace curation::selection

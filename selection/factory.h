@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<Selector>> MakeSelector(const SelectorSpec& spec)
 // MakeSelector({.method = method}): the method with its default options, nothing around it.
 absl::StatusOr<std::unique_ptr<Selector>> MakeSelector(std::string_view method);
 
-// Every row in the method's order: Select(units, units.rows, options). For these methods the
+// Every row in the method's order: Select(units, units.rows(), options). For these methods the
 // first k rows of the ranking are exactly Select(units, k), so a caller can store one ranking
 // and serve any budget from it: facility location (kLazy, kPlain), kcenter, herding, isa
 // (top-k of a fixed score) and random (a partial Fisher-Yates shuffle). Not prefix-consistent:
@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Selector>> MakeSelector(std::string_view method);
 // it dropped (FAILED_PRECONDITION if there are any; SelectorSpec::ranking ranks the kept rows
 // instead). Cost: lazy facility location ranks every row cheaply once its graph is built;
 // kcenter and herding cost O(rows^2 * dim) for a full ranking.
-absl::StatusOr<SelectionResult> RankAll(const Selector& selector, const MatrixView& units,
+absl::StatusOr<SelectionResult> RankAll(const Selector& selector, const Rows& units,
                                         const SelectOptions& options);
 
 }  // namespace curation::selection

@@ -84,8 +84,22 @@ class KCenterSelector final : public Selector {
 
   std::string_view name() const override { return "kcenter"; }
 
-  absl::StatusOr<SelectionResult> Select(const MatrixView& units, int64_t k,
+  absl::StatusOr<SelectionResult> Select(const Rows& rows, int64_t k,
                                          const SelectOptions& options) const override {
+    if (k <= 0 || k > rows.rows()) {
+      return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
+    }
+    std::vector<float> storage;
+    absl::StatusOr<MatrixView> units = rows.Decode(&storage, options.progress);
+    if (!units.ok()) return units.status();
+    return SelectDense(*units, k, options);
+  }
+
+ private:
+  // Select on rows held as one float32 matrix: every step scans every row, so decoding them once is
+  // cheapest.
+  absl::StatusOr<SelectionResult> SelectDense(const MatrixView& units, int64_t k,
+                                              const SelectOptions& options) const {
     if (k <= 0 || k > units.rows) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }

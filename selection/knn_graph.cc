@@ -211,8 +211,20 @@ class TopK {
 
 }  // namespace
 
-absl::StatusOr<KnnGraph> KnnGraph::Build(const MatrixView& units, const KnnGraphOptions& options,
+absl::StatusOr<KnnGraph> KnnGraph::Build(const Rows& rows, const KnnGraphOptions& options,
                                          const std::function<bool(double)>& progress) {
+  if (rows.rows() <= 0 || rows.dim() <= 0) {
+    return absl::InvalidArgumentError("k-NN graph needs a non-empty matrix");
+  }
+  std::vector<float> storage;
+  absl::StatusOr<MatrixView> units = rows.Decode(&storage, progress);
+  if (!units.ok()) return units.status();
+  return BuildDense(*units, options, progress);
+}
+
+absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
+                                              const KnnGraphOptions& options,
+                                              const std::function<bool(double)>& progress) {
   if (units.rows <= 0 || units.dim <= 0 || units.data == nullptr) {
     return absl::InvalidArgumentError("k-NN graph needs a non-empty matrix");
   }

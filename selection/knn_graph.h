@@ -77,7 +77,7 @@ class KnnGraph {
   // 8 * rows * neighbours bytes for the edges, plus for kExact a normalised copy of the rows
   // (rows * dim floats, in FAISS's index), for kIvf the search space grouped by bucket
   // (rows * ivf_dim bfloat16 values when projected, else rows * dim floats) and 24 bytes a row.
-  static absl::StatusOr<KnnGraph> Build(const MatrixView& units, const KnnGraphOptions& options,
+  static absl::StatusOr<KnnGraph> Build(const Rows& units, const KnnGraphOptions& options,
                                         const std::function<bool(double done)>& progress = {});
 
   // A graph from explicit edge lists (tests, callers with their own similarities).
@@ -99,6 +99,10 @@ class KnnGraph {
 
  private:
   KnnGraph() = default;
+  // Build on rows held as one float32 matrix.
+  static absl::StatusOr<KnnGraph> BuildDense(const MatrixView& units,
+                                             const KnnGraphOptions& options,
+                                             const std::function<bool(double done)>& progress);
 
   std::vector<int64_t> offsets_{0};
   std::vector<int32_t> targets_;

@@ -24,8 +24,7 @@ typedef float FloatLanes __attribute__((vector_size(kLanes * sizeof(float))));
 // Not under ThreadSanitizer: target_clones makes an ifunc resolver, which the dynamic loader
 // runs during relocation, before the TSan runtime is initialised; the resolver is
 // instrumented like any other function and crashes the loader. The baseline clone is used.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && \
-    !defined(__SANITIZE_THREAD__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CURATION_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CURATION_HOT

@@ -1,8 +1,9 @@
 // The selection library: matrices in, row numbers and scores out.
 //
 // Nothing here knows about gRPC, RocksDB or example ids. A caller lays out one row per
-// selection unit (a pair's mean embedding, or a single completion's embedding), asks a
-// Selector for k rows, and maps the returned row numbers back to its own ids.
+// selection unit (a pair's mean embedding, or a single completion's embedding), as a float32
+// matrix or as compact rows decoded on demand (rows.h), asks a Selector for k rows, and maps
+// the returned row numbers back to its own ids.
 #pragma once
 
 #include <cstdint>
@@ -14,18 +15,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "selection/rows.h"
 
 namespace curation::selection {
-
-// A read-only, row-major float32 matrix owned by the caller. It must outlive the call it is
-// passed to.
-struct MatrixView {
-  const float* data = nullptr;
-  int64_t rows = 0;
-  int64_t dim = 0;
-
-  const float* row(int64_t i) const { return data + i * dim; }
-};
 
 // What a Gaussian-mixture fit ended with, reported to users so they can judge the fit.
 struct MixtureFitSummary {
@@ -71,9 +63,10 @@ class Selector {
   // The method's stable name as users spell it ("isa", "random").
   virtual std::string_view name() const = 0;
 
-  // Chooses k distinct rows of `units`. Requires 0 < k <= units.rows (INVALID_ARGUMENT
-  // otherwise). The same units, k and seed give the same result on every machine.
-  virtual absl::StatusOr<SelectionResult> Select(const MatrixView& units, int64_t k,
+  // Chooses k distinct rows of `units`. Requires 0 < k <= units.rows() (INVALID_ARGUMENT
+  // otherwise). The same units, k and seed give the same result on every machine, whether the
+  // rows come as one float32 matrix or through a RowReader that decodes them.
+  virtual absl::StatusOr<SelectionResult> Select(const Rows& units, int64_t k,
                                                  const SelectOptions& options) const = 0;
 };
 

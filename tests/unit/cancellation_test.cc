@@ -84,7 +84,8 @@ void RunSelector(const std::string& what, const SelectorSpec& spec, int64_t rows
   SelectOptions options;
   options.seed = 3;
   options.progress = stop.Callback();
-  const absl::Status status = (*selector)->Select({x.data(), rows, dim}, k, options).status();
+  const absl::Status status =
+      (*selector)->Select(MatrixView{x.data(), rows, dim}, k, options).status();
   ExpectPromptCancel(what, status, stop);
 }
 
@@ -164,7 +165,7 @@ TEST(CancellationTest, ProjectedIvfGraphStops) {
   options.ivf_dim_min_rows = 0;
   StopAfter stop;
   const absl::Status status =
-      KnnGraph::Build({x.data(), rows, dim}, options, stop.Callback()).status();
+      KnnGraph::Build(MatrixView{x.data(), rows, dim}, options, stop.Callback()).status();
   ExpectPromptCancel("projected IVF graph, 100k x 256", status, stop);
 }
 

@@ -699,7 +699,8 @@ TEST(HerdingTest, KnownLineCase) {
   // 1-D points 0, 1, 2, 3, 10 with mean 3.2. Targets: 3.2 -> 3; 3.4 -> 2; 4.6 -> 1 (3.6 from
   // 1, 4.6 from 0, 5.4 from 10); 6.8 -> 10; 0 -> 0.
   const std::vector<float> x = {0, 1, 2, 3, 10};
-  absl::StatusOr<SelectionResult> r = MakeHerdingSelector()->Select({x.data(), 5, 1}, 5, {});
+  absl::StatusOr<SelectionResult> r =
+      MakeHerdingSelector()->Select(MatrixView{x.data(), 5, 1}, 5, {});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(r->rows, ElementsAre(3, 2, 1, 4, 0));
   const std::vector<double> want = {0.2, 0.7, 1.2, 0.8, 0.0};
