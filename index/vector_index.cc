@@ -1,7 +1,9 @@
 #include "index/vector_index.h"
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
+#include <utility>
 
 namespace curation::index {
 namespace {
@@ -11,6 +13,63 @@ namespace {
 constexpr size_t kBlockBytes = size_t{4} << 20;
 // Bytes per block of example id characters.
 constexpr size_t kIdBlockBytes = size_t{1} << 20;
+
+// Rows decoded from shared blocks of codes as they are read.
+class CodeReader final : public selection::RowReader {
+ public:
+  // `layout` kVectors: row r is code r; kPairConcat: codes 2r and 2r+1 side by side;
+  // kPairMean: their mean. `block_codes` codes per block (even, so a pair never straddles two).
+  CodeReader(Encoding encoding, int vector_dim, UnitLayout layout, int64_t rows,
+             int64_t block_codes, size_t code_bytes,
+             std::vector<std::shared_ptr<const std::vector<uint8_t>>> blocks)
+      : encoding_(encoding),
+        vector_dim_(vector_dim),
+        layout_(layout),
+        rows_(rows),
+        block_codes_(block_codes),
+        code_bytes_(code_bytes),
+        blocks_(std::move(blocks)) {}
+
+  int64_t rows() const override { return rows_; }
+  int64_t dim() const override {
+    return layout_ == UnitLayout::kPairConcat ? 2 * vector_dim_ : vector_dim_;
+  }
+  void Read(int64_t begin, int64_t end, float* out) const override {
+    const int64_t d = dim();
+    for (int64_t r = begin; r < end; ++r) ReadRow(r, out + (r - begin) * d);
+  }
+  void Gather(std::span<const int64_t> rows, float* out) const override {
+    const int64_t d = dim();
+    for (size_t i = 0; i < rows.size(); ++i) ReadRow(rows[i], out + i * d);
+  }
+
+ private:
+  const uint8_t* Code(int64_t code) const {
+    return blocks_[code / block_codes_]->data() + (code % block_codes_) * code_bytes_;
+  }
+  void ReadRow(int64_t r, float* out) const {
+    switch (layout_) {
+      case UnitLayout::kVectors:
+        Decode(encoding_, Code(r), vector_dim_, out);
+        break;
+      case UnitLayout::kPairConcat:
+        Decode(encoding_, Code(2 * r), vector_dim_, out);
+        Decode(encoding_, Code(2 * r + 1), vector_dim_, out + vector_dim_);
+        break;
+      case UnitLayout::kPairMean:
+        DecodeMean(encoding_, Code(2 * r), Code(2 * r + 1), vector_dim_, out);
+        break;
+    }
+  }
+
+  const Encoding encoding_;
+  const int vector_dim_;
+  const UnitLayout layout_;
+  const int64_t rows_;
+  const int64_t block_codes_;
+  const size_t code_bytes_;
+  const std::vector<std::shared_ptr<const std::vector<uint8_t>>> blocks_;
+};
 
 }  // namespace
 
@@ -26,11 +85,11 @@ VectorIndex::~VectorIndex() = default;
 
 void VectorIndex::AppendCodes(const uint8_t* codes, int64_t count) {
   while (count > 0) {
-    if (blocks_.empty() || static_cast<int64_t>(blocks_.back().size()) ==
+    if (blocks_.empty() || static_cast<int64_t>(blocks_.back()->size()) ==
                                block_rows_ * static_cast<int64_t>(code_bytes_)) {
-      blocks_.emplace_back();
+      blocks_.push_back(std::make_shared<std::vector<uint8_t>>());
     }
-    std::vector<uint8_t>& block = blocks_.back();
+    std::vector<uint8_t>& block = *blocks_.back();
     const int64_t room = block_rows_ - static_cast<int64_t>(block.size() / code_bytes_);
     const int64_t take = std::min(room, count);
     block.insert(block.end(), codes, codes + take * code_bytes_);
@@ -84,52 +143,53 @@ int64_t VectorIndex::examples() const {
 int64_t VectorIndex::vector_memory_bytes() const {
   std::shared_lock lock(mu_);
   int64_t bytes = 0;
-  for (const auto& block : blocks_) bytes += static_cast<int64_t>(block.capacity());
+  for (const auto& block : blocks_) bytes += static_cast<int64_t>(block->capacity());
   return bytes;
 }
 
-UnitMatrix VectorIndex::BuildUnits(UnitLayout layout) const {
+UnitMatrix VectorIndex::Units(UnitLayout layout, int64_t before_seq) const {
   std::shared_lock lock(mu_);
-  const int64_t n = rows_;
-  UnitMatrix units;
-  if (pairs_ && layout != UnitLayout::kVectors) {
-    const bool concat = layout == UnitLayout::kPairConcat;
-    units.dim = concat ? 2 * dim_ : dim_;
-    units.rows = n / 2;
-    units.data.resize(static_cast<size_t>(units.rows) * units.dim);
-    units.seq.resize(units.rows);
-    units.example.resize(units.rows);
-    units.side.assign(units.rows, -1);
-    units.label.assign(units.rows, kNoLabel);
-    // block_rows_ is even, so a pair's two codes share a block.
-#pragma omp parallel for schedule(static) if (units.rows > 4096)
-    for (int64_t r = 0; r < units.rows; ++r) {
-      float* out = units.data.data() + r * units.dim;
-      if (concat) {
-        Decode(encoding_, Code(2 * r), dim_, out);
-        Decode(encoding_, Code(2 * r + 1), dim_, out + dim_);
-      } else {
-        DecodeMean(encoding_, Code(2 * r), Code(2 * r + 1), dim_, out);
-      }
-      units.seq[r] = seqs_[r];
-      units.example[r] = r;
+  const int64_t examples = std::lower_bound(seqs_.begin(), seqs_.end(), before_seq) - seqs_.begin();
+  const int per_example = pairs_ ? 2 : 1;
+  const int64_t codes = examples * per_example;
+  const int64_t block_bytes = block_rows_ * static_cast<int64_t>(code_bytes_);
+  std::vector<std::shared_ptr<const std::vector<uint8_t>>> blocks;
+  for (int64_t b = 0; b * block_rows_ < codes; ++b) {
+    if (static_cast<int64_t>(blocks_[b]->size()) == block_bytes) {
+      blocks.push_back(blocks_[b]);
+    } else {
+      // The last block still grows (and may move) under later appends: copy what is needed.
+      const int64_t bytes = (codes - b * block_rows_) * static_cast<int64_t>(code_bytes_);
+      blocks.push_back(
+          std::make_shared<std::vector<uint8_t>>(blocks_[b]->begin(), blocks_[b]->begin() + bytes));
     }
-    return units;
   }
-  units.dim = dim_;
-  units.rows = n;
-  units.data.resize(static_cast<size_t>(n) * dim_);
-  units.seq.resize(n);
-  units.example.resize(n);
-  units.side.resize(n);
-  units.label.resize(n);
-#pragma omp parallel for schedule(static) if (n > 4096)
-  for (int64_t r = 0; r < n; ++r) {
-    Decode(encoding_, Code(r), dim_, units.data.data() + r * dim_);
-    units.example[r] = pairs_ ? r / 2 : r;
-    units.seq[r] = seqs_[units.example[r]];
-    units.side[r] = pairs_ ? static_cast<int8_t>(r % 2) : -1;
-    units.label[r] = pairs_ ? (units.side[r] == 0 ? kDesirable : kUndesirable) : labels_[r];
+
+  UnitMatrix units;
+  const bool whole_pairs = pairs_ && layout != UnitLayout::kVectors;
+  const UnitLayout read_as = pairs_ ? layout : UnitLayout::kVectors;
+  units.rows = whole_pairs ? examples : codes;
+  units.dim = read_as == UnitLayout::kPairConcat ? 2 * dim_ : dim_;
+  units.values = selection::Rows(std::make_shared<CodeReader>(
+      encoding_, dim_, read_as, units.rows, block_rows_, code_bytes_, std::move(blocks)));
+  units.seq.resize(units.rows);
+  units.example.resize(units.rows);
+  units.side.resize(units.rows);
+  units.label.resize(units.rows);
+  for (int64_t r = 0; r < units.rows; ++r) {
+    const int64_t example = whole_pairs || !pairs_ ? r : r / 2;
+    units.example[r] = example;
+    units.seq[r] = seqs_[example];
+    if (whole_pairs) {
+      units.side[r] = -1;
+      units.label[r] = kNoLabel;
+    } else if (pairs_) {
+      units.side[r] = static_cast<int8_t>(r % 2);
+      units.label[r] = r % 2 == 0 ? kDesirable : kUndesirable;
+    } else {
+      units.side[r] = -1;
+      units.label[r] = labels_[r];
+    }
   }
   return units;
 }

@@ -7,9 +7,10 @@
 // derived state: the server rebuilds it from the store at start-up and appends to it after
 // each durable write, so after any crash it agrees with what the store acknowledged.
 //
-// Selection methods read their input matrix from here (BuildUnits) rather than from RocksDB,
-// which keeps a selection free of disk reads. Thread-safe: appends take an exclusive lock,
-// reads a shared one.
+// Selection methods read their input rows from here (Units) rather than from RocksDB, which
+// keeps a selection free of disk reads, and read them in place: the rows are decoded from the
+// codes as a method reads them, so a selection needs no float32 copy of the dataset. Thread-safe:
+// appends take an exclusive lock, reads a shared one.
 #pragma once
 
 #include <cstdint>
@@ -20,10 +21,11 @@
 #include <vector>
 
 #include "index/codec.h"
+#include "selection/rows.h"
 
 namespace curation::index {
 
-// How BuildUnits lays out one row.
+// How Units lays out one row.
 enum class UnitLayout {
   kPairMean,    // one row per pair: (chosen + rejected) / 2, dim floats
   kPairConcat,  // one row per pair: [chosen, rejected], 2 * dim floats
@@ -35,11 +37,14 @@ inline constexpr int8_t kUndesirable = 0;
 inline constexpr int8_t kDesirable = 1;
 inline constexpr int8_t kNoLabel = -1;
 
-// A row-major matrix of selection units and, for each row, where it came from.
+// The selection units and, for each row, where it came from.
 struct UnitMatrix {
   int64_t rows = 0;
   int dim = 0;  // floats per row
-  std::vector<float> data;
+  // The rows, decoded from the index's codes as they are read (no float32 copy; Decode for
+  // one). They stay valid and unchanged whatever the index does afterwards: the reader shares
+  // the index's full blocks of codes, which never change, and copies the last, growing one.
+  selection::Rows values;
   std::vector<int64_t> seq;      // example sequence number of each row
   std::vector<int64_t> example;  // position of the row's example in the index (ingest order)
   std::vector<int8_t> side;  // -1 = whole example (pair mean or unpaired), 0 = chosen, 1 = rejected
@@ -79,23 +84,17 @@ class VectorIndex {
   // Bytes the encoded vectors take in memory (allocated, so with the last block's slack).
   int64_t vector_memory_bytes() const;
 
-  // The selection matrix, decoded to float32, rows in sequence order (chosen before
-  // rejected). For an unpaired dataset every layout gives one row per example.
-  UnitMatrix BuildUnits(UnitLayout layout) const;
-  // BuildUnits(kPairMean) with `pair_units`, else BuildUnits(kVectors).
-  UnitMatrix BuildUnits(bool pair_units) const {
-    return BuildUnits(pair_units ? UnitLayout::kPairMean : UnitLayout::kVectors);
-  }
+  // The selection units of the examples with seq < before_seq, in sequence order (a pair's
+  // chosen vector before its rejected one). For an unpaired dataset every layout gives one row
+  // per example. Costs the per-row bookkeeping (18 bytes a row) and at most one block of codes
+  // (4 MB), not the rows' floats.
+  UnitMatrix Units(UnitLayout layout, int64_t before_seq = INT64_MAX) const;
 
   // The ids of the examples at these positions (UnitMatrix::example), in the same order.
   // Requires 0 <= position < examples().
   std::vector<std::string> ExampleIds(std::span<const int64_t> positions) const;
 
  private:
-  // Where vector `row`'s code starts. Requires the lock.
-  const uint8_t* Code(int64_t row) const {
-    return blocks_[row / block_rows_].data() + (row % block_rows_) * code_bytes_;
-  }
   // Appends `count` codes. Requires the exclusive lock.
   void AppendCodes(const uint8_t* codes, int64_t count);
 
@@ -107,7 +106,9 @@ class VectorIndex {
   // copies or doubles all of it; only the last block grows.
   const int64_t block_rows_;
   mutable std::shared_mutex mu_;
-  std::vector<std::vector<uint8_t>> blocks_;
+  // Shared with the readers of Units: a full block never changes again, so a reader keeps it
+  // alive rather than copying it.
+  std::vector<std::shared_ptr<std::vector<uint8_t>>> blocks_;
   int64_t rows_ = 0;
   std::vector<int64_t> seqs_;  // per example, in insertion order
   // Example ids, packed: the chars of every id in blocks, and where each one lies. A

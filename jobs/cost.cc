@@ -25,20 +25,20 @@ JobCost EstimateSelection(const SelectionPlan& plan, const PoolShape& pool, int6
   const int64_t d = std::max<int64_t>(1, pool.dim);
   const bool ranking = r.ranking();
   const int64_t picks = ranking ? n : std::clamp<int64_t>(k, 1, n);
-  // The unit matrix, its bookkeeping (seq, example, side, label) and, with a filter, the
-  // gathered copy; a constraint gathers one group at a time (at most the pool again).
-  double bytes = Floats(n, d) + n * 26.0;
+  // The pool is read in place from the index's codes (index::VectorIndex::Units); what it
+  // costs is its bookkeeping (seq, example, side, label, the filter's row list) and, for a
+  // method that wants every row as float32 (`decodes`), one decoded copy. A constraint hands
+  // the method one group at a time, so that copy is at most the pool again.
+  double bytes = n * 26.0;
   const auto& f = r.filter();
-  if (!f.metadata_equals().empty() || f.min_chars() > 0 || f.max_chars() > 0) bytes += Floats(n, d);
-  if (r.constraints().balance_labels() || !r.constraints().stratify_by().empty()) {
-    bytes += Floats(n, d) + n * 16.0;
-  }
   double flops = 0;
-  // k-NN graph of FL and dedup (selection/knn_graph.h): the rows grouped by bucket (above
-  // 200,000 rows a 64-d bfloat16 projection, else a float copy), 24 bytes a row, and the edges
-  // with their transpose, 8 bytes each.
+  bool decodes = true;
+  // k-NN graph of FL and dedup (selection/knn_graph.h): from 200,000 rows a 64-d bfloat16
+  // projection read from the codes, below it the decoded rows and a normalised float copy; 24
+  // bytes a row, and the edges with their transpose, 8 bytes each.
   auto graph = [&](int64_t neighbours) {
-    bytes += (n >= 200000 ? n * 64.0 * 2 : Floats(n, d)) + n * 24.0 + n * neighbours * 8.0 * 2;
+    bytes +=
+        (n >= 200000 ? n * 64.0 * 2 : 2.0 * Floats(n, d)) + n * 24.0 + n * neighbours * 8.0 * 2;
     flops += static_cast<double>(n) * d * std::min<int64_t>(n, 4096) * 2;
   };
   if (f.dedup_threshold() > 0) graph(16);
@@ -68,30 +68,36 @@ JobCost EstimateSelection(const SelectionPlan& plan, const PoolShape& pool, int6
     case v1::SELECTION_METHOD_FACILITY_LOCATION:
       graph(std::max(2, r.facility_location().neighbours()));
       flops += static_cast<double>(picks) * r.facility_location().neighbours() * 50;
+      decodes = false;  // the graph's own copy, counted above
       break;
     case v1::SELECTION_METHOD_DEDUP:
       if (f.dedup_threshold() <= 0) graph(16);
+      decodes = false;
       break;
     case v1::SELECTION_METHOD_HERDING:
       if (n > 50000) {
-        // Bucketed (selection/herding.h): sign codes and bucket bookkeeping; each pick
-        // estimates the distances of the rows in 24 of about 2 sqrt(n) buckets from their
-        // codes and re-ranks 128 exactly; the two-level k-means is a few passes over the rows.
+        // Bucketed (selection/herding.h), reading the codes in place: sign codes and bucket
+        // bookkeeping; each pick estimates the distances of the rows in 24 of about 2 sqrt(n)
+        // buckets from their codes and re-ranks 128 exactly; the two-level k-means is a few
+        // passes over the rows.
         bytes += n * (d / 8.0 + 25);
         const double bucket = std::sqrt(static_cast<double>(n)) / 2;
         flops += static_cast<double>(picks) * (24 * bucket * d / 8 + 128.0 * d) + 20.0 * n * d;
+        decodes = false;
         break;
       }
       [[fallthrough]];
     case v1::SELECTION_METHOD_KCENTER:
-      // A normalised or centred copy and per-row distances; each pick scans the pool.
-      bytes += Floats(n, d) + n * 16.0;
+      // Per-row distances; each pick scans the pool.
+      bytes += n * 16.0;
       flops += static_cast<double>(picks) * n * d;
       break;
-    default:  // random
+    default:  // random: reads no vectors
       bytes += n * 8.0;
       flops += n;
+      decodes = false;
   }
+  if (decodes) bytes += Floats(n, d);
   // The result: ids and scores of every picked unit.
   bytes += picks * 80.0;
   JobCost cost;

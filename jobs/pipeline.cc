@@ -113,19 +113,7 @@ index::UnitLayout Layout(const SelectionPlan& plan) {
 absl::StatusOr<index::UnitMatrix> BuildPoolUnits(const SelectionPlan& plan,
                                                  const PoolSource& source,
                                                  const std::string& dataset) {
-  index::UnitMatrix units = source.index->BuildUnits(Layout(plan));
-  // Rows are in sequence order: the pool is a prefix.
-  int64_t rows = 0;
-  while (rows < units.rows && units.seq[rows] < source.pool_seq) ++rows;
-  if (rows < units.rows) {
-    units.rows = rows;
-    units.data.resize(static_cast<size_t>(rows) * units.dim);
-    units.data.shrink_to_fit();
-    units.seq.resize(rows);
-    units.example.resize(rows);
-    units.side.resize(rows);
-    units.label.resize(rows);
-  }
+  index::UnitMatrix units = source.index->Units(Layout(plan), source.pool_seq);
   if (units.rows == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("dataset '", dataset, "' has no examples yet"));
@@ -189,8 +177,8 @@ absl::StatusOr<v1::Selection> BuildSelection(const SelectionPlan& plan,
     ASSIGN_OR_RETURN(facts,
                      ReadExampleFacts(source, units, filter, constraints.stratify_by(), control));
   }
-  // pool_rows[i] is the unit row of pool row i; the method sees a gathered copy when the
-  // filter removed any.
+  // pool_rows[i] is the unit row of pool row i; the method sees that subset of the rows when
+  // the filter removed any.
   std::vector<int64_t> pool_rows;
   pool_rows.reserve(units.rows);
   for (int64_t r = 0; r < units.rows; ++r) {
@@ -201,16 +189,7 @@ absl::StatusOr<v1::Selection> BuildSelection(const SelectionPlan& plan,
     return absl::FailedPreconditionError(absl::StrCat("filter: none of the ", units.rows, " ",
                                                       UnitNoun(pair_units), " passes the filter"));
   }
-  std::vector<float> gathered;
-  selection::MatrixView view{units.data.data(), units.rows, units.dim};
-  if (pool < units.rows) {
-    gathered.resize(static_cast<size_t>(pool) * units.dim);
-    for (int64_t i = 0; i < pool; ++i) {
-      std::copy_n(units.data.data() + pool_rows[i] * units.dim, units.dim,
-                  gathered.data() + i * units.dim);
-    }
-    view = {gathered.data(), pool, units.dim};
-  }
+  const selection::Rows rows = pool < units.rows ? units.values.Subset(pool_rows) : units.values;
   ASSIGN_OR_RETURN(const int64_t k,
                    ResolveBudget(request.budget(), pool, UnitNoun(pair_units), budget_field));
 
@@ -231,7 +210,7 @@ absl::StatusOr<v1::Selection> BuildSelection(const SelectionPlan& plan,
   selection::SelectOptions options;
   options.seed = request.seed();
   options.progress = control.Range(0, progress_share);
-  absl::StatusOr<selection::SelectionResult> result = selector->Select(view, k, options);
+  absl::StatusOr<selection::SelectionResult> result = selector->Select(rows, k, options);
   if (!result.ok()) return control.Outcome(result.status());
   if (control.stopped()) return control.stop_reason();
 

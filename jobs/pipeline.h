@@ -36,7 +36,8 @@ struct PoolSource {
 };
 
 // The rows of a dataset's index as the method wants them (UnitLayout from the plan), cut at
-// source.pool_seq. FAILED_PRECONDITION if the pool is empty.
+// source.pool_seq, read in place (index::VectorIndex::Units). FAILED_PRECONDITION if the pool
+// is empty.
 absl::StatusOr<index::UnitMatrix> BuildPoolUnits(const SelectionPlan& plan,
                                                  const PoolSource& source,
                                                  const std::string& dataset);

@@ -48,10 +48,11 @@ absl::StatusOr<eval::ProxyOptions> ResolveProxy(const v1::ProxyOptions& proxy) {
   return options;
 }
 
-// A pairs dataset's vectors as the proxy reads them. `units` owns the floats that `pairs`
-// points into, so the struct must not be copied once `pairs` is set.
+// A pairs dataset's vectors as the proxy reads them. `floats` holds what `pairs` points into,
+// so the struct must not be copied once `pairs` is set.
 struct PairData {
   index::UnitMatrix units;
+  std::vector<float> floats;
   eval::PairEmbeddings pairs;
   // The example sequence number of pair number i.
   std::vector<int64_t> seqs;
@@ -73,12 +74,8 @@ absl::Status CheckPaired(const storage::DatasetRecord& record) {
 // Without pair units the index gives one row per vector in sequence order, chosen before
 // rejected, so pair i is rows 2i and 2i+1: the proxy's interleaved layout, read in place.
 absl::Status LoadPairs(const DatasetState& state, int64_t pool_seq, PairData* out) {
-  out->units = state.index->BuildUnits(false);
+  out->units = state.index->Units(index::UnitLayout::kVectors, pool_seq);
   index::UnitMatrix& u = out->units;
-  int64_t rows = 0;
-  while (rows < u.rows && u.seq[rows] < pool_seq) ++rows;
-  u.rows = rows;
-  u.data.resize(static_cast<size_t>(rows) * u.dim);
   if (u.rows % 2 != 0) return absl::InternalError("a pairs index holds an odd number of vectors");
   const int64_t pairs = u.rows / 2;
   out->seqs.resize(pairs);
@@ -88,8 +85,10 @@ absl::Status LoadPairs(const DatasetState& state, int64_t pool_seq, PairData* ou
     }
     out->seqs[i] = u.seq[2 * i];
   }
-  out->pairs.chosen = u.data.data();
-  out->pairs.rejected = u.data.data() + u.dim;
+  // The proxy's logistic regression reads every pair many times: decode them once.
+  ASSIGN_OR_RETURN(const selection::MatrixView decoded, u.values.Decode(&out->floats));
+  out->pairs.chosen = decoded.data;
+  out->pairs.rejected = decoded.data + u.dim;
   out->pairs.pairs = pairs;
   out->pairs.dim = u.dim;
   out->pairs.stride = 2 * static_cast<int64_t>(u.dim);

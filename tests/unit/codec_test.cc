@@ -138,11 +138,19 @@ TEST(VectorIndexTest, UnitsDecodeWhatWasAddedAcrossBlocks) {
     ASSERT_EQ(index.vectors(), 2 * pairs);
     EXPECT_GE(index.vector_memory_bytes(), static_cast<int64_t>(2 * pairs * CodeBytes(e, dim)));
 
-    const UnitMatrix concat = index.BuildUnits(UnitLayout::kPairConcat);
-    const UnitMatrix mean = index.BuildUnits(UnitLayout::kPairMean);
-    const UnitMatrix vectors = index.BuildUnits(UnitLayout::kVectors);
+    const UnitMatrix concat = index.Units(UnitLayout::kPairConcat);
+    const UnitMatrix mean = index.Units(UnitLayout::kPairMean);
+    const UnitMatrix vectors = index.Units(UnitLayout::kVectors);
     ASSERT_EQ(concat.rows, pairs);
     ASSERT_EQ(vectors.rows, 2 * pairs);
+    ASSERT_EQ(concat.values.rows(), pairs);
+    ASSERT_EQ(concat.values.dim(), 2 * dim);
+    ASSERT_EQ(mean.values.dim(), dim);
+    ASSERT_EQ(vectors.values.rows(), 2 * pairs);
+    std::vector<float> concat_data, mean_data, vectors_data;
+    ASSERT_TRUE(concat.values.Decode(&concat_data).ok());
+    ASSERT_TRUE(mean.values.Decode(&mean_data).ok());
+    ASSERT_TRUE(vectors.values.Decode(&vectors_data).ok());
     for (int64_t r : {int64_t{0}, half - 1, half, pairs / 2, pairs - 1}) {
       std::vector<float> expected(2 * dim);
       for (int side = 0; side < 2; ++side) {
@@ -152,11 +160,11 @@ TEST(VectorIndexTest, UnitsDecodeWhatWasAddedAcrossBlocks) {
         std::copy(y.begin(), y.end(), expected.begin() + side * dim);
       }
       for (int j = 0; j < 2 * dim; ++j) {
-        EXPECT_EQ(concat.data[r * 2 * dim + j], expected[j]);
-        EXPECT_EQ(vectors.data[r * 2 * dim + j], expected[j]);
+        EXPECT_EQ(concat_data[r * 2 * dim + j], expected[j]);
+        EXPECT_EQ(vectors_data[r * 2 * dim + j], expected[j]);
       }
       for (int j = 0; j < dim; ++j) {
-        EXPECT_EQ(mean.data[r * dim + j], 0.5f * (expected[j] + expected[dim + j]));
+        EXPECT_EQ(mean_data[r * dim + j], 0.5f * (expected[j] + expected[dim + j]));
       }
       EXPECT_EQ(concat.seq[r], r);
       EXPECT_EQ(vectors.seq[2 * r + 1], r);

@@ -371,5 +371,36 @@ TEST(CostTest, FullCovarianceIsSizedAndDegenerateFitsAreRefused) {
   EXPECT_LT(EstimateSelection(*plan, {300'000, 4096}, 3000).memory_bytes, int64_t{16} << 30);
 }
 
+// The pool is read in place from the index's codes: a method that scans it (herding above its
+// exact limit, facility location's projected graph, random) is not charged a float32 copy of
+// ten million pairs (20 GB at 512 floats), and one that decodes it (ISA, kcenter) is.
+TEST(CostTest, MethodsThatReadCodesInPlaceAreNotChargedAFloatCopy) {
+  const PoolShape ten_million{10'000'000, 512};
+  const double floats = 10'000'000.0 * 512 * 4;
+  v1::SelectRequest request;
+  request.mutable_budget()->set_fraction(0.01);
+  auto plan = PlanSelection(request, v1::DATASET_KIND_PAIRS, 256);  // the default: herding
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->resolved.method(), v1::SELECTION_METHOD_HERDING);
+  EXPECT_LT(EstimateSelection(*plan, ten_million, 100'000).memory_bytes, floats / 8);
+  request.set_method(v1::SELECTION_METHOD_RANDOM);
+  plan = PlanSelection(request, v1::DATASET_KIND_PAIRS, 256);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_LT(EstimateSelection(*plan, ten_million, 100'000).memory_bytes, floats / 20);
+  request.set_method(v1::SELECTION_METHOD_FACILITY_LOCATION);
+  plan = PlanSelection(request, v1::DATASET_KIND_PAIRS, 256);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_LT(EstimateSelection(*plan, {10'000'000, 256}, 100'000).memory_bytes, floats / 2);
+  request.set_method(v1::SELECTION_METHOD_KCENTER);
+  plan = PlanSelection(request, v1::DATASET_KIND_PAIRS, 256);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_GT(EstimateSelection(*plan, {10'000'000, 256}, 100'000).memory_bytes, floats / 2);
+  // Below its exact limit herding decodes the rows it scans at every step.
+  request.set_method(v1::SELECTION_METHOD_HERDING);
+  plan = PlanSelection(request, v1::DATASET_KIND_PAIRS, 256);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_GT(EstimateSelection(*plan, {40'000, 512}, 400).memory_bytes, 40'000.0 * 512 * 4);
+}
+
 }  // namespace
 }  // namespace curation::jobs
