@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <optional>
 #include <span>
 
 #include "absl/strings/str_cat.h"
@@ -57,28 +58,36 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
       state->projection_retained_variance = projection.retained_variance();
     }
     // The index keeps ids and labels so that selections need no reads of the store; they
-    // come from the example rows, a second scan next to the vectors'.
+    // come from the example rows, a second scan next to the vectors'. The ids wait for their
+    // vectors packed in one buffer: a std::string each would cost ~80 bytes, 800 MB at 10M.
     std::vector<int64_t> example_seqs;
-    std::vector<std::string> ids;
+    std::string id_chars;
+    std::vector<size_t> id_ends;
     std::vector<int8_t> labels;
     absl::Status scanned = store->ForEachExampleHead(
         id, [&](int64_t seq, const std::string& example_id, v1::Label label) {
           example_seqs.push_back(seq);
-          ids.push_back(example_id);
+          id_chars += example_id;
+          id_ends.push_back(id_chars.size());
           if (!pairs) {
             labels.push_back(label == v1::LABEL_DESIRABLE ? index::kDesirable
                                                           : index::kUndesirable);
           }
         });
     if (!scanned.ok()) return scanned;
-    // Batches of rows keep FAISS's add() calls large without holding the dataset twice.
+    // Batches of rows take the index's lock rarely without holding the dataset's codes twice.
     std::vector<int64_t> seqs;
     std::string codes;
     const size_t example_bytes = state->index->code_bytes() * (pairs ? 2 : 1);
     size_t added = 0;  // examples handed to the index so far
     bool aligned = true;
+    std::vector<std::string> batch_ids;
     auto flush = [&] {
-      const std::span<const std::string> batch_ids(ids.data() + added, seqs.size());
+      batch_ids.clear();
+      for (size_t i = added; i < added + seqs.size(); ++i) {
+        const size_t begin = i == 0 ? 0 : id_ends[i - 1];
+        batch_ids.emplace_back(id_chars, begin, id_ends[i] - begin);
+      }
       const std::span<const int8_t> batch_labels =
           pairs ? std::span<const int8_t>()
                 : std::span<const int8_t>(labels.data() + added, seqs.size());
@@ -113,6 +122,38 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
     if (progress) progress(++done, static_cast<int64_t>(records.size()));
   }
   return catalog;
+}
+
+absl::StatusOr<std::vector<float>> ReadVectors(const store::Store& store,
+                                               const storage::DatasetRecord& record, int64_t seq,
+                                               bool pair) {
+  const uint64_t id = record.internal_id();
+  const v1::EmbeddingConfig& embedding = record.dataset().embedding();
+  std::string codes;
+  int dim = embedding.dim();
+  if (embedding.projection().keep_original()) {
+    ASSIGN_OR_RETURN(std::optional<std::string> original, store.GetOriginalVectors(id, seq));
+    if (!original.has_value()) {
+      return absl::DataLossError(absl::StrCat("the original vectors of example #", seq));
+    }
+    codes = std::move(*original);
+  } else {
+    ASSIGN_OR_RETURN(codes, store.GetEmbedding(id, seq));
+    if (embedding.projection().dim() > 0) dim = embedding.projection().dim();
+  }
+  const index::Encoding encoding = index::FromProto(embedding.encoding());
+  const size_t code_bytes = index::CodeBytes(encoding, dim);
+  const size_t vectors = pair ? 2 : 1;
+  if (codes.size() != code_bytes * vectors) {
+    return absl::DataLossError(absl::StrCat("the vectors of example #", seq, " are ", codes.size(),
+                                            " bytes, not ", code_bytes * vectors));
+  }
+  std::vector<float> out(vectors * dim);
+  for (size_t v = 0; v < vectors; ++v) {
+    index::Decode(encoding, reinterpret_cast<const uint8_t*>(codes.data()) + v * code_bytes, dim,
+                  out.data() + v * dim);
+  }
+  return out;
 }
 
 std::shared_ptr<DatasetState> Catalog::Find(const std::string& tenant,
@@ -162,6 +203,13 @@ absl::StatusOr<storage::DatasetRecord> Catalog::Delete(const std::string& tenant
 int64_t Catalog::size() const {
   std::shared_lock lock(mu_);
   return static_cast<int64_t>(datasets_.size());
+}
+
+int64_t Catalog::VectorMemoryBytes() const {
+  std::shared_lock lock(mu_);
+  int64_t bytes = 0;
+  for (const auto& [key, state] : datasets_) bytes += state->index->vector_memory_bytes();
+  return bytes;
 }
 
 absl::Status CommitSelection(DatasetState& dataset, v1::Selection selection, store::Store& store,

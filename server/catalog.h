@@ -12,6 +12,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "curation/storage/records.pb.h"
@@ -81,6 +82,8 @@ class Catalog {
   absl::StatusOr<storage::DatasetRecord> Delete(const std::string& tenant, const std::string& name);
 
   int64_t size() const;
+  // Bytes the encoded vectors of every open dataset take in memory (VectorIndex's blocks).
+  int64_t VectorMemoryBytes() const;
 
  private:
   explicit Catalog(store::Store* store) : store_(store) {}
@@ -90,5 +93,14 @@ class Catalog {
   mutable std::shared_mutex mu_;
   std::map<std::string, std::shared_ptr<DatasetState>> datasets_;  // by "tenant/name"
 };
+
+// The stored vectors of example `seq` of the dataset `record` describes, as its client sees
+// them (GetExamples with include_embeddings): the client's own vectors if the dataset keeps
+// them, else the ones its selections see (projected, if it projects), decoded to float32. One
+// vector for an unpaired example; chosen then rejected for a pair (`pair`). DATA_LOSS if they
+// are missing or not the size the record says.
+absl::StatusOr<std::vector<float>> ReadVectors(const store::Store& store,
+                                               const storage::DatasetRecord& record, int64_t seq,
+                                               bool pair);
 
 }  // namespace curation::server

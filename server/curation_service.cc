@@ -417,37 +417,14 @@ grpc::Status CurationService::GetExamples(grpc::ServerContext* context,
     if (!example.ok()) return ToGrpc(example.status());
     v1::Example out = std::move(*example->mutable_example());
     if (request->include_embeddings()) {
-      // A projected dataset returns the client's vectors if it keeps them, else the
-      // projected ones its selections see.
-      absl::StatusOr<std::string> codes;
-      int dim = record.dataset().embedding().dim();
-      if (record.dataset().embedding().projection().keep_original()) {
-        auto original = store_->GetOriginalVectors(record.internal_id(), (*entry)->seq);
-        if (!original.ok()) return ToGrpc(original.status());
-        if (!original->has_value()) return ToGrpc(absl::DataLossError("original vectors"));
-        codes = std::move(**original);
-      } else {
-        codes = store_->GetEmbedding(record.internal_id(), (*entry)->seq);
-        if (record.dataset().embedding().projection().dim() > 0) {
-          dim = record.dataset().embedding().projection().dim();
-        }
-      }
-      if (!codes.ok()) return ToGrpc(codes.status());
-      const index::Encoding encoding = index::FromProto(record.dataset().embedding().encoding());
-      const size_t code_bytes = index::CodeBytes(encoding, dim);
-      if (codes->size() != code_bytes * (out.has_pair() ? 2 : 1)) {
-        return ToGrpc(absl::DataLossError(absl::StrCat("vectors of example '", id, "'")));
-      }
-      std::vector<float> vec(codes->size() / code_bytes * dim);
-      for (size_t at = 0, row = 0; at < codes->size(); at += code_bytes, ++row) {
-        index::Decode(encoding, reinterpret_cast<const uint8_t*>(codes->data()) + at, dim,
-                      vec.data() + row * dim);
-      }
+      auto vectors = ReadVectors(*store_, record, (*entry)->seq, out.has_pair());
+      if (!vectors.ok()) return ToGrpc(vectors.status());
       if (out.has_pair()) {
-        out.mutable_pair()->mutable_chosen_embedding()->Add(vec.begin(), vec.begin() + dim);
-        out.mutable_pair()->mutable_rejected_embedding()->Add(vec.begin() + dim, vec.end());
+        const auto middle = vectors->begin() + vectors->size() / 2;
+        out.mutable_pair()->mutable_chosen_embedding()->Add(vectors->begin(), middle);
+        out.mutable_pair()->mutable_rejected_embedding()->Add(middle, vectors->end());
       } else {
-        out.mutable_unpaired()->mutable_embedding()->Add(vec.begin(), vec.end());
+        out.mutable_unpaired()->mutable_embedding()->Add(vectors->begin(), vectors->end());
       }
     }
     const int64_t size = EmbeddedBytes(static_cast<int64_t>(out.ByteSizeLong()));

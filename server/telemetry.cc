@@ -124,8 +124,15 @@ class Metrics::LiveFigures : public prometheus::Collectable {
       out.push_back(std::move(bytes));
       out.push_back(std::move(datasets));
     }
+    const Catalog* catalog = owner_->catalog_.load();
     out.push_back(Gauge("curation_ready", "1 once every dataset is loaded and served.",
-                        owner_->catalog_.load() != nullptr ? 1 : 0));
+                        catalog != nullptr ? 1 : 0));
+    // Most of a large server's memory, and what its datasets' encodings decide.
+    if (catalog != nullptr) {
+      out.push_back(Gauge("curation_vector_memory_bytes",
+                          "Bytes of encoded vectors held in memory by all datasets' indexes.",
+                          static_cast<double>(catalog->VectorMemoryBytes())));
+    }
     AppendProcess(&out);
     return out;
   }

@@ -86,6 +86,11 @@ scrape_configs:
     if accepted != 499.0:
         sys.exit(f"FAIL: accepted records {accepted}, expected 499")
     wait_for("tenant examples", lambda: value('curation_tenant_examples{tenant="default"}') == 499.0)
+    # 499 pairs of 256-d float16 vectors (the default encoding): 512 bytes each, and at most
+    # one block's growth slack on top.
+    vector_bytes = wait_for("vector memory", lambda: value("curation_vector_memory_bytes"))
+    if not 499 * 2 * 512 <= vector_bytes <= 2 * 499 * 2 * 512:
+        sys.exit(f"FAIL: curation_vector_memory_bytes {vector_bytes}, expected about {499 * 2 * 512}")
     wait_for("selection histogram",
              lambda: value('curation_selection_duration_seconds_count{method="isa"}') == 1.0)
     # The select ran as a job of the tenant: its wait and run are timed, it ended OK, and
