@@ -4,9 +4,12 @@
 // matrix of the same values.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cmath>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "index/vector_index.h"
@@ -134,6 +137,41 @@ TEST(UnitRowsTest, UnitsAreASnapshotThatOutlivesTheIndex) {
   EXPECT_EQ(DecodeAll(whole.values), expected);
   const std::vector<float> cut = DecodeAll(before.values);
   EXPECT_EQ(std::vector<float>(expected.begin(), expected.begin() + 250'001 * dim), cut);
+}
+
+// Appends and in-place reads race in the server (an ingest while a selection runs): a reader
+// sees exactly its snapshot, and (under TSan) nothing races.
+TEST(UnitRowsTest, ReadersAndAppendsRunConcurrently) {
+  const int dim = 8;
+  VectorIndex index(dim, /*pairs=*/true, Encoding::kFloat16);
+  const std::vector<float> values = Gaussian(2 * dim * 1000, 5);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int64_t batch = 0; batch < 300; ++batch) {
+      std::vector<int64_t> seqs(1000);
+      std::vector<std::string> ids(1000, "x");
+      for (int64_t i = 0; i < 1000; ++i) seqs[i] = batch * 1000 + i;
+      index.Add(seqs, values.data(), ids, {});
+    }
+    done = true;
+  });
+  int64_t snapshots = 0;
+  while (!done || snapshots == 0) {
+    const UnitMatrix units = index.Units(UnitLayout::kPairConcat);
+    if (units.rows == 0) continue;
+    ++snapshots;
+    ASSERT_EQ(units.rows % 1000, 0);
+    // The last row of every batch is the last pair of `values`, decoded.
+    std::vector<float> row(2 * dim);
+    units.values.Read(units.rows - 1, units.rows, row.data());
+    for (int j = 0; j < 2 * dim; ++j) {
+      ASSERT_NEAR(row[j], values[999 * 2 * dim + j],
+                  1e-2 * std::abs(values[999 * 2 * dim + j]) + 1e-3);
+    }
+  }
+  writer.join();
+  EXPECT_GT(snapshots, 0);
+  EXPECT_EQ(index.Units(UnitLayout::kPairMean).rows, 300'000);
 }
 
 TEST(UnitRowsTest, UnpairedAndVectorLayoutsKeepLabelsAndSides) {
