@@ -120,28 +120,15 @@ absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& op
 
 namespace {
 
-class IsaSelector final : public Selector {
+class IsaSelector final : public DenseSelector {
  public:
   explicit IsaSelector(IsaOptions options) : options_(std::move(options)) {}
 
   std::string_view name() const override { return "isa"; }
 
-  absl::StatusOr<SelectionResult> Select(const Rows& rows, int64_t k,
-                                         const SelectOptions& options) const override {
-    if (k <= 0 || k > rows.rows()) {
-      return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
-    }
-    std::vector<float> storage;
-    absl::StatusOr<MatrixView> units = rows.Decode(&storage, options.progress);
-    if (!units.ok()) return units.status();
-    return SelectDense(*units, k, options);
-  }
-
- private:
-  // Select on rows held as one float32 matrix: the mixture fits every row, so it wants them all
-  // decoded.
+  // The mixture fits every row, so it wants them all decoded.
   absl::StatusOr<SelectionResult> SelectDense(const MatrixView& units, int64_t k,
-                                              const SelectOptions& options) const {
+                                              const SelectOptions& options) const override {
     if (k <= 0 || k > units.rows) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }

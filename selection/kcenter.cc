@@ -78,28 +78,15 @@ CURATION_KERNEL_CLONES int64_t Nearest(const MatrixView& x, const float* inv_nor
   return best;
 }
 
-class KCenterSelector final : public Selector {
+class KCenterSelector final : public DenseSelector {
  public:
   explicit KCenterSelector(KCenterOptions options) : options_(options) {}
 
   std::string_view name() const override { return "kcenter"; }
 
-  absl::StatusOr<SelectionResult> Select(const Rows& rows, int64_t k,
-                                         const SelectOptions& options) const override {
-    if (k <= 0 || k > rows.rows()) {
-      return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
-    }
-    std::vector<float> storage;
-    absl::StatusOr<MatrixView> units = rows.Decode(&storage, options.progress);
-    if (!units.ok()) return units.status();
-    return SelectDense(*units, k, options);
-  }
-
- private:
-  // Select on rows held as one float32 matrix: every step scans every row, so decoding them once is
-  // cheapest.
+  // Every step scans every row, so decoding them once is cheapest.
   absl::StatusOr<SelectionResult> SelectDense(const MatrixView& units, int64_t k,
-                                              const SelectOptions& options) const {
+                                              const SelectOptions& options) const override {
     if (k <= 0 || k > units.rows) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }

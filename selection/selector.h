@@ -70,4 +70,18 @@ class Selector {
                                                  const SelectOptions& options) const = 0;
 };
 
+// A selector that wants every row as one float32 matrix at once. Select checks k, decodes rows
+// that are not already one matrix (once, on every OpenMP thread; a dense input is used as it
+// is) and calls SelectDense.
+class DenseSelector : public Selector {
+ public:
+  absl::StatusOr<SelectionResult> Select(const Rows& units, int64_t k,
+                                         const SelectOptions& options) const final;
+
+ protected:
+  // Select's contract, on a float32 matrix.
+  virtual absl::StatusOr<SelectionResult> SelectDense(const MatrixView& units, int64_t k,
+                                                      const SelectOptions& options) const = 0;
+};
+
 }  // namespace curation::selection
