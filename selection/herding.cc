@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/status.h"
 #include "selection/cancel.h"
 #include "selection/kernels.h"
 
@@ -188,25 +189,55 @@ struct Buckets {
   std::vector<float> above, below;
 };
 
-// Null once cancelled.
-std::unique_ptr<Buckets> MakeBuckets(const MatrixView& x, const std::vector<float>& mu,
-                                     int64_t lists, internal::Cancel& cancel) {
-  const int64_t n = x.rows;
-  const int64_t d = x.dim;
-  const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
+// Calls fn(begin, end, block) on every OpenMP thread for the consecutive chunks [begin, end)
+// of kChunk rows of x, with block their float32 values: a pointer into the matrix when dense,
+// else the chunk read into that thread's buffer (kChunk rows), so no copy of the whole matrix
+// is ever made. False once cancelled.
+template <typename Fn>
+bool ForEachChunk(const Rows& x, internal::Cancel& cancel, const Fn& fn) {
+  constexpr int64_t kChunk = 256;
+  const int64_t n = x.rows();
+  const MatrixView* dense = x.dense();
+#pragma omp parallel
+  {
+    std::vector<float> buffer(dense ? 0 : kChunk * x.dim());
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t begin = 0; begin < n; begin += kChunk) {
+      if (cancel.Stop()) continue;
+      const int64_t end = std::min(n, begin + kChunk);
+      const float* block = buffer.data();
+      if (dense) {
+        block = dense->row(begin);
+      } else {
+        x.Read(begin, end, buffer.data());
+      }
+      fn(begin, end, block);
+    }
+  }
+  return !cancel.stopped();
+}
+
+// Buckets over x, trained on `sample` (rows n_train strided rows of x, train[t] = t * n /
+// n_train, gathered by the caller). x is read in chunks, never copied whole. Null once
+// cancelled.
+std::unique_ptr<Buckets> MakeBuckets(const Rows& x, const MatrixView& sample,
+                                     const std::vector<float>& mu, int64_t lists,
+                                     internal::Cancel& cancel) {
+  const int64_t n = x.rows();
+  const int64_t d = x.dim();
+  const int64_t n_train = sample.rows;
   std::vector<int64_t> train(n_train);
-  for (int64_t t = 0; t < n_train; ++t) train[t] = t * n / n_train;
+  for (int64_t t = 0; t < n_train; ++t) train[t] = t;
   // Coarse level: about sqrt(lists) clusters.
   const int64_t coarse = std::clamp<int64_t>(std::llround(std::sqrt(double(lists))), 1, lists);
-  const std::vector<float> coarse_c = KMeans(x, train.data(), n_train, coarse, cancel);
+  const std::vector<float> coarse_c = KMeans(sample, train.data(), n_train, coarse, cancel);
   if (coarse_c.empty()) return nullptr;
   std::vector<int32_t> group(n_train);
-  if (!Assign(x, train.data(), n_train, coarse_c.data(), coarse, group.data(), cancel)) {
+  if (!Assign(sample, train.data(), n_train, coarse_c.data(), coarse, group.data(), cancel)) {
     return nullptr;
   }
   std::vector<int64_t> group_offsets, group_order;
   GroupBy(group, coarse, group_offsets, group_order);
-  for (int64_t& t : group_order) t = train[t];
   // Fine level: each coarse cluster split into lists in proportion to its training rows; a
   // cluster without any keeps its coarse centroid as its one list.
   auto b = std::make_unique<Buckets>();
@@ -219,29 +250,28 @@ std::unique_ptr<Buckets> MakeBuckets(const MatrixView& x, const std::vector<floa
       b->centroids.insert(b->centroids.end(), coarse_c.begin() + g * d,
                           coarse_c.begin() + (g + 1) * d);
     } else {
-      const std::vector<float> c = KMeans(x, group_order.data() + group_offsets[g], m, sub, cancel);
+      const std::vector<float> c =
+          KMeans(sample, group_order.data() + group_offsets[g], m, sub, cancel);
       if (c.empty()) return nullptr;
       b->centroids.insert(b->centroids.end(), c.begin(), c.end());
     }
     first[g + 1] = first[g] + static_cast<int32_t>(sub);
   }
   b->lists = first[coarse];
-  // Every row, in row order: its coarse cluster, then its list there.
+  // Every row: its coarse cluster, then its list there.
   b->bucket_of.resize(n);
-  constexpr int64_t kChunk = 256;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t begin = 0; begin < n; begin += kChunk) {
-    if (cancel.Stop()) continue;
-    const int64_t end = std::min(n, begin + kChunk);
-    std::vector<float> scratch;
-    for (int64_t i = begin; i < end; ++i) {
-      const int32_t g = NearestCentroid(x.row(i), coarse_c.data(), coarse, d, scratch).first;
-      b->bucket_of[i] = first[g] + NearestCentroid(x.row(i), b->centroids.data() + first[g] * d,
-                                                   first[g + 1] - first[g], d, scratch)
-                                       .first;
-    }
-  }
-  if (cancel.stopped()) return nullptr;
+  const bool assigned =
+      ForEachChunk(x, cancel, [&](int64_t begin, int64_t end, const float* block) {
+        std::vector<float> scratch;
+        for (int64_t i = begin; i < end; ++i) {
+          const float* row = block + (i - begin) * d;
+          const int32_t g = NearestCentroid(row, coarse_c.data(), coarse, d, scratch).first;
+          b->bucket_of[i] = first[g] + NearestCentroid(row, b->centroids.data() + first[g] * d,
+                                                       first[g + 1] - first[g], d, scratch)
+                                           .first;
+        }
+      });
+  if (!assigned) return nullptr;
   GroupBy(b->bucket_of, b->lists, b->offsets, b->order);
   b->remaining.resize(b->lists);
   for (int64_t l = 0; l < b->lists; ++l) b->remaining[l] = b->offsets[l + 1] - b->offsets[l];
@@ -252,22 +282,20 @@ std::unique_ptr<Buckets> MakeBuckets(const MatrixView& x, const std::vector<floa
   b->code_bytes = cb;
   b->codes.resize(n * cb);
   b->norms.resize(n);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t begin = 0; begin < n; begin += kChunk) {
-    if (cancel.Stop()) continue;
-    const int64_t end = std::min(n, begin + kChunk);
+  const bool coded = ForEachChunk(x, cancel, [&](int64_t begin, int64_t end, const float* block) {
     for (int64_t i = begin; i < end; ++i) {
+      const float* row = block + (i - begin) * d;
       const int64_t p = b->position[i];
-      SignCode(x.row(i), mu.data(), d, &b->codes[p * cb]);
-      b->norms[p] = kernels::SquaredDistanceF32(x.row(i), mu.data(), d);
+      SignCode(row, mu.data(), d, &b->codes[p * cb]);
+      b->norms[p] = kernels::SquaredDistanceF32(row, mu.data(), d);
     }
-  }
-  if (cancel.stopped()) return nullptr;
+  });
+  if (!coded) return nullptr;
   // Conditional means per sign, from the training rows.
   std::vector<double> sum_above(d, 0.0), sum_below(d, 0.0);
   std::vector<int64_t> count_above(d, 0);
-  for (int64_t t : train) {
-    const float* row = x.row(t);
+  for (int64_t t = 0; t < n_train; ++t) {
+    const float* row = sample.row(t);
     for (int64_t j = 0; j < d; ++j) {
       const float y = row[j] - mu[j];
       if (y > 0) {
@@ -344,6 +372,42 @@ void EstimateScan(const Buckets& b, const float* tables, int64_t begin, int64_t 
   }
 }
 
+// out[r] = |rows[r] - q|^2 for the m rows at `rows` (row-major, d floats each), four at a time
+// (bit-identical to one at a time).
+CURATION_KERNEL_CLONES void Distances(const float* rows, int64_t m, const float* q, int64_t d,
+                                      float* out) {
+  int64_t r = 0;
+  for (; r + 4 <= m; r += 4) {
+    const float* four[4] = {rows + r * d, rows + (r + 1) * d, rows + (r + 2) * d,
+                            rows + (r + 3) * d};
+    kernels::SquaredDistance4F32(four, q, d, out + r);
+  }
+  for (; r < m; ++r) out[r] = kernels::SquaredDistanceF32(rows + r * d, q, d);
+}
+
+// The mean of the rows in double, summed in row order (so on any thread count), read a block
+// at a time. INVALID_ARGUMENT for non-finite input, CANCELLED through `cancel`.
+absl::Status Mean(const Rows& x, internal::Cancel& cancel, std::vector<double>& mu) {
+  const int64_t d = x.dim();
+  mu.assign(d, 0.0);
+  const int64_t block_rows = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, d));
+  const bool done = x.Scan(block_rows, [&](int64_t begin, int64_t end, const float* block) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* row = block + (i - begin) * d;
+      for (int64_t j = 0; j < d; ++j) mu[j] += row[j];
+    }
+    return !cancel.Stop();
+  });
+  if (!done) return absl::CancelledError("herding cancelled");
+  for (int64_t j = 0; j < d; ++j) {
+    if (!std::isfinite(mu[j])) {
+      return absl::InvalidArgumentError("herding input has non-finite entries");
+    }
+    mu[j] /= static_cast<double>(x.rows());
+  }
+  return absl::OkStatus();
+}
+
 class HerdingSelector final : public Selector {
  public:
   explicit HerdingSelector(HerdingOptions options) : options_(options) {}
@@ -355,50 +419,50 @@ class HerdingSelector final : public Selector {
     if (k <= 0 || k > rows.rows()) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
-    std::vector<float> storage;
-    absl::StatusOr<MatrixView> units = rows.Decode(&storage, options.progress);
-    if (!units.ok()) return units.status();
-    return SelectDense(*units, k, options);
-  }
-
- private:
-  // Select on rows held as one float32 matrix: the exact steps scan every row.
-  absl::StatusOr<SelectionResult> SelectDense(const MatrixView& units, int64_t k,
-                                              const SelectOptions& options) const {
-    if (k <= 0 || k > units.rows) {
-      return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
-    }
     if (options_.ivf_probe < 1 || options_.ivf_lists < 0 || options_.ivf_rerank < 1) {
       return absl::InvalidArgumentError(
           "herding needs ivf_probe >= 1, ivf_rerank >= 1 and ivf_lists >= 0");
     }
+    const int64_t n = rows.rows();
+    const int64_t d = rows.dim();
+    const kernels::SerialOpenMpScope serial(n * d < kernels::kSerialBelowFloats);
+    internal::Cancel cancel(options.progress);
+    std::vector<double> mu;
+    RETURN_IF_ERROR(Mean(rows, cancel, mu));
+    if (n > options_.exact_max_rows) return SelectBucketed(rows, k, mu, cancel);
+    // Every step scans every row: at most exact_max_rows of them, so a float32 copy is small.
+    std::vector<float> storage;
+    ASSIGN_OR_RETURN(const MatrixView units, rows.Decode(&storage, options.progress));
+    return SelectExact(units, k, mu, cancel);
+  }
+
+ private:
+  static absl::Status Cancelled() { return absl::CancelledError("herding cancelled"); }
+
+  // Progress every kProgressEvery steps, else a cheap check: false once cancelled.
+  static bool Continue(int64_t t, int64_t k, internal::Cancel& cancel) {
+    return t % kProgressEvery == 0 && t > 0
+               ? cancel.Report(static_cast<double>(t) / static_cast<double>(k))
+               : !cancel.Stop();
+  }
+
+  // Adds row x (d floats) to the selection: residual += x - mu; returns the new score.
+  static double Take(const float* x, const std::vector<double>& mu, int64_t t,
+                     std::vector<double>& residual) {
+    double norm = 0;
+    for (size_t j = 0; j < residual.size(); ++j) {
+      residual[j] += x[j] - mu[j];
+      norm += residual[j] * residual[j];
+    }
+    return std::sqrt(norm) / static_cast<double>(t + 1);
+  }
+
+  // Every step scans every remaining row.
+  absl::StatusOr<SelectionResult> SelectExact(const MatrixView& units, int64_t k,
+                                              const std::vector<double>& mu,
+                                              internal::Cancel& cancel) const {
     const int64_t n = units.rows;
     const int64_t d = units.dim;
-    const kernels::SerialOpenMpScope serial(n * d < kernels::kSerialBelowFloats);
-    std::vector<double> mu(d, 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      const float* x = units.row(i);
-      for (int64_t j = 0; j < d; ++j) mu[j] += x[j];
-    }
-    for (int64_t j = 0; j < d; ++j) {
-      if (!std::isfinite(mu[j])) {
-        return absl::InvalidArgumentError("herding input has non-finite entries");
-      }
-      mu[j] /= static_cast<double>(n);
-    }
-
-    internal::Cancel cancel(options.progress);
-    const auto cancelled = [] { return absl::CancelledError("herding cancelled"); };
-    std::unique_ptr<Buckets> buckets;
-    if (n > options_.exact_max_rows) {
-      const int64_t lists = std::clamp<int64_t>(
-          options_.ivf_lists > 0 ? options_.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
-          std::max<int64_t>(1, n / 40));
-      std::vector<float> mu_f(mu.begin(), mu.end());
-      buckets = MakeBuckets(units, mu_f, lists, cancel);
-      if (!buckets) return cancelled();
-    }
-
     SelectionResult result;
     result.rows.reserve(k);
     result.scores.reserve(k);
@@ -406,73 +470,116 @@ class HerdingSelector final : public Selector {
     // residual = sum over the selection of (x - mu); the target is mu - residual.
     std::vector<double> residual(d, 0.0);
     std::vector<float> target(d);
-    std::vector<std::pair<float, int64_t>> by_distance;
-    std::vector<float> to_centroid;
-    std::vector<float> tables;
-    std::vector<std::pair<float, int64_t>> shortlist;
     for (int64_t t = 0; t < k; ++t) {
-      if (t % kProgressEvery == 0 && t > 0
-              ? !cancel.Report(static_cast<double>(t) / static_cast<double>(k))
-              : cancel.Stop()) {
-        return cancelled();
-      }
+      if (!Continue(t, k, cancel)) return Cancelled();
       for (int64_t j = 0; j < d; ++j) target[j] = static_cast<float>(mu[j] - residual[j]);
       Nearest best;
-      if (!buckets) {
 #pragma omp parallel
-        {
-          const int64_t threads = omp_get_num_threads();
-          const int64_t thread = omp_get_thread_num();
-          const Nearest local = Scan(units, n * thread / threads, n * (thread + 1) / threads,
-                                     target.data(), taken.data());
+      {
+        const int64_t threads = omp_get_num_threads();
+        const int64_t thread = omp_get_thread_num();
+        const Nearest local = Scan(units, n * thread / threads, n * (thread + 1) / threads,
+                                   target.data(), taken.data());
 #pragma omp critical
-          best.Offer(local.sq, local.row);
-        }
-      } else {
-        // Buckets by centroid distance to the target; in the nearest ivf_probe that still have
-        // rows (there is always one, since t < k <= rows), |x - target|^2 - |residual|^2 =
-        // |x - mu|^2 + 2 (x - mu) . residual estimated from the sign codes, then exact
-        // distances for the ivf_rerank best estimates.
-        const int64_t lists = buckets->lists;
-        to_centroid.resize(lists);
-        CentroidDistances(target.data(), buckets->centroids.data(), lists, d, to_centroid.data());
-        by_distance.clear();
-        for (int64_t b = 0; b < lists; ++b) {
-          if (buckets->remaining[b] > 0) by_distance.emplace_back(to_centroid[b], b);
-        }
-        const int64_t probes = std::min<int64_t>(options_.ivf_probe, by_distance.size());
-        std::partial_sort(by_distance.begin(), by_distance.begin() + probes, by_distance.end());
-        BuildTables(*buckets, residual, tables);
-        shortlist.clear();
-        for (int64_t p = 0; p < probes; ++p) {
-          const int64_t b = by_distance[p].second;
-          EstimateScan(*buckets, tables.data(), buckets->offsets[b], buckets->offsets[b + 1],
-                       options_.ivf_rerank, shortlist);
-        }
-        for (const auto& [estimate, pos] : shortlist) {
-          const int64_t i = buckets->order[pos];
-          if (!taken[i]) best.Offer(kernels::SquaredDistanceF32(units.row(i), target.data(), d), i);
-        }
+        best.Offer(local.sq, local.row);
       }
-      const int64_t row = best.row;
-      taken[row] = 1;
-      const float* x = units.row(row);
-      double norm = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        residual[j] += x[j] - mu[j];
-        norm += residual[j] * residual[j];
-      }
-      if (buckets) {
-        --buckets->remaining[buckets->bucket_of[row]];
-        buckets->norms[buckets->position[row]] = std::numeric_limits<float>::infinity();
-      }
-      result.rows.push_back(row);
-      result.scores.push_back(std::sqrt(norm) / static_cast<double>(t + 1));
+      taken[best.row] = 1;
+      result.rows.push_back(best.row);
+      result.scores.push_back(Take(units.row(best.row), mu, t, residual));
     }
     return result;
   }
 
- private:
+  // Rows bucketed, each step re-ranking a shortlist of estimates. The rows are only ever read
+  // in chunks, a training sample and the shortlists: memory beyond the input's is the buckets'
+  // (about rows * (dim / 8 + 25) bytes) and the sample's.
+  absl::StatusOr<SelectionResult> SelectBucketed(const Rows& rows, int64_t k,
+                                                 const std::vector<double>& mu,
+                                                 internal::Cancel& cancel) const {
+    const int64_t n = rows.rows();
+    const int64_t d = rows.dim();
+    const int64_t lists = std::clamp<int64_t>(
+        options_.ivf_lists > 0 ? options_.ivf_lists : std::llround(2 * std::sqrt(double(n))), 1,
+        std::max<int64_t>(1, n / 40));
+    std::unique_ptr<Buckets> buckets;
+    {
+      // k-means trains on kIvfTrainPerList strided rows per list: about sqrt(rows) of them.
+      const int64_t n_train = std::min(n, lists * kIvfTrainPerList);
+      std::vector<int64_t> train(n_train);
+      for (int64_t t = 0; t < n_train; ++t) train[t] = t * n / n_train;
+      std::vector<float> sample(n_train * d);
+      rows.Gather(train, sample.data());
+      if (cancel.Stop()) return Cancelled();
+      const std::vector<float> mu_f(mu.begin(), mu.end());
+      buckets = MakeBuckets(rows, MatrixView{sample.data(), n_train, d}, mu_f, lists, cancel);
+      if (!buckets) return Cancelled();
+    }
+
+    SelectionResult result;
+    result.rows.reserve(k);
+    result.scores.reserve(k);
+    std::vector<uint8_t> taken(n, 0);
+    std::vector<double> residual(d, 0.0);
+    std::vector<float> target(d);
+    std::vector<std::pair<float, int64_t>> by_distance;
+    std::vector<float> to_centroid;
+    std::vector<float> tables;
+    std::vector<std::pair<float, int64_t>> shortlist;
+    std::vector<int64_t> candidates;
+    std::vector<float> candidate_rows;
+    std::vector<float> candidate_sq;
+    for (int64_t t = 0; t < k; ++t) {
+      if (!Continue(t, k, cancel)) return Cancelled();
+      for (int64_t j = 0; j < d; ++j) target[j] = static_cast<float>(mu[j] - residual[j]);
+      // Buckets by centroid distance to the target; in the nearest ivf_probe that still have
+      // rows (there is always one, since t < k <= rows), |x - target|^2 - |residual|^2 =
+      // |x - mu|^2 + 2 (x - mu) . residual estimated from the sign codes, then exact
+      // distances for the ivf_rerank best estimates.
+      const int64_t lists = buckets->lists;
+      to_centroid.resize(lists);
+      CentroidDistances(target.data(), buckets->centroids.data(), lists, d, to_centroid.data());
+      by_distance.clear();
+      for (int64_t b = 0; b < lists; ++b) {
+        if (buckets->remaining[b] > 0) by_distance.emplace_back(to_centroid[b], b);
+      }
+      const int64_t probes = std::min<int64_t>(options_.ivf_probe, by_distance.size());
+      std::partial_sort(by_distance.begin(), by_distance.begin() + probes, by_distance.end());
+      BuildTables(*buckets, residual, tables);
+      shortlist.clear();
+      for (int64_t p = 0; p < probes; ++p) {
+        const int64_t b = by_distance[p].second;
+        EstimateScan(*buckets, tables.data(), buckets->offsets[b], buckets->offsets[b + 1],
+                     options_.ivf_rerank, shortlist);
+      }
+      // In row order, so that a reader decoding blocks of rows meets them in order.
+      candidates.clear();
+      for (const auto& [estimate, pos] : shortlist) candidates.push_back(buckets->order[pos]);
+      std::sort(candidates.begin(), candidates.end());
+      const int64_t m = static_cast<int64_t>(candidates.size());
+      candidate_rows.resize(m * d);
+      candidate_sq.resize(m);
+      rows.Gather(candidates, candidate_rows.data());
+      Distances(candidate_rows.data(), m, target.data(), d, candidate_sq.data());
+      Nearest best;
+      int64_t best_at = -1;
+      for (int64_t c = 0; c < m; ++c) {
+        best.Offer(candidate_sq[c], candidates[c]);
+        if (best.row == candidates[c]) best_at = c;
+      }
+      if (best.row < 0) {
+        // Only when every estimate overflowed float: squared distances beyond 3e38.
+        return absl::InvalidArgumentError("herding input too large: squared distances overflow");
+      }
+      const int64_t row = best.row;
+      taken[row] = 1;
+      --buckets->remaining[buckets->bucket_of[row]];
+      buckets->norms[buckets->position[row]] = std::numeric_limits<float>::infinity();
+      result.rows.push_back(row);
+      result.scores.push_back(Take(candidate_rows.data() + best_at * d, mu, t, residual));
+    }
+    return result;
+  }
+
   HerdingOptions options_;
 };
 
