@@ -4,6 +4,7 @@
 //       [--method facility_location|fl_stochastic|kcenter|herding|dedup] [--k 10000]
 //       [--search auto|exact|ivf] [--seed 0] [--ivf-dim N]
 //       [--herding-exact-max-rows N] [--ivf-lists N] [--ivf-probe N] [--ivf-rerank N]
+//       [--float16 1]
 //
 // Rows are standard normal, or, with --base, the base file's floats taken `dim` at a time and
 // repeated in order, with Gaussian noise of sd `noise` times the base's RMS entry added (so
@@ -15,7 +16,9 @@
 // |mean(subset) - mean| (lower is better), to compare settings. `--method recall` instead
 // builds the exact k-NN graph, the one --search and --ivf-dim give, and the same without
 // projection (ivf_dim 0, the IVF before projections), and prints the share of the exact
-// graph's edges each found, with the build times.
+// graph's edges each found, with the build times. `--float16 1` keeps the rows as float16
+// codes only (the float32 matrix is freed) and hands the method a RowReader decoding them, as
+// the server does with a float16 dataset: peak memory then shows what the method adds.
 
 #include <sys/resource.h>
 
@@ -32,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "index/codec.h"
 #include "selection/dedup.h"
 #include "selection/facility_location.h"
 #include "selection/herding.h"
@@ -71,11 +75,31 @@ double Normal(std::mt19937_64& rng) {
   return std::sqrt(-2 * std::log(u)) * std::cos(2 * std::numbers::pi * v);
 }
 
+// Rows held as float16 codes, decoded on every read.
+class HalfReader final : public sel::RowReader {
+ public:
+  HalfReader(std::vector<uint8_t> codes, int64_t rows, int64_t dim)
+      : codes_(std::move(codes)), rows_(rows), dim_(dim) {}
+  int64_t rows() const override { return rows_; }
+  int64_t dim() const override { return dim_; }
+  void Read(int64_t begin, int64_t end, float* out) const override {
+    for (int64_t i = begin; i < end; ++i) {
+      curation::index::Decode(curation::index::Encoding::kFloat16, &codes_[i * dim_ * 2],
+                              static_cast<int>(dim_), out + (i - begin) * dim_);
+    }
+  }
+
+ private:
+  std::vector<uint8_t> codes_;
+  int64_t rows_, dim_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t rows = 1000000, dim = 256, k = 10000, ivf_dim = -1;
   uint64_t seed = 0;
+  bool float16 = false;
   double noise = 0.05;
   std::string base, method = "facility_location", search = "auto";
   sel::HerdingOptions herding;
@@ -107,6 +131,8 @@ int main(int argc, char** argv) {
       herding.ivf_probe = std::atoi(value.c_str());
     else if (flag == "--ivf-rerank")
       herding.ivf_rerank = std::atoi(value.c_str());
+    else if (flag == "--float16")
+      float16 = value == "1";
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -114,7 +140,8 @@ int main(int argc, char** argv) {
   }
 
   Clock gen;
-  std::vector<float> data(rows * dim);
+  std::vector<float> data(float16 ? 0 : rows * dim);
+  std::vector<uint8_t> codes(float16 ? rows * dim * 2 : 0);  // --float16: the only copy
   std::vector<float> source;
   double scale = 1;
   if (!base.empty()) {
@@ -131,9 +158,15 @@ int main(int argc, char** argv) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < rows; ++i) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + i);
+    std::vector<float> row(float16 ? dim : 0);
+    float* out = float16 ? row.data() : &data[i * dim];
     for (int64_t j = 0; j < dim; ++j) {
-      data[i * dim + j] = static_cast<float>(
+      out[j] = static_cast<float>(
           base_rows ? source[(i % base_rows) * dim + j] + scale * Normal(rng) : Normal(rng));
+    }
+    if (float16) {
+      curation::index::Encode(curation::index::Encoding::kFloat16, out, static_cast<int>(dim),
+                              &codes[i * dim * 2]);
     }
   }
   source = {};
@@ -145,6 +178,10 @@ int main(int argc, char** argv) {
   if (ivf_dim >= 0) {  // that projection whatever the row count
     graph.ivf_dim = static_cast<int>(ivf_dim);
     graph.ivf_dim_min_rows = 0;
+  }
+  if (method == "recall" && float16) {
+    std::fprintf(stderr, "--float16 is for selections, not recall\n");
+    return 2;
   }
   if (method == "recall") {
     const sel::MatrixView view{data.data(), rows, dim};
@@ -209,7 +246,10 @@ int main(int argc, char** argv) {
     }
     return true;
   };
-  const auto result = selector->Select(sel::MatrixView{data.data(), rows, dim}, k, options);
+  const sel::Rows input = float16
+                              ? sel::Rows(std::make_shared<HalfReader>(std::move(codes), rows, dim))
+                              : sel::Rows(sel::MatrixView{data.data(), rows, dim});
+  const auto result = selector->Select(input, k, options);
   const double wall = run.Wall(), cpu = run.Cpu();
   if (!result.ok()) {
     std::fprintf(stderr, "%s\n", std::string(result.status().message()).c_str());
@@ -224,7 +264,7 @@ int main(int argc, char** argv) {
       "\"input_mb\": %.0f, \"first_row\": %lld, \"first_score\": %.4f, \"last_score\": %.6g}\n",
       method.c_str(), static_cast<long long>(rows), static_cast<long long>(dim),
       static_cast<long long>(k), search.c_str(), base.c_str(), gen_wall, wall, cpu, half_wall,
-      half_cpu, PeakRssMb(), rows * dim * 4.0 / (1 << 20),
+      half_cpu, PeakRssMb(), rows * dim * (float16 ? 2.0 : 4.0) / (1 << 20),
       static_cast<long long>(result->rows.front()), first_score, last_score);
   return 0;
 }

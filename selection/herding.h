@@ -23,7 +23,8 @@
 namespace curation::selection {
 
 struct HerdingOptions {
-  // Up to this many rows each step scans every remaining row: O(rows * dim) per step.
+  // Up to this many rows each step scans every remaining row: O(rows * dim) per step, on a
+  // float32 copy of the rows (Rows::Decode).
   int64_t exact_max_rows = 50000;
   // Above it, rows are bucketed by two-level k-means (about sqrt(ivf_lists) clusters, each
   // split into lists; 0 lists: 2 * sqrt(rows)), and each row gets a sign code (one bit per
@@ -38,13 +39,18 @@ struct HerdingOptions {
 // The "herding" selector. rows in selection order; scores[t] = |mean(rows[0..t]) - mu|, the
 // distance (in the input's units) between the subset's mean and the dataset's mean after the
 // pick. Equal distances go to the lower row. Deterministic on any number of threads (the seed
-// is unused) and Select(k) is the prefix of Select(k' > k). Time O(k * rows * dim) exact;
-// bucketed about O(rows * sqrt(lists) * dim) to build and O(k * (lists * dim + probes * rows /
-// lists * dim / 8 + rerank * dim)) for the steps. Memory O(rows) exact; bucketed about rows * (dim
-// / 8
-// + 25) bytes (codes, norms, bucket order), under 5% of the input's at 512 dimensions.
+// is unused), the same whether the rows are a float32 matrix or a RowReader decoding to the
+// same values, and Select(k) is the prefix of Select(k' > k).
+// Time O(k * rows * dim) exact; bucketed about O(rows * sqrt(lists) * dim) to build and
+// O(k * (lists * dim + probes * rows / lists * dim / 32 + rerank * dim)) for the steps.
+// Memory O(rows) exact, plus the float32 copy. Bucketed, the rows are read in place (blocks
+// through Rows::Scan and Rows::Read, the k-means sample and each step's re-rank shortlist
+// through Rows::Gather), never copied whole: about rows * (dim / 8 + 25) bytes (codes, norms,
+// bucket order; 89 MB for a million 512-float rows, 9% of their float16 codes) plus, while
+// bucketing, the sample's lists * 16 rows as float32 (65 MB there).
 // INVALID_ARGUMENT unless 0 < k <= rows, for options out of range or non-finite input; CANCELLED
-// through SelectOptions::progress (every 64 steps, and between chunks of rows while bucketing).
+// through SelectOptions::progress (every 64 steps, and between blocks of rows while summing and
+// bucketing).
 std::unique_ptr<Selector> MakeHerdingSelector(HerdingOptions options = {});
 
 }  // namespace curation::selection
