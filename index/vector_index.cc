@@ -39,6 +39,13 @@ class CodeReader final : public selection::RowReader {
     for (int64_t r = begin; r < end; ++r) ReadRow(r, out + (r - begin) * d);
   }
   void Gather(std::span<const int64_t> rows, float* out) const override {
+    // Scattered rows (herding's re-rank candidates, a k-NN row's neighbours) are cache misses:
+    // ask for all their lines first, so the misses overlap instead of queueing one by one.
+    const int codes = layout_ == UnitLayout::kVectors ? 1 : 2;
+    for (const int64_t r : rows) {
+      const uint8_t* code = Code(layout_ == UnitLayout::kVectors ? r : 2 * r);
+      for (size_t at = 0; at < codes * code_bytes_; at += 64) __builtin_prefetch(code + at);
+    }
     const int64_t d = dim();
     for (size_t i = 0; i < rows.size(); ++i) ReadRow(rows[i], out + i * d);
   }
