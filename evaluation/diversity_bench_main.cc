@@ -4,6 +4,7 @@
 //       [--method facility_location|fl_stochastic|kcenter|herding|dedup] [--k 10000]
 //       [--search auto|exact|ivf] [--seed 0] [--ivf-dim N]
 //       [--herding-exact-max-rows N] [--ivf-lists N] [--ivf-probe N] [--ivf-rerank N]
+//       [--f16-rows 0|1]
 //
 // Rows are standard normal, or, with --base, the base file's floats taken `dim` at a time and
 // repeated in order, with Gaussian noise of sd `noise` times the base's RMS entry added (so
@@ -15,7 +16,10 @@
 // |mean(subset) - mean| (lower is better), to compare settings. `--method recall` instead
 // builds the exact k-NN graph, the one --search and --ivf-dim give, and the same without
 // projection (ivf_dim 0, the IVF before projections), and prints the share of the exact
-// graph's edges each found, with the build times.
+// graph's edges each found, with the build times. `--f16-rows 1` holds the rows as float16
+// codes (index/codec.h, as the server keeps its vectors) and hands the method a RowReader that
+// decodes them on demand, as the server does, instead of a float32 matrix; input_mb is then the
+// codes' size.
 
 #include <sys/resource.h>
 
@@ -29,9 +33,12 @@
 #include <memory>
 #include <numbers>
 #include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "index/codec.h"
 #include "selection/dedup.h"
 #include "selection/facility_location.h"
 #include "selection/herding.h"
@@ -65,6 +72,34 @@ struct Clock {
   double Cpu() const { return CpuSeconds() - cpu; }
 };
 
+// Rows held as float16 codes, decoded on demand.
+class HalfRows final : public sel::RowReader {
+ public:
+  HalfRows(std::vector<uint8_t> codes, int64_t rows, int64_t dim)
+      : codes_(std::move(codes)),
+        rows_(rows),
+        dim_(dim),
+        bytes_(curation::index::CodeBytes(curation::index::Encoding::kFloat16,
+                                          static_cast<int>(dim))) {}
+  int64_t rows() const override { return rows_; }
+  int64_t dim() const override { return dim_; }
+  void Read(int64_t begin, int64_t end, float* out) const override {
+    for (int64_t i = begin; i < end; ++i) Decode(i, out + (i - begin) * dim_);
+  }
+  void Gather(std::span<const int64_t> rows, float* out) const override {
+    for (size_t t = 0; t < rows.size(); ++t) Decode(rows[t], out + t * dim_);
+  }
+
+ private:
+  void Decode(int64_t i, float* out) const {
+    curation::index::Decode(curation::index::Encoding::kFloat16, codes_.data() + i * bytes_,
+                            static_cast<int>(dim_), out);
+  }
+  const std::vector<uint8_t> codes_;
+  const int64_t rows_, dim_;
+  const size_t bytes_;
+};
+
 double Normal(std::mt19937_64& rng) {
   const double u = 1 - sel::UniformDraw(rng);
   const double v = sel::UniformDraw(rng);
@@ -74,7 +109,7 @@ double Normal(std::mt19937_64& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t rows = 1000000, dim = 256, k = 10000, ivf_dim = -1;
+  int64_t rows = 1000000, dim = 256, k = 10000, ivf_dim = -1, f16_rows = 0;
   uint64_t seed = 0;
   double noise = 0.05;
   std::string base, method = "facility_location", search = "auto";
@@ -97,6 +132,8 @@ int main(int argc, char** argv) {
       method = value;
     else if (flag == "--search")
       search = value;
+    else if (flag == "--f16-rows")
+      f16_rows = std::atoll(value.c_str());
     else if (flag == "--ivf-dim")
       ivf_dim = std::atoll(value.c_str());
     else if (flag == "--herding-exact-max-rows")
@@ -113,8 +150,15 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (f16_rows && method == "recall") {
+    std::fprintf(stderr, "--method recall reads float32 rows only\n");
+    return 2;
+  }
   Clock gen;
-  std::vector<float> data(rows * dim);
+  std::vector<float> data(f16_rows ? 0 : rows * dim);
+  const size_t code_bytes =
+      curation::index::CodeBytes(curation::index::Encoding::kFloat16, static_cast<int>(dim));
+  std::vector<uint8_t> codes(f16_rows ? rows * code_bytes : 0);
   std::vector<float> source;
   double scale = 1;
   if (!base.empty()) {
@@ -131,9 +175,15 @@ int main(int argc, char** argv) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < rows; ++i) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + i);
+    std::vector<float> row(f16_rows ? dim : 0);
+    float* out = f16_rows ? row.data() : data.data() + i * dim;
     for (int64_t j = 0; j < dim; ++j) {
-      data[i * dim + j] = static_cast<float>(
+      out[j] = static_cast<float>(
           base_rows ? source[(i % base_rows) * dim + j] + scale * Normal(rng) : Normal(rng));
+    }
+    if (f16_rows) {
+      curation::index::Encode(curation::index::Encoding::kFloat16, out, static_cast<int>(dim),
+                              codes.data() + i * code_bytes);
     }
   }
   source = {};
@@ -209,7 +259,10 @@ int main(int argc, char** argv) {
     }
     return true;
   };
-  const auto result = selector->Select(sel::MatrixView{data.data(), rows, dim}, k, options);
+  const sel::Rows input = f16_rows
+                              ? sel::Rows(std::make_shared<HalfRows>(std::move(codes), rows, dim))
+                              : sel::Rows(sel::MatrixView{data.data(), rows, dim});
+  const auto result = selector->Select(input, k, options);
   const double wall = run.Wall(), cpu = run.Cpu();
   if (!result.ok()) {
     std::fprintf(stderr, "%s\n", std::string(result.status().message()).c_str());
@@ -224,7 +277,7 @@ int main(int argc, char** argv) {
       "\"input_mb\": %.0f, \"first_row\": %lld, \"first_score\": %.4f, \"last_score\": %.6g}\n",
       method.c_str(), static_cast<long long>(rows), static_cast<long long>(dim),
       static_cast<long long>(k), search.c_str(), base.c_str(), gen_wall, wall, cpu, half_wall,
-      half_cpu, PeakRssMb(), rows * dim * 4.0 / (1 << 20),
+      half_cpu, PeakRssMb(), rows * dim * (f16_rows ? 2.0 : 4.0) / (1 << 20),
       static_cast<long long>(result->rows.front()), first_score, last_score);
   return 0;
 }
