@@ -159,8 +159,8 @@ TEST(KnnRowsTest, ProjectedIvfInPlaceEqualsTheDenseBuild) {
   ASSERT_TRUE(dense.ok()) << dense.status();
   ASSERT_TRUE(in_place.ok()) << in_place.status();
   ExpectSameGraph(*dense, *in_place);
-  // Read in place: candidates gathered, never the whole matrix at once (Rows::Decode would
-  // ask for chunks of 1 << 18 floats, 2,730 rows here; the PCA's sample is 4,096 rows).
+  // Read in place (Rows::Decode only ever calls Read), a bounded number of rows at a time:
+  // the largest call is the PCA's sample of 4,096 rows.
   EXPECT_GT(c.reader->gathered(), 0);
   EXPECT_LE(c.reader->largest_call(), 4096);
   // Not vacuous: the graph has the self edges and most of the others.
@@ -168,11 +168,11 @@ TEST(KnnRowsTest, ProjectedIvfInPlaceEqualsTheDenseBuild) {
 }
 
 TEST(KnnRowsTest, ManyCandidatesAreGatheredInSeveralRuns) {
-  // 256-d rows and 3 * 40 candidates a row: a block of 256 queries proposes more rows than
-  // one gather (2 MB of floats, 2,048 rows) holds, so the rescoring takes several.
-  const Case c = MakeCase(8192, 256, 2);
+  // 512-d rows and 3 * 40 candidates a row: a block of 256 queries proposes more rows than
+  // one gather (8 MB of floats, 4,096 rows) holds, so the rescoring takes several.
+  const Case c = MakeCase(8192, 512, 2);
   KnnGraphOptions options = Projected(40, 24);
-  options.ivf_lists = 8;  // 1,024 rows a bucket, 4 probed: 4,096 candidate rows a bucket
+  options.ivf_lists = 4;  // 2,048 rows a bucket, all 4 probed: 8,192 candidate rows a bucket
   options.ivf_probe = 4;
   absl::StatusOr<KnnGraph> dense = KnnGraph::Build(c.dense(), options);
   absl::StatusOr<KnnGraph> in_place = KnnGraph::Build(Rows(c.reader), options);
@@ -183,7 +183,7 @@ TEST(KnnRowsTest, ManyCandidatesAreGatheredInSeveralRuns) {
   // PCA's sample: more calls mean runs of fewer queries than a block.
   std::cout << c.reader->gathers() << " gathers of " << c.reader->gathered() << " rows"
             << std::endl;
-  EXPECT_GT(c.reader->gathers(), 2 * (8192 / 256 + 8) + 1);
+  EXPECT_GT(c.reader->gathers(), 2 * (8192 / 256 + 4) + 1);
 }
 
 TEST(KnnRowsTest, OddDimensionsAndOversampling) {
