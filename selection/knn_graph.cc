@@ -5,7 +5,6 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/VectorTransform.h>
 #include <faiss/impl/FaissException.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,7 +14,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
-#include <numeric>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -50,37 +49,61 @@ constexpr int kIvfSeed = 1234;
 // 4,096 * dim^2 flops plus a dim^3 eigendecomposition (a fraction of a second at 512-d).
 constexpr int64_t kPcaSample = 4096;
 
-// For every candidate t of row i: max(0, cos(x_i, x_j)) for j = labels[t], capped at 1
-// against rounding, or -1 for no candidate (j < 0) and for i itself. In double from the input
-// rows, so the stored similarities do not depend on FAISS's float32 kernels.
-CURATION_KERNEL_CLONES void CandidateSimilarities(const MatrixView& x, const double* inv_norm,
-                                                  int64_t i, const FaissId* labels, int64_t k,
-                                                  double* out) {
+// For every candidate t of row i (values xi): max(0, cos(x_i, x_j)) for j = labels[t], whose
+// values are at xj[t], capped at 1 against rounding, or -1 for no candidate (j < 0) and for i
+// itself (xj[t] unused). In double from the input rows, so the stored similarities do not
+// depend on FAISS's float32 kernels, nor on where the rows were read from.
+CURATION_KERNEL_CLONES void CandidateSimilarities(const float* xi, const float* const* xj,
+                                                  int64_t dim, const double* inv_norm, int64_t i,
+                                                  const FaissId* labels, int64_t k, double* out) {
   for (int64_t t = 0; t < k; ++t) {
     const FaissId j = labels[t];
     if (j < 0 || j == i) {
       out[t] = -1;
       continue;
     }
-    const double s = kernels::DotF64(x.row(i), x.row(j), x.dim) * inv_norm[i] * inv_norm[j];
+    const double s = kernels::DotF64(xi, xj[t], dim) * inv_norm[i] * inv_norm[j];
     out[t] = std::clamp(s, 0.0, 1.0);
   }
 }
 
-// |x_i|^2 for rows [begin, end).
-CURATION_KERNEL_CLONES void SquaredNorms(const MatrixView& x, int64_t begin, int64_t end,
-                                         double* out) {
-  for (int64_t i = begin; i < end; ++i) out[i] = kernels::DotF64(x.row(i), x.row(i), x.dim);
+// |x_i|^2 for the count rows at x.
+CURATION_KERNEL_CLONES void SquaredNorms(const float* x, int64_t count, int64_t dim, double* out) {
+  for (int64_t i = 0; i < count; ++i) out[i] = kernels::DotF64(x + i * dim, x + i * dim, dim);
 }
 
-// Writes rows[0 .. count) of x, L2-normalised, to out (count x dim). A zero row stays zero.
-void WriteNormalised(const MatrixView& x, const std::vector<double>& inv_norm, const int64_t* rows,
-                     int64_t count, float* out) {
-  for (int64_t q = 0; q < count; ++q) {
-    const float* src = x.row(rows[q]);
-    const double s = inv_norm[rows[q]];
-    for (int64_t j = 0; j < x.dim; ++j) out[q * x.dim + j] = static_cast<float>(src[j] * s);
-  }
+// out = x * s, rounded to float (out may be x). A zero row stays zero.
+void Normalise(const float* x, int64_t dim, double s, float* out) {
+  for (int64_t j = 0; j < dim; ++j) out[j] = static_cast<float>(x[j] * s);
+}
+
+// Rows [begin, end) of x as floats: in the matrix when dense, else decoded into `scratch`.
+const float* RowBlock(const Rows& x, int64_t begin, int64_t end, std::vector<float>& scratch) {
+  if (const MatrixView* dense = x.dense()) return dense->row(begin);
+  scratch.resize((end - begin) * x.dim());
+  x.Read(begin, end, scratch.data());
+  return scratch.data();
+}
+
+// Writes rows [first, first + count) of x, L2-normalised, to out (count x dim).
+void WriteNormalised(const Rows& x, const std::vector<double>& inv_norm, int64_t first,
+                     int64_t count, std::vector<float>& scratch, float* out) {
+  const int64_t d = x.dim();
+  const float* in = RowBlock(x, first, first + count, scratch);
+  for (int64_t q = 0; q < count; ++q) Normalise(in + q * d, d, inv_norm[first + q], out + q * d);
+}
+
+// Whether the search runs exactly, and the dimension of the space it searches (the input's
+// unless projected): see KnnGraphOptions.
+bool ExactSearch(int64_t n, const KnnGraphOptions& options) {
+  return options.search == KnnSearch::kExact ||
+         (options.search == KnnSearch::kAuto && n <= options.exact_max_rows);
+}
+int64_t SearchDim(int64_t n, int64_t d, const KnnGraphOptions& options) {
+  return options.ivf_dim > 0 && options.ivf_dim < d &&
+                 n >= std::max(kPcaSample, options.ivf_dim_min_rows)
+             ? options.ivf_dim
+             : d;
 }
 
 // The rows the IVF searches: normalised rows as floats, or projections as bfloat16 (the top
@@ -164,18 +187,21 @@ class SearchSpace {
 
 // The k best candidates (highest similarity, then lowest row) of each of a block of query
 // rows, fed candidate blocks one after another. Ties break on the row number, so the result
-// does not depend on the order candidates arrive in.
+// does not depend on the order candidates arrive in. Each candidate carries a tag, its column
+// in the caller's numbering, returned with it.
 class TopK {
  public:
   TopK(int64_t queries, int64_t k)
-      : k_(k), sims_(queries * k), rows_(queries * k), size_(queries) {}
+      : k_(k), sims_(queries * k), rows_(queries * k), tags_(queries * k), size_(queries) {}
 
   void Reset(int64_t queries) { std::fill(size_.begin(), size_.begin() + queries, 0); }
 
-  // Offers candidates rows[0 .. count) with similarities sims[0 .. count) to query q.
-  void Offer(int64_t q, const float* sims, const int64_t* rows, int64_t count) {
+  // Offers candidates rows[0 .. count), tagged first_tag + c, with similarities
+  // sims[0 .. count) to query q.
+  void Offer(int64_t q, const float* sims, const int64_t* rows, int64_t first_tag, int64_t count) {
     float* best = sims_.data() + q * k_;
     int64_t* best_rows = rows_.data() + q * k_;
+    int64_t* best_tags = tags_.data() + q * k_;
     int64_t& size = size_[q];
     for (int64_t c = 0; c < count; ++c) {
       const float s = sims[c];
@@ -188,17 +214,23 @@ class TopK {
       while (pos > 0 && (s > best[pos - 1] || (s == best[pos - 1] && r < best_rows[pos - 1]))) {
         best[pos] = best[pos - 1];
         best_rows[pos] = best_rows[pos - 1];
+        best_tags[pos] = best_tags[pos - 1];
         --pos;
       }
       best[pos] = s;
       best_rows[pos] = r;
+      best_tags[pos] = first_tag + c;
     }
   }
 
-  // Writes each query's rows, padded with -1, to labels (queries x k).
-  void Labels(int64_t queries, FaissId* labels) const {
+  // Writes each query's rows and their tags, padded with -1, to labels and tags (queries x k).
+  void Labels(int64_t queries, FaissId* labels, int64_t* tags) const {
     for (int64_t q = 0; q < queries; ++q) {
-      for (int64_t t = 0; t < k_; ++t) labels[q * k_ + t] = t < size_[q] ? rows_[q * k_ + t] : -1;
+      for (int64_t t = 0; t < k_; ++t) {
+        const bool found = t < size_[q];
+        labels[q * k_ + t] = found ? rows_[q * k_ + t] : -1;
+        tags[q * k_ + t] = found ? tags_[q * k_ + t] : -1;
+      }
     }
   }
 
@@ -206,6 +238,7 @@ class TopK {
   int64_t k_;
   std::vector<float> sims_;
   std::vector<int64_t> rows_;
+  std::vector<int64_t> tags_;
   std::vector<int64_t> size_;
 };
 
@@ -213,22 +246,10 @@ class TopK {
 
 absl::StatusOr<KnnGraph> KnnGraph::Build(const Rows& rows, const KnnGraphOptions& options,
                                          const std::function<bool(double)>& progress) {
-  if (rows.rows() <= 0 || rows.dim() <= 0) {
+  if (rows.rows() <= 0 || rows.dim() <= 0 || (rows.dense() && rows.dense()->data == nullptr)) {
     return absl::InvalidArgumentError("k-NN graph needs a non-empty matrix");
   }
-  std::vector<float> storage;
-  absl::StatusOr<MatrixView> units = rows.Decode(&storage, progress);
-  if (!units.ok()) return units.status();
-  return BuildDense(*units, options, progress);
-}
-
-absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
-                                              const KnnGraphOptions& options,
-                                              const std::function<bool(double)>& progress) {
-  if (units.rows <= 0 || units.dim <= 0 || units.data == nullptr) {
-    return absl::InvalidArgumentError("k-NN graph needs a non-empty matrix");
-  }
-  if (units.rows >= std::numeric_limits<int32_t>::max()) {
+  if (rows.rows() >= std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError("k-NN graph supports fewer than 2^31 rows");
   }
   if (options.neighbours < 1 || options.ivf_probe < 1 || options.ivf_lists < 0 ||
@@ -237,17 +258,50 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
         "k-NN graph needs neighbours >= 1, ivf_probe >= 1, ivf_lists >= 0, ivf_dim >= 0 and "
         "ivf_oversample >= 1");
   }
-  const int64_t n = units.rows;
-  const int64_t d = units.dim;
+  // The projected IVF reads the rows in place. The other searches keep a normalised float32
+  // copy of them anyway (FAISS's index, the unprojected search space), on inputs small enough
+  // (ivf_dim_min_rows) for one more copy to be cheap.
+  if (rows.dense() != nullptr || (!ExactSearch(rows.rows(), options) &&
+                                  SearchDim(rows.rows(), rows.dim(), options) < rows.dim())) {
+    return BuildFrom(rows, options, progress);
+  }
+  std::vector<float> storage;
+  absl::StatusOr<MatrixView> units = rows.Decode(&storage, progress);
+  if (!units.ok()) return units.status();
+  return BuildFrom(*units, options, progress);
+}
+
+absl::StatusOr<KnnGraph> KnnGraph::BuildFrom(const Rows& units, const KnnGraphOptions& options,
+                                             const std::function<bool(double)>& progress) {
+  const int64_t n = units.rows();
+  const int64_t d = units.dim();
   const int64_t k = std::min<int64_t>(options.neighbours, n);
+  // Set when the rows are one float32 matrix: always, except on the projected IVF.
+  const MatrixView* const dense = units.dense();
   const kernels::SerialOpenMpScope serial(n * d < kernels::kSerialBelowFloats);
 
+  // Polled between batches here and, through FAISS's interruption checks, between the blocks
+  // of its searches and the iterations of its k-means.
+  internal::Cancel cancel(progress);
+  internal::FaissInterruptScope interrupt(&cancel);
+  const auto report = [&](int64_t done) {
+    return cancel.Report(static_cast<double>(done) / static_cast<double>(n));
+  };
+  const auto cancelled = [] { return absl::CancelledError("k-NN graph build cancelled"); };
+
   std::vector<double> inv_norm(n);
-#pragma omp parallel
   {
-    const int64_t threads = omp_get_num_threads();
-    const int64_t thread = omp_get_thread_num();
-    SquaredNorms(units, n * thread / threads, n * (thread + 1) / threads, inv_norm.data());
+    constexpr int64_t kNormRows = 1024;
+    const int threads = internal::DefaultThreads();
+    std::vector<std::vector<float>> scratch(threads);
+    internal::ParallelFor((n + kNormRows - 1) / kNormRows, threads, [&](int worker, int64_t b) {
+      if (worker == 0 ? cancel.Stop() : cancel.stopped()) return;
+      const int64_t first = b * kNormRows;
+      const int64_t count = std::min(kNormRows, n - first);
+      SquaredNorms(RowBlock(units, first, first + count, scratch[worker]), count, d,
+                   inv_norm.data() + first);
+    });
+    if (cancel.stopped()) return cancelled();
   }
   for (int64_t i = 0; i < n; ++i) {
     // A NaN or infinity anywhere in the row makes its squared norm non-finite; finite floats
@@ -269,77 +323,80 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
     counts.assign(n, 0);
   };
 
-  // Turns the m proposals for row i into its exact, ordered edge list of at most k, with the
-  // caller's scratch.
-  const auto keep_row = [&](int64_t i, const FaissId* proposals, int64_t m,
-                            std::vector<std::pair<double, int32_t>>& cand,
-                            std::vector<double>& sim) {
-    sim.resize(m);
-    CandidateSimilarities(units, inv_norm.data(), i, proposals, m, sim.data());
-    cand.clear();
-    for (int64_t t = 0; t < m; ++t) {
-      if (sim[t] > 0) cand.emplace_back(sim[t], static_cast<int32_t>(proposals[t]));
-    }
-    std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    });
-    int64_t c = 0;
-    int32_t* out_t = targets.data() + i * k;
-    float* out_s = sims.data() + i * k;
-    if (inv_norm[i] > 0) {
-      // Itself, whether or not FAISS ranked it first (exact duplicates can push it out);
-      // the last proposal is dropped instead, as it is the least similar.
-      out_t[c] = static_cast<int32_t>(i);
-      out_s[c++] = 1.0f;
-    }
-    for (size_t t = 0; t < cand.size() && c < k; ++t) {
-      if (t > 0 && cand[t].second == cand[t - 1].second) continue;
-      out_t[c] = cand[t].second;
-      out_s[c++] = static_cast<float>(cand[t].first);
-    }
-    counts[i] = c;
-  };
-  // keep_row for rows qrows[0 .. count), proposals (count x k) from FAISS.
-  const auto keep_edges = [&](const int64_t* qrows, int64_t count, const FaissId* labels) {
+  // Turns the m proposals for row i (values xi; proposal t's values at xj[t]) into its exact,
+  // ordered edge list of at most k, with the caller's scratch.
+  const auto keep_row =
+      [&](int64_t i, const float* xi, const FaissId* proposals, const float* const* xj, int64_t m,
+          std::vector<std::pair<double, int32_t>>& cand, std::vector<double>& sim) {
+        sim.resize(m);
+        CandidateSimilarities(xi, xj, d, inv_norm.data(), i, proposals, m, sim.data());
+        cand.clear();
+        for (int64_t t = 0; t < m; ++t) {
+          if (sim[t] > 0) cand.emplace_back(sim[t], static_cast<int32_t>(proposals[t]));
+        }
+        std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) {
+          return a.first > b.first || (a.first == b.first && a.second < b.second);
+        });
+        int64_t c = 0;
+        int32_t* out_t = targets.data() + i * k;
+        float* out_s = sims.data() + i * k;
+        if (inv_norm[i] > 0) {
+          // Itself, whether or not FAISS ranked it first (exact duplicates can push it out);
+          // the last proposal is dropped instead, as it is the least similar.
+          out_t[c] = static_cast<int32_t>(i);
+          out_s[c++] = 1.0f;
+        }
+        for (size_t t = 0; t < cand.size() && c < k; ++t) {
+          if (t > 0 && cand[t].second == cand[t - 1].second) continue;
+          out_t[c] = cand[t].second;
+          out_s[c++] = static_cast<float>(cand[t].first);
+        }
+        counts[i] = c;
+      };
+  // keep_row on a dense matrix: the m proposals for row i read in place.
+  const auto keep_dense_row =
+      [&](int64_t i, const FaissId* proposals, int64_t m, std::vector<const float*>& xj,
+          std::vector<std::pair<double, int32_t>>& cand, std::vector<double>& sim) {
+        xj.resize(m);
+        for (int64_t t = 0; t < m; ++t)
+          xj[t] = proposals[t] >= 0 ? dense->row(proposals[t]) : nullptr;
+        keep_row(i, dense->row(i), proposals, xj.data(), m, cand, sim);
+      };
+  // keep_row for rows [first, first + count) of a dense matrix, proposals (count x k) from
+  // FAISS.
+  const auto keep_edges = [&](int64_t first, int64_t count, const FaissId* labels) {
 #pragma omp parallel
     {
       std::vector<std::pair<double, int32_t>> cand;
       std::vector<double> sim;
+      std::vector<const float*> xj;
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < count; ++q) keep_row(qrows[q], labels + q * k, k, cand, sim);
+      for (int64_t q = 0; q < count; ++q) {
+        keep_dense_row(first + q, labels + q * k, k, xj, cand, sim);
+      }
     }
   };
 
   std::vector<float> buf(kBatch * d);
   std::vector<FaissId> labels(kBatch * k);
   std::vector<float> faiss_sims(kBatch * k);
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  const bool exact = options.search == KnnSearch::kExact ||
-                     (options.search == KnnSearch::kAuto && n <= options.exact_max_rows);
-  // Polled between batches here and, through FAISS's interruption checks, between the blocks
-  // of its searches and the iterations of its k-means.
-  internal::Cancel cancel(progress);
-  internal::FaissInterruptScope interrupt(&cancel);
-  const auto report = [&](int64_t done) {
-    return cancel.Report(static_cast<double>(done) / static_cast<double>(n));
-  };
-  const auto cancelled = [] { return absl::CancelledError("k-NN graph build cancelled"); };
+  const bool exact = ExactSearch(n, options);
 
   try {
     if (exact) {
       allocate_edges();
       faiss::IndexFlatIP index(d);
+      std::vector<float> scratch;
       for (int64_t first = 0; first < n; first += kBatch) {
         const int64_t count = std::min(kBatch, n - first);
-        WriteNormalised(units, inv_norm, order.data() + first, count, buf.data());
+        WriteNormalised(units, inv_norm, first, count, scratch, buf.data());
         index.add(count, buf.data());
         if (cancel.Stop()) return cancelled();
       }
       for (int64_t first = 0; first < n; first += kBatch) {
         const int64_t count = std::min(kBatch, n - first);
         index.search(count, index.get_xb() + first * d, k, faiss_sims.data(), labels.data());
-        keep_edges(order.data() + first, count, labels.data());
+        keep_edges(first, count, labels.data());
         if (!report(first + count)) return cancelled();
       }
     } else {
@@ -353,10 +410,7 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
       // rows' shared direction, which real embeddings have and which counts in their cosines,
       // is kept rather than subtracted.
       // Small inputs are searched unprojected (the axes are trained on kPcaSample rows).
-      const int64_t r = options.ivf_dim > 0 && options.ivf_dim < d &&
-                                n >= std::max(kPcaSample, options.ivf_dim_min_rows)
-                            ? options.ivf_dim
-                            : d;
+      const int64_t r = SearchDim(n, d, options);
       const bool projected = r < d;
       // Candidates per row: with a projection, more than are kept, as its ranking is rough.
       const int64_t m = projected ? std::min<int64_t>(n, k * options.ivf_oversample) : k;
@@ -368,7 +422,10 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
           std::vector<int64_t> sample(s);
           for (int64_t t = 0; t < s; ++t) sample[t] = t * n / s;
           std::vector<float> train(2 * s * d);
-          WriteNormalised(units, inv_norm, sample.data(), s, train.data());
+          units.Gather(sample, train.data());
+          for (int64_t t = 0; t < s; ++t) {
+            Normalise(train.data() + t * d, d, inv_norm[sample[t]], train.data() + t * d);
+          }
           std::transform(train.begin(), train.begin() + s * d, train.begin() + s * d,
                          [](float v) { return -v; });
           pca.max_points_per_d = std::numeric_limits<size_t>::max() / (d + 1);
@@ -379,7 +436,7 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
         constexpr int64_t kProjectRows = 1024;
         internal::SerialBlas serial_blas;
         const int threads = internal::DefaultThreads();
-        std::vector<std::vector<float>> normalised(threads), projections(threads);
+        std::vector<std::vector<float>> normalised(threads), projections(threads), read(threads);
         internal::ParallelFor(
             (n + kProjectRows - 1) / kProjectRows, threads, [&](int worker, int64_t block) {
               if (worker == 0 ? cancel.Stop() : cancel.stopped()) return;
@@ -389,7 +446,7 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
               std::vector<float>& y = projections[worker];
               x.resize(kProjectRows * d);
               y.resize(kProjectRows * r);
-              WriteNormalised(units, inv_norm, order.data() + first, count, x.data());
+              WriteNormalised(units, inv_norm, first, count, read[worker], x.data());
               cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
                           static_cast<int>(r), static_cast<int>(d), 1.0f, x.data(),
                           static_cast<int>(d), pca.A.data(), static_cast<int>(d), 0.0f, y.data(),
@@ -400,7 +457,8 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
       } else {
 #pragma omp parallel for schedule(static)
         for (int64_t first = 0; first < n; first += 256) {
-          WriteNormalised(units, inv_norm, order.data() + first, std::min<int64_t>(256, n - first),
+          std::vector<float> scratch;  // unused: the rows are dense here
+          WriteNormalised(units, inv_norm, first, std::min<int64_t>(256, n - first), scratch,
                           space.floats() + first * d);
         }
       }
@@ -429,8 +487,10 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
                          bucket.data() + first);
         if (cancel.Stop()) return cancelled();
       }
+      buf = {};
       // The search space grouped by bucket, so every bucket is one contiguous block that BLAS
-      // can multiply without gathering.
+      // can multiply without gathering: position p of the space holds row order[p].
+      std::vector<int64_t> order(n);
       std::vector<int64_t> offsets(lists + 1, 0);
       for (FaissId b : bucket) ++offsets[b + 1];
       for (int64_t b = 0; b < lists; ++b) offsets[b + 1] += offsets[b];
@@ -449,6 +509,13 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
         std::vector<float> probe_sims(lists * probes);
         centroids.search(lists, centroids.get_xb(), probes, probe_sims.data(), probe.data());
       }
+      // Rows read in place are gathered for the rescoring, each once for a run of queries
+      // whose candidates fit in this many floats (8 MB): a query block's candidates come from
+      // its probed buckets' few thousand rows, and a row decoded once serves every query that
+      // proposed it. At 1M x 256 this decodes 17 rows per row in all, against 33 with 2 MB
+      // runs and 60 (the proposals) one at a time.
+      constexpr int64_t kGatherFloats = int64_t{1} << 21;
+      const int64_t gather_rows = std::max<int64_t>(1, kGatherFloats / d);
       // Buckets are independent tasks on our threads, each with its own buffers and one
       // single-threaded product per candidate slice: the products are small (a bucket's few
       // hundred rows against a slice), and splitting each across threads, with a barrier
@@ -458,14 +525,67 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
       internal::SerialBlas serial_blas;
       const int threads = internal::DefaultThreads();
       struct Scratch {
-        explicit Scratch(int64_t m) : top(kScanRows, m), proposals(kScanRows * m) {}
+        explicit Scratch(int64_t m)
+            : top(kScanRows, m), proposals(kScanRows * m), tags(proposals.size()) {}
         TopK top;
         std::vector<FaissId> proposals;
+        // Each proposal's column among the probed buckets' rows, in scan order.
+        std::vector<int64_t> tags;
         std::vector<float> block = std::vector<float>(kScanRows * kScanCols);
         std::vector<int64_t> block_rows = std::vector<int64_t>(kScanCols);
         std::vector<std::pair<double, int32_t>> cand;
         std::vector<double> sim;
         std::vector<float> queries, columns;  // widened rows of a half-precision space
+        std::vector<const float*> xj;
+        // Rows read in place: slot[tag] is where the row at that column was gathered, or -1.
+        std::vector<int32_t> slot;
+        std::vector<int64_t> gather, gathered_tags;
+        std::vector<float> gathered, query_rows;
+      };
+      // Rescoring of the proposals w.proposals (count x m) for the rows at positions
+      // [first, first + count), the scan having seen `columns` candidate columns.
+      const auto rescore = [&](Scratch& w, int64_t first, int64_t count, int64_t columns) {
+        if (dense != nullptr) {
+          for (int64_t q = 0; q < count; ++q) {
+            keep_dense_row(order[first + q], w.proposals.data() + q * m, m, w.xj, w.cand, w.sim);
+          }
+          return;
+        }
+        w.slot.assign(columns, -1);
+        w.xj.resize(m);
+        w.gather.clear();
+        w.gathered_tags.clear();
+        int64_t begin = 0;  // queries [begin, q) have their candidates in w.gather
+        const auto flush = [&](int64_t end) {
+          w.gathered.resize(w.gather.size() * d);
+          units.Gather(w.gather, w.gathered.data());
+          w.query_rows.resize((end - begin) * d);
+          units.Gather(std::span<const int64_t>(order.data() + first + begin, end - begin),
+                       w.query_rows.data());
+          for (int64_t q = begin; q < end; ++q) {
+            const int64_t* tags = w.tags.data() + q * m;
+            for (int64_t t = 0; t < m; ++t) {
+              w.xj[t] = tags[t] >= 0 ? w.gathered.data() + w.slot[tags[t]] * d : nullptr;
+            }
+            keep_row(order[first + q], w.query_rows.data() + (q - begin) * d,
+                     w.proposals.data() + q * m, w.xj.data(), m, w.cand, w.sim);
+          }
+          for (int64_t tag : w.gathered_tags) w.slot[tag] = -1;
+          w.gather.clear();
+          w.gathered_tags.clear();
+          begin = end;
+        };
+        for (int64_t q = 0; q < count; ++q) {
+          if (q > begin && static_cast<int64_t>(w.gather.size()) + m > gather_rows) flush(q);
+          for (int64_t t = 0; t < m; ++t) {
+            const int64_t tag = w.tags[q * m + t];
+            if (tag < 0 || w.slot[tag] >= 0) continue;
+            w.slot[tag] = static_cast<int32_t>(w.gather.size());
+            w.gather.push_back(w.proposals[q * m + t]);
+            w.gathered_tags.push_back(tag);
+          }
+        }
+        flush(count);
       };
       std::vector<std::unique_ptr<Scratch>> scratch(std::min<int64_t>(threads, lists));
       std::atomic<int64_t> done{0};
@@ -479,11 +599,12 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
           w.top.Reset(count);
           // Candidate columns of all probed buckets, kScanCols at a time: one product per
           // bucket slice into the block, then one merge per block.
-          int64_t filled = 0;
+          int64_t filled = 0, merged = 0;
           const auto merge = [&] {
             for (int64_t q = 0; q < count; ++q) {
-              w.top.Offer(q, w.block.data() + q * kScanCols, w.block_rows.data(), filled);
+              w.top.Offer(q, w.block.data() + q * kScanCols, w.block_rows.data(), merged, filled);
             }
+            merged += filled;
             filled = 0;
           };
           for (int64_t t = 0; t < probes; ++t) {
@@ -503,10 +624,8 @@ absl::StatusOr<KnnGraph> KnnGraph::BuildDense(const MatrixView& units,
             }
           }
           if (filled > 0) merge();
-          w.top.Labels(count, w.proposals.data());
-          for (int64_t q = 0; q < count; ++q) {
-            keep_row(order[first + q], w.proposals.data() + q * m, m, w.cand, w.sim);
-          }
+          w.top.Labels(count, w.proposals.data(), w.tags.data());
+          rescore(w, first, count, merged);
           const int64_t now = done.fetch_add(count, std::memory_order_relaxed) + count;
           // Only the calling thread (worker 0) runs the callback; the others see its answer.
           if (worker == 0 ? !report(now) : cancel.Stop()) return;

@@ -77,6 +77,9 @@ class KnnGraph {
   // 8 * rows * neighbours bytes for the edges, plus for kExact a normalised copy of the rows
   // (rows * dim floats, in FAISS's index), for kIvf the search space grouped by bucket
   // (rows * ivf_dim bfloat16 values when projected, else rows * dim floats) and 24 bytes a row.
+  // Rows behind a RowReader are read in place when projected (through Read and Gather, at
+  // most 8 MB of floats at a time per thread); else they are first decoded into one float32
+  // copy (rows * dim floats more), as that search copies them anyway.
   static absl::StatusOr<KnnGraph> Build(const Rows& units, const KnnGraphOptions& options,
                                         const std::function<bool(double done)>& progress = {});
 
@@ -99,10 +102,9 @@ class KnnGraph {
 
  private:
   KnnGraph() = default;
-  // Build on rows held as one float32 matrix.
-  static absl::StatusOr<KnnGraph> BuildDense(const MatrixView& units,
-                                             const KnnGraphOptions& options,
-                                             const std::function<bool(double done)>& progress);
+  // Build on validated rows: one float32 matrix, or, on the projected IVF, rows read in place.
+  static absl::StatusOr<KnnGraph> BuildFrom(const Rows& units, const KnnGraphOptions& options,
+                                            const std::function<bool(double done)>& progress);
 
   std::vector<int64_t> offsets_{0};
   std::vector<int32_t> targets_;

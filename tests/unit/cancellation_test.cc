@@ -3,12 +3,14 @@
 // builds and greedy loops alike. Each test stops a case that would run for many seconds after
 // about 0.2 s and allows a generous 5 s for the call to return (a liveness bound, not a speed
 // test: these run under ASan in CI); the measured latency is printed for the log.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -17,6 +19,7 @@
 #include "selection/gaussian_mixture.h"
 #include "selection/isa.h"
 #include "selection/knn_graph.h"
+#include "selection/rows.h"
 #include "selection/selector.h"
 
 namespace curation::selection {
@@ -167,6 +170,35 @@ TEST(CancellationTest, ProjectedIvfGraphStops) {
   const absl::Status status =
       KnnGraph::Build(MatrixView{x.data(), rows, dim}, options, stop.Callback()).status();
   ExpectPromptCancel("projected IVF graph, 100k x 256", status, stop);
+}
+
+// Rows handed out on demand, as the server's compact vectors are.
+class CopyingReader final : public RowReader {
+ public:
+  CopyingReader(std::vector<float> x, int64_t dim)
+      : x_(std::move(x)), rows_(static_cast<int64_t>(x_.size()) / dim), dim_(dim) {}
+  int64_t rows() const override { return rows_; }
+  int64_t dim() const override { return dim_; }
+  void Read(int64_t begin, int64_t end, float* out) const override {
+    std::copy(x_.begin() + begin * dim_, x_.begin() + end * dim_, out);
+  }
+
+ private:
+  const std::vector<float> x_;
+  const int64_t rows_, dim_;
+};
+
+TEST(CancellationTest, ProjectedIvfGraphOnRowsReadInPlaceStops) {
+  // As above, with every row read through a RowReader: the norms, the projection and the
+  // rescoring's gathers.
+  const int64_t rows = 100'000, dim = 256;
+  const Rows x(std::make_shared<CopyingReader>(Noise(rows, dim, 9), dim));
+  KnnGraphOptions options;
+  options.search = KnnSearch::kIvf;
+  options.ivf_dim_min_rows = 0;
+  StopAfter stop;
+  const absl::Status status = KnnGraph::Build(x, options, stop.Callback()).status();
+  ExpectPromptCancel("projected IVF graph on rows read in place, 100k x 256", status, stop);
 }
 
 TEST(CancellationTest, ExactGraphDedupStops) {
