@@ -296,7 +296,8 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
     if (!prepared.ok()) {
       grown = prepared.status();
     } else {
-      grown = ingestor_.Commit(*state, b.request->examples(), b.first_index, *std::move(prepared),
+      grown = ingestor_.Commit(*state, b.request->mutable_examples(), b.first_index,
+                               *std::move(prepared),
                                /*report_ids=*/false, response,
                                /*defer_sync=*/true);
     }
