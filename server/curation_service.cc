@@ -3,6 +3,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <deque>
 #include <future>
 #include <optional>
 
@@ -253,11 +254,16 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
     return ToGrpc(status);
   };
 
-  // A bulk load runs at the embedder's speed only if the embedder never waits: message i is
+  // A bulk load runs at the embedder's speed only if the embedder never waits: messages are
   // embedded (Ingestor::Prepare, on the ingest workers under the same sharing rules as
-  // IngestExamples' batches) while this thread writes message i-1 and reads message i+1.
+  // IngestExamples' batches) while this thread writes earlier ones and reads later ones.
+  // Up to kStarted messages are started before the oldest is written, so the embedder has
+  // the next message queued even when this thread, at full priority but sharing a core with
+  // the client, takes as long to write and read one message as the embedder takes to embed
+  // one: with a single message ahead, the embedder waited whenever this thread ran late.
   // Writes stay in message order, so ids, duplicates and error indexes come out as if the
-  // messages were ingested one after the other. At most two messages wait in memory.
+  // messages were ingested one after the other. At most kStarted + 1 messages are in memory.
+  constexpr size_t kStarted = 2;
   struct Batch {
     std::unique_ptr<v1::IngestExamplesRequest> request;
     int64_t first_index = 0;
@@ -296,7 +302,8 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
     if (!prepared.ok()) {
       grown = prepared.status();
     } else {
-      grown = ingestor_.Commit(*state, b.request->examples(), b.first_index, *std::move(prepared),
+      grown = ingestor_.Commit(*state, b.request->mutable_examples(), b.first_index,
+                               *std::move(prepared),
                                /*report_ids=*/false, response,
                                /*defer_sync=*/true);
     }
@@ -316,12 +323,22 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
     tenants_->CommitIngest(*scope->tenant, b.reservation, 0, 0);
   };
 
-  std::optional<Batch> previous;  // started, not yet written
-  // Ends the stream with `status` after writing the batch still in flight (the messages before
-  // a bad one are stored, as when each was written before the next was read).
+  std::deque<Batch> started;  // started, not yet written, in message order
+  // Writes the oldest started batch; on failure gives the later ones back unwritten.
+  auto commit_oldest = [&]() -> absl::Status {
+    absl::Status s = commit(started.front());
+    started.pop_front();
+    if (!s.ok()) {
+      for (Batch& b : started) abandon(b);
+      started.clear();
+    }
+    return s;
+  };
+  // Ends the stream with `status` after writing the batches still in flight (the messages
+  // before a bad one are stored, as when each was written before the next was read).
   auto end = [&](absl::Status status) {
-    if (previous.has_value()) {
-      absl::Status s = commit(*previous);
+    while (!started.empty()) {
+      absl::Status s = commit_oldest();
       if (status.ok()) status = s;
     }
     return finish(status);
@@ -351,17 +368,11 @@ grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
       // A client that loses the stream can resend it whole: what was stored comes back as
       // duplicates.
       wrote = true;
-      Batch b = start(std::move(request), next_index, *reservation);
+      started.push_back(start(std::move(request), next_index, *reservation));
       request = std::make_unique<v1::IngestExamplesRequest>();
-      if (previous.has_value()) {
-        absl::Status s = commit(*previous);
-        previous.reset();
-        if (!s.ok()) {
-          abandon(b);
-          return finish(s);
-        }
+      if (started.size() > kStarted) {
+        if (absl::Status s = commit_oldest(); !s.ok()) return finish(s);
       }
-      previous = std::move(b);
     }
     next_index += records;
     ++message;

@@ -1,13 +1,13 @@
 #include "server/ingestor.h"
 
 #include <omp.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -18,13 +18,6 @@ namespace curation::server {
 
 namespace {
 
-void AppendField(std::string* out, absl::string_view s) {
-  // Length-prefixed, so ("ab", "c") and ("a", "bc") hash differently.
-  const uint64_t n = s.size();
-  out->append(reinterpret_cast<const char*>(&n), sizeof(n));
-  out->append(s.data(), s.size());
-}
-
 int8_t IndexLabel(const v1::Example& example) {
   return example.unpaired().label() == v1::LABEL_DESIRABLE ? index::kDesirable
                                                            : index::kUndesirable;
@@ -33,21 +26,41 @@ int8_t IndexLabel(const v1::Example& example) {
 }  // namespace
 
 std::string Ingestor::ContentHash(const v1::Example& example) {
-  std::string material;
+  // The digest of "pair" or "unpaired" followed by the length-prefixed texts (and the label),
+  // fed to one reused context: no copy of the texts, and no digest fetch per record.
+  struct Sha256 {
+    Sha256() : md(EVP_MD_fetch(nullptr, "SHA256", nullptr)), ctx(EVP_MD_CTX_new()) {}
+    ~Sha256() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+    EVP_MD* md;
+    EVP_MD_CTX* ctx;
+  };
+  thread_local Sha256 sha;
+  EVP_DigestInit_ex2(sha.ctx, sha.md, nullptr);
+  auto add = [](absl::string_view s) {
+    // Length-prefixed, so ("ab", "c") and ("a", "bc") hash differently.
+    const uint64_t n = s.size();
+    EVP_DigestUpdate(sha.ctx, &n, sizeof(n));
+    EVP_DigestUpdate(sha.ctx, s.data(), s.size());
+  };
   if (example.has_pair()) {
-    material = "pair";
-    AppendField(&material, example.pair().prompt());
-    AppendField(&material, example.pair().chosen());
-    AppendField(&material, example.pair().rejected());
+    EVP_DigestUpdate(sha.ctx, "pair", 4);
+    add(example.pair().prompt());
+    add(example.pair().chosen());
+    add(example.pair().rejected());
   } else {
-    material = "unpaired";
-    AppendField(&material, example.unpaired().prompt());
-    AppendField(&material, example.unpaired().completion());
-    material.push_back(static_cast<char>(example.unpaired().label()));
+    EVP_DigestUpdate(sha.ctx, "unpaired", 8);
+    add(example.unpaired().prompt());
+    add(example.unpaired().completion());
+    const char label = static_cast<char>(example.unpaired().label());
+    EVP_DigestUpdate(sha.ctx, &label, 1);
   }
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(material.data()), material.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(sha.ctx, digest, &size);
+  return std::string(reinterpret_cast<const char*>(digest), size);
 }
 
 absl::Status Ingestor::EncodeVectors(DatasetState& dataset, const v1::Dataset& config,
@@ -132,19 +145,22 @@ absl::StatusOr<int64_t> Ingestor::IngestBatch(
     DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
     int64_t first_index, bool report_ids, v1::IngestExamplesResponse* summary,
     bool defer_sync) const {
-  return Commit(dataset, examples, first_index, Prepare(dataset, examples, first_index), report_ids,
+  // Commit takes the stored records' texts; these belong to the caller.
+  google::protobuf::RepeatedPtrField<v1::Example> owned = examples;
+  return Commit(dataset, &owned, first_index, Prepare(dataset, examples, first_index), report_ids,
                 summary, defer_sync);
 }
 
 Ingestor::Prepared Ingestor::Prepare(
     DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
     int64_t first_index) const {
-  const v1::Dataset config = dataset.Snapshot().dataset();
+  Prepared prepared;
+  prepared.config = dataset.Snapshot().dataset();
+  const v1::Dataset& config = prepared.config;
   const bool pairs = config.kind() == v1::DATASET_KIND_PAIRS;
   const bool builtin = config.embedding().source() != v1::EmbeddingConfig::SOURCE_CLIENT;
   const int dim = config.embedding().dim();
   const int n = examples.size();
-  Prepared prepared;
   std::vector<Prepared::Row>& pending = prepared.rows;
   pending.reserve(n);
 
@@ -220,12 +236,13 @@ Ingestor::Prepared Ingestor::Prepare(
   return prepared;
 }
 
-absl::StatusOr<int64_t> Ingestor::Commit(
-    DatasetState& dataset, const google::protobuf::RepeatedPtrField<v1::Example>& examples,
-    int64_t first_index, Prepared prepared, bool report_ids, v1::IngestExamplesResponse* summary,
-    bool defer_sync) const {
-  const int n = examples.size();
-  std::vector<std::string> ids(n);
+absl::StatusOr<int64_t> Ingestor::Commit(DatasetState& dataset,
+                                         google::protobuf::RepeatedPtrField<v1::Example>* examples,
+                                         int64_t first_index, Prepared prepared, bool report_ids,
+                                         v1::IngestExamplesResponse* summary,
+                                         bool defer_sync) const {
+  const int n = examples->size();
+  std::vector<std::string> ids(report_ids ? n : 0);
   std::vector<Prepared::Row>& pending = prepared.rows;
   auto reject = [&](int i, std::string field, std::string reason) {
     auto* e = summary->add_errors();
@@ -238,7 +255,9 @@ absl::StatusOr<int64_t> Ingestor::Commit(
     *summary->add_errors() = std::move(e);
     summary->set_rejected(summary->rejected() + 1);
   }
-  RETURN_IF_ERROR(EncodeVectors(dataset, dataset.Snapshot().dataset(), pending));
+  // The settings EncodeVectors reads (kind, dim, projection) are fixed at creation, so
+  // Prepare's snapshot serves.
+  RETURN_IF_ERROR(EncodeVectors(dataset, prepared.config, pending));
 
   std::lock_guard<std::mutex> lock(dataset.write_mu);
   if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
@@ -256,10 +275,14 @@ absl::StatusOr<int64_t> Ingestor::Commit(
   const int64_t bytes_before = updated.dataset().stored_bytes();
   v1::Dataset* counts = updated.mutable_dataset();
   std::vector<store::ExampleWrite> writes;
-  std::map<std::string, const std::string*> batch_ids;  // id -> content hash, this batch
+  writes.reserve(pending.size());
+  // id -> content hash, this batch; both point into `pending`, which no longer grows.
+  absl::flat_hash_map<absl::string_view, const std::string*> batch_ids;
+  batch_ids.reserve(pending.size());
   std::vector<int64_t> seqs;
+  seqs.reserve(pending.size());
   for (Prepared::Row& p : pending) {
-    const v1::Example& ex = examples[p.index];
+    v1::Example& ex = (*examples)[p.index];
     const std::string* seen_hash = nullptr;
     if (auto it = batch_ids.find(p.id); it != batch_ids.end()) seen_hash = it->second;
     std::optional<store::IdEntry> stored;
@@ -272,7 +295,7 @@ absl::StatusOr<int64_t> Ingestor::Commit(
     if (seen_hash != nullptr) {
       if (*seen_hash == p.hash) {
         summary->set_duplicates(summary->duplicates() + 1);
-        ids[p.index] = p.id;
+        if (report_ids) ids[p.index] = p.id;
       } else {
         reject(p.index, absl::StrCat("examples[", first_index + p.index, "].id"),
                absl::StrCat("id '", p.id, "' already holds a different example"));
@@ -282,14 +305,15 @@ absl::StatusOr<int64_t> Ingestor::Commit(
     store::ExampleWrite w;
     w.seq = updated.next_seq();
     updated.set_next_seq(w.seq + 1);
-    *w.record.mutable_example() = ex;
-    w.record.mutable_example()->set_id(p.id);
+    v1::Example* stored_example = w.record.mutable_example();
+    stored_example->Swap(&ex);  // `ex` is not read again; an id repeated later reads p.id
+    stored_example->set_id(p.id);
     if (pairs) {
-      w.record.mutable_example()->mutable_pair()->clear_chosen_embedding();
-      w.record.mutable_example()->mutable_pair()->clear_rejected_embedding();
+      stored_example->mutable_pair()->clear_chosen_embedding();
+      stored_example->mutable_pair()->clear_rejected_embedding();
     } else {
-      w.record.mutable_example()->mutable_unpaired()->clear_embedding();
-      if (ex.unpaired().label() == v1::LABEL_DESIRABLE) {
+      stored_example->mutable_unpaired()->clear_embedding();
+      if (stored_example->unpaired().label() == v1::LABEL_DESIRABLE) {
         counts->set_desirable_count(counts->desirable_count() + 1);
       } else {
         counts->set_undesirable_count(counts->undesirable_count() + 1);
@@ -301,7 +325,7 @@ absl::StatusOr<int64_t> Ingestor::Commit(
     counts->set_example_count(counts->example_count() + 1);
     counts->set_stored_bytes(counts->stored_bytes() + w.record.ByteSizeLong() + w.vectors.size() +
                              w.original_vectors.size());
-    ids[p.index] = p.id;
+    if (report_ids) ids[p.index] = p.id;
     batch_ids[p.id] = &p.hash;
     seqs.push_back(w.seq);
     writes.push_back(std::move(w));
@@ -316,10 +340,10 @@ absl::StatusOr<int64_t> Ingestor::Commit(
     std::vector<std::string> written_ids;
     written_ids.reserve(writes.size());
     std::vector<int8_t> labels;
-    for (const auto& w : writes) {
+    for (auto& w : writes) {
       codes += w.vectors;
-      written_ids.push_back(w.record.example().id());
       if (!pairs) labels.push_back(IndexLabel(w.record.example()));
+      written_ids.push_back(std::move(*w.record.mutable_example()->mutable_id()));
     }
     dataset.index->AddEncoded(seqs, reinterpret_cast<const uint8_t*>(codes.data()), written_ids,
                               labels);

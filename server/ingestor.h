@@ -36,7 +36,10 @@ class Ingestor {
   // touches neither the store nor any summary, so it may run beside a Commit of the same
   // dataset). Commit then does the rest of IngestBatch, in the same contract, for the same
   // `examples` and `first_index`; Commits of one dataset's batches apply in call order.
+  // Commit moves the records it stores out of `examples` (their texts are not copied), so
+  // the caller must not read them afterwards.
   struct Prepared {
+    v1::Dataset config;  // the dataset's settings as Prepare saw them (they never change)
     struct Row {
       int index = 0;  // in the batch
       std::string id;
@@ -54,7 +57,7 @@ class Ingestor {
                    const google::protobuf::RepeatedPtrField<v1::Example>& examples,
                    int64_t first_index) const;
   absl::StatusOr<int64_t> Commit(DatasetState& dataset,
-                                 const google::protobuf::RepeatedPtrField<v1::Example>& examples,
+                                 google::protobuf::RepeatedPtrField<v1::Example>* examples,
                                  int64_t first_index, Prepared prepared, bool report_ids,
                                  v1::IngestExamplesResponse* summary, bool defer_sync) const;
 

@@ -8,8 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "rocksdb/table.h"
 #include "rocksdb/utilities/backup_engine.h"
 #include "rocksdb/write_batch.h"
 
@@ -142,12 +144,24 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, const
 
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.OptimizeLevelStyleCompaction();
+  // Every ingested record looks its id up (FindId), and in a bulk load nearly every lookup
+  // misses: without filters each miss walks the memtable's skip list and reads a block of
+  // every SST file that may hold the key. Whole-key Bloom filters, in the memtable and in
+  // the files, answer most misses from a few bits (about 1% false positives at 10 bits a
+  // key). Files written before this setting simply have no filter and are read as before.
+  rocksdb::ColumnFamilyOptions ids_options = cf_options;
+  ids_options.memtable_prefix_bloom_size_ratio = 0.02;
+  ids_options.memtable_whole_key_filtering = true;
+  rocksdb::BlockBasedTableOptions ids_table;
+  ids_table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  ids_table.whole_key_filtering = true;
+  ids_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(ids_table));
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, cf_options},
       {"datasets", cf_options},
       {"examples", cf_options},
       {"embeddings", cf_options},
-      {"ids", cf_options},
+      {"ids", ids_options},
       {"selections", cf_options},
       {"tenants", cf_options},
       {"tokens", cf_options},
