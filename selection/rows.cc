@@ -21,9 +21,10 @@ class SubsetReader final : public RowReader {
     parent_.Gather(rows_.subspan(begin, end - begin), out);
   }
   void Gather(std::span<const int64_t> rows, float* out) const override {
-    const int64_t d = parent_.dim();
-    for (size_t i = 0; i < rows.size(); ++i)
-      parent_.Read(rows_[rows[i]], rows_[rows[i]] + 1, out + i * d);
+    // One Gather of the parent, so that a reader's batched Gather (prefetching) still serves.
+    std::vector<int64_t> mapped(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) mapped[i] = rows_[rows[i]];
+    parent_.Gather(mapped, out);
   }
 
  private:
