@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <optional>
 #include <span>
 
@@ -64,6 +65,11 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Load(
     std::string id_chars;
     std::vector<size_t> id_ends;
     std::vector<int8_t> labels;
+    // The record's count sizes the arrays up front (bounded, so a damaged record cannot ask
+    // for absurd memory; the scan checks the count anyway).
+    const size_t reserve = static_cast<size_t>(std::clamp<int64_t>(expected, 0, int64_t{1} << 26));
+    example_seqs.reserve(reserve);
+    id_ends.reserve(reserve);
     absl::Status scanned = store->ForEachExampleHead(
         id, [&](int64_t seq, const std::string& example_id, v1::Label label) {
           example_seqs.push_back(seq);
