@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "curation/v1/admin.grpc.pb.h"
 #include "tests/integration/server_process.h"
@@ -184,6 +186,69 @@ TEST_F(TenancyTest, TenantsSeeOnlyTheirOwnData) {
   EXPECT_EQ(stub_->DeleteDataset(As(wb).get(), del, &deleted).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Count(wa, "secret-plans"), 10);
+}
+
+// IngestStream starts messages ahead of the one it writes. When a write fails (here the first
+// message of a projected dataset carries too few vectors to fit its PCA), the messages started
+// after it are not written and their quota reservations are given back: a stream that fits
+// the quota only without them then succeeds.
+TEST_F(TenancyTest, AFailedStreamGivesBackTheMessagesItStartedAhead) {
+  v1::Quotas quotas;
+  quotas.set_max_examples(250);
+  CreateTenant("streams", quotas);
+  const std::string w = Token("streams", v1::ROLE_WRITER);
+  v1::CreateDatasetRequest create;
+  *create.mutable_dataset() = MakeDataset("wide", v1::DATASET_KIND_PAIRS, 16);
+  create.mutable_dataset()->mutable_embedding()->mutable_projection()->set_dim(4);
+  v1::Dataset created;
+  ASSERT_TRUE(stub_->CreateDataset(As(w).get(), create, &created).ok());
+
+  const std::vector<v1::Example> texts = HhPairs(400);
+  int next = 0;
+  auto message = [&](int pairs) {
+    v1::IngestExamplesRequest m;
+    m.set_dataset("wide");
+    for (int i = 0; i < pairs; ++i, ++next) {
+      v1::Example e = texts[next % texts.size()];
+      e.set_id("p" + std::to_string(next));
+      for (int j = 0; j < 16; ++j) {
+        e.mutable_pair()->add_chosen_embedding(static_cast<float>((next * 7 + j * 3) % 11));
+        e.mutable_pair()->add_rejected_embedding(static_cast<float>((next * 5 + j) % 13));
+      }
+      *m.add_examples() = e;
+    }
+    return m;
+  };
+  auto stream = [&](const std::vector<v1::IngestExamplesRequest>& messages,
+                    v1::IngestExamplesResponse* summary) {
+    auto context = As(w);
+    auto writer = stub_->IngestStream(context.get(), summary);
+    for (const auto& m : messages) {
+      if (!writer->Write(m)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  };
+
+  // 3 pairs are 6 vectors, fewer than the 8 a 4-d projection is fitted on; two messages of 100
+  // pairs are reserved and started behind it.
+  v1::IngestExamplesResponse summary;
+  grpc::Status s = stream({message(3), message(100), message(100)}, &summary);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_NE(s.error_message().find("2 x projection.dim"), std::string::npos) << s.error_message();
+  EXPECT_EQ(Count(w, "wide"), 0);
+
+  // 10 + 2 x 100 = 210 records fit the quota of 250 only if the failed stream's 200
+  // reservations were given back.
+  v1::IngestExamplesResponse again;
+  s = stream({message(10), message(100), message(100)}, &again);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(again.accepted(), 210);
+  EXPECT_EQ(Count(w, "wide"), 210);
+  // And the quota still counts what is stored: 41 more are refused, naming it.
+  s = stream({message(41)}, &again);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_NE(s.error_message().find("max_examples"), std::string::npos) << s.error_message();
 }
 
 TEST_F(TenancyTest, QuotasRefuseAndStoreNothing) {
