@@ -21,6 +21,7 @@
 #include "selection/knn_graph.h"
 #include "selection/rows.h"
 #include "selection/selector.h"
+#include "tests/unit/float_reader.h"
 
 namespace curation::selection {
 namespace {
@@ -172,27 +173,11 @@ TEST(CancellationTest, ProjectedIvfGraphStops) {
   ExpectPromptCancel("projected IVF graph, 100k x 256", status, stop);
 }
 
-// Rows handed out on demand, as the server's compact vectors are.
-class CopyingReader final : public RowReader {
- public:
-  CopyingReader(std::vector<float> x, int64_t dim)
-      : x_(std::move(x)), rows_(static_cast<int64_t>(x_.size()) / dim), dim_(dim) {}
-  int64_t rows() const override { return rows_; }
-  int64_t dim() const override { return dim_; }
-  void Read(int64_t begin, int64_t end, float* out) const override {
-    std::copy(x_.begin() + begin * dim_, x_.begin() + end * dim_, out);
-  }
-
- private:
-  const std::vector<float> x_;
-  const int64_t rows_, dim_;
-};
-
 TEST(CancellationTest, ProjectedIvfGraphOnRowsReadInPlaceStops) {
   // As above, with every row read through a RowReader: the norms, the projection and the
   // rescoring's gathers.
   const int64_t rows = 100'000, dim = 256;
-  const Rows x(std::make_shared<CopyingReader>(Noise(rows, dim, 9), dim));
+  const Rows x(std::make_shared<FloatReader>(Noise(rows, dim, 9), dim));
   KnnGraphOptions options;
   options.search = KnnSearch::kIvf;
   options.ivf_dim_min_rows = 0;

@@ -25,6 +25,7 @@
 #include "selection/knn_graph.h"
 #include "selection/rows.h"
 #include "selection/selector.h"
+#include "tests/unit/float_reader.h"
 
 namespace curation::selection {
 namespace {
@@ -251,22 +252,6 @@ TEST(KnnRowsTest, FacilityLocationAndDedupOnRowsInPlace) {
   // The copies Embeddings planted are found.
   EXPECT_LT(da->kept.size(), 10000u - 90);
 }
-
-// Rows read from floats held elsewhere, which may hold anything.
-class FloatReader final : public RowReader {
- public:
-  FloatReader(std::vector<float> x, int64_t dim)
-      : x_(std::move(x)), rows_(static_cast<int64_t>(x_.size()) / dim), dim_(dim) {}
-  int64_t rows() const override { return rows_; }
-  int64_t dim() const override { return dim_; }
-  void Read(int64_t begin, int64_t end, float* out) const override {
-    std::copy(x_.begin() + begin * dim_, x_.begin() + end * dim_, out);
-  }
-
- private:
-  const std::vector<float> x_;
-  const int64_t rows_, dim_;
-};
 
 TEST(KnnRowsTest, NonFiniteRowsReadInPlaceAreRejected) {
   std::vector<float> x = Embeddings(5000, 32, 7);
