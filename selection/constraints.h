@@ -29,8 +29,8 @@ absl::StatusOr<std::vector<int64_t>> LargestRemainderQuotas(std::span<const doub
                                                             std::span<const int64_t> capacity,
                                                             int64_t k);
 
-// Runs `inner` on the rows of each group g with quota[g] > 0 (gathered into a copy of that
-// group's rows, at most the largest group's rows x dim floats at a time) for quota[g] rows,
+// Runs `inner` on the rows of each group g with quota[g] > 0 (a Subset of `units`, not a copy;
+// an inner method that wants float32 decodes one group at a time) for quota[g] rows,
 // with the seed mixed with g so groups draw independently. The per-group selections are then
 // interleaved: the m-th pick of group g gets the key (m + 1/2) / quota[g], and rows come back in
 // increasing key order, equal keys by lower group. So every prefix of the result, not only

@@ -538,11 +538,15 @@ class HerdingSelector final : public Selector {
     const kernels::SerialOpenMpScope serial(n * d < kernels::kSerialBelowFloats);
     internal::Cancel cancel(options.progress);
     std::vector<double> mu;
-    RETURN_IF_ERROR(Mean(rows, cancel, mu));
-    if (n > options_.exact_max_rows) return SelectBucketed(rows, k, mu, cancel);
-    // Every step scans every row: at most exact_max_rows of them, so a float32 copy is small.
+    if (n > options_.exact_max_rows) {
+      RETURN_IF_ERROR(Mean(rows, cancel, mu));
+      return SelectBucketed(rows, k, mu, cancel);
+    }
+    // Every step scans every row: at most exact_max_rows of them, so a float32 copy is small,
+    // and the mean is taken from it rather than decoding the rows a second time.
     std::vector<float> storage;
     ASSIGN_OR_RETURN(const MatrixView units, rows.Decode(&storage, options.progress));
+    RETURN_IF_ERROR(Mean(units, cancel, mu));
     return SelectExact(units, k, mu, cancel);
   }
 

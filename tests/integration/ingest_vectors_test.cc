@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/integration/server_process.h"
+#include "tests/integration/test_data.h"
 
 namespace curation::testing {
 namespace {
@@ -70,16 +71,8 @@ class IngestVectorsTest : public ::testing::Test {
 
   // The stored vectors of `ids`, chosen then rejected for a pair, in id order.
   std::vector<float> Stored(const std::string& dataset, const std::vector<std::string>& ids) {
-    v1::GetExamplesRequest request;
-    request.set_dataset(dataset);
-    for (const auto& id : ids) request.add_ids(id);
-    request.set_include_embeddings(true);
-    v1::GetExamplesResponse reply;
-    grpc::ClientContext context;
-    grpc::Status s = stub_->GetExamples(&context, request, &reply);
-    EXPECT_TRUE(s.ok()) << s.error_message();
     std::vector<float> out;
-    for (const v1::Example& e : reply.examples()) {
+    for (const v1::Example& e : ReadWithVectors(*stub_, dataset, ids)) {
       if (e.has_pair()) {
         out.insert(out.end(), e.pair().chosen_embedding().begin(),
                    e.pair().chosen_embedding().end());

@@ -1,5 +1,8 @@
-// Building requests for the integration tests from the bundled real samples.
+// Building requests for the integration tests from the bundled real samples, and reading
+// what the server stored.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
@@ -44,6 +47,21 @@ inline v1::Dataset MakeDataset(const std::string& name, v1::DatasetKind kind, in
     d.mutable_embedding()->set_dim(client_dim);
   }
   return d;
+}
+
+// The examples `ids` of `dataset` with their vectors (GetExamples with include_embeddings).
+inline std::vector<v1::Example> ReadWithVectors(v1::CurationService::Stub& stub,
+                                                const std::string& dataset,
+                                                const std::vector<std::string>& ids) {
+  v1::GetExamplesRequest request;
+  request.set_dataset(dataset);
+  for (const auto& id : ids) request.add_ids(id);
+  request.set_include_embeddings(true);
+  v1::GetExamplesResponse reply;
+  grpc::ClientContext context;
+  const grpc::Status s = stub.GetExamples(&context, request, &reply);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return {reply.examples().begin(), reply.examples().end()};
 }
 
 }  // namespace curation::testing

@@ -75,19 +75,6 @@ v1::Dataset Get(v1::CurationService::Stub& stub, const std::string& name) {
   return d;
 }
 
-std::vector<v1::Example> Read(v1::CurationService::Stub& stub, const std::string& dataset,
-                              const std::vector<std::string>& ids) {
-  v1::GetExamplesRequest request;
-  request.set_dataset(dataset);
-  for (const auto& id : ids) request.add_ids(id);
-  request.set_include_embeddings(true);
-  v1::GetExamplesResponse reply;
-  grpc::ClientContext context;
-  const grpc::Status s = stub.GetExamples(&context, request, &reply);
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  return {reply.examples().begin(), reply.examples().end()};
-}
-
 std::vector<std::string> SelectIds(v1::CurationService::Stub& stub, const std::string& dataset) {
   v1::SelectRequest request;
   request.set_dataset(dataset);
@@ -147,7 +134,7 @@ TEST(VectorsTest, EveryEncodingRoundTripsSelectsAndSurvivesARestart) {
       v1::IngestExamplesResponse reply;
       ASSERT_TRUE(Ingest(*stub, d.name(), pairs, &reply).ok());
       ASSERT_EQ(reply.accepted(), 200);
-      const std::vector<v1::Example> read = Read(*stub, d.name(), ids);
+      const std::vector<v1::Example> read = ReadWithVectors(*stub, d.name(), ids);
       ASSERT_EQ(read.size(), pairs.size());
       for (size_t i = 0; i < pairs.size(); ++i) {
         for (int side = 0; side < 2; ++side) {
@@ -179,7 +166,7 @@ TEST(VectorsTest, EveryEncodingRoundTripsSelectsAndSurvivesARestart) {
   auto stub = server->Stub();
   for (size_t e = 0; e < encodings.size(); ++e) {
     const std::string name = "d" + std::to_string(e);
-    const std::vector<v1::Example> read = Read(*stub, name, ids);
+    const std::vector<v1::Example> read = ReadWithVectors(*stub, name, ids);
     ASSERT_EQ(read.size(), read_before[e].size());
     for (size_t i = 0; i < read.size(); ++i) {
       EXPECT_EQ(read[i].SerializeAsString(), read_before[e][i].SerializeAsString()) << name;
@@ -288,7 +275,7 @@ TEST(VectorsTest, AProjectionFitsOnTheFirstIngestAndIsStoredWithTheDataset) {
       EXPECT_EQ(got.embedding().projection().fit_rows(), 300);
       EXPECT_GT(got.embedding().projection().retained_variance(), 0.99);
       EXPECT_EQ(got.indexed_vectors(), 300);
-      const std::vector<v1::Example> read = Read(*stub, d.name(), {probe.id()});
+      const std::vector<v1::Example> read = ReadWithVectors(*stub, d.name(), {probe.id()});
       ASSERT_EQ(read.size(), 1u);
       if (keep) {
         // The client's own vectors, exactly (float32).
@@ -315,7 +302,7 @@ TEST(VectorsTest, AProjectionFitsOnTheFirstIngestAndIsStoredWithTheDataset) {
   v1::IngestExamplesResponse reply;
   ASSERT_TRUE(Ingest(*stub, "projected", later, &reply).ok());
   EXPECT_EQ(reply.accepted(), 4);  // fewer than 12 vectors: only a first ingest fits
-  const std::vector<v1::Example> read = Read(*stub, "projected", {"again"});
+  const std::vector<v1::Example> read = ReadWithVectors(*stub, "projected", {"again"});
   ASSERT_EQ(read.size(), 1u);
   EXPECT_EQ(std::vector<float>(read[0].pair().chosen_embedding().begin(),
                                read[0].pair().chosen_embedding().end()),
