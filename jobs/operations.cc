@@ -285,6 +285,15 @@ absl::StatusOr<storage::OperationRecord> Operations::Load(const std::string& ten
   return record;
 }
 
+int64_t Operations::LiveOn(uint64_t dataset_internal_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t n = 0;
+  for (const auto& [key, live] : live_) {
+    n += live.record->dataset_internal_id() == dataset_internal_id;
+  }
+  return n;
+}
+
 std::shared_ptr<Job> Operations::LiveJob(const std::string& tenant, const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(Key(tenant, OperationIdOf(name)));

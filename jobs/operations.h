@@ -91,6 +91,9 @@ class Operations {
                                      const std::function<bool()>& give_up);
   // The live job of an operation, or null once it is done.
   std::shared_ptr<Job> LiveJob(const std::string& tenant, const std::string& name) const;
+  // Queued and running operations on the dataset with this internal id (a dataset is moved
+  // only when it has none).
+  int64_t LiveOn(uint64_t dataset_internal_id) const;
 
   // Start-up: submits every stored operation that is not done again (attempts + 1). Returns
   // how many were resubmitted.

@@ -6,6 +6,7 @@
 
 #include "curation/v1/admin.grpc.pb.h"
 #include "server/auth.h"
+#include "server/cluster_node.h"
 #include "server/tenants.h"
 #include "store/store.h"
 
@@ -33,12 +34,21 @@ class AdminService final : public v1::AdminService::Service {
                            v1::Token*) override;
   grpc::Status CreateBackup(grpc::ServerContext*, const v1::CreateBackupRequest*,
                             v1::Backup*) override;
+  // Cluster RPCs (cluster_admin_rpcs.cc): FAILED_PRECONDITION unless SetCluster was called.
+  grpc::Status ListMembers(grpc::ServerContext*, const v1::ListMembersRequest*,
+                           v1::ListMembersResponse*) override;
+  grpc::Status MoveDataset(grpc::ServerContext*, const v1::MoveDatasetRequest*,
+                           v1::MoveDatasetResponse*) override;
+
+  // On a cluster member, before serving.
+  void SetCluster(ClusterNode* cluster) { cluster_ = cluster; }
 
  private:
   store::Store* store_;
   Authenticator* auth_;
   TenantRegistry* tenants_;
   const std::string backup_dir_;
+  ClusterNode* cluster_ = nullptr;
 };
 
 }  // namespace curation::server

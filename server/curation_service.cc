@@ -79,6 +79,15 @@ grpc::Status CurationService::CreateDataset(grpc::ServerContext* context,
   if (!scope.ok()) return ToGrpc(scope.status());
   if (auto e = CheckNewDataset(request->dataset(), limits_)) return Invalid(*e);
   storage::DatasetRecord record;
+  if (!reserved_id_) {
+    if (!request->member().empty()) {
+      return ToGrpc(InvalidField("member", "this server is not a cluster member"));
+    }
+  } else {
+    auto id = reserved_id_(scope->caller.tenant, request->dataset().name());
+    if (!id.ok()) return ToGrpc(id.status());
+    record.set_internal_id(*id);
+  }
   record.set_tenant(scope->caller.tenant);
   v1::Dataset* d = record.mutable_dataset();
   d->set_name(request->dataset().name());
@@ -237,6 +246,12 @@ grpc::Status CurationService::IngestExamples(grpc::ServerContext* context,
 grpc::Status CurationService::IngestStream(grpc::ServerContext* context,
                                            grpc::ServerReader<v1::IngestExamplesRequest>* reader,
                                            v1::IngestExamplesResponse* response) {
+  return IngestFrom(context, reader, response);
+}
+
+grpc::Status CurationService::IngestFrom(
+    grpc::ServerContext* context, grpc::ServerReaderInterface<v1::IngestExamplesRequest>* reader,
+    v1::IngestExamplesResponse* response) {
   auto scope = Enter(*context, v1::ROLE_WRITER);
   if (!scope.ok()) return ToGrpc(scope.status());
   std::shared_ptr<DatasetState> state;

@@ -34,6 +34,14 @@ class CurationService final : public v1::CurationService::Service {
   // Calls before this get UNAVAILABLE: the server serves health while the datasets load.
   void SetReady(Catalog* catalog);
 
+  // On a cluster member (before serving): the internal id the cluster's directory reserved
+  // for a new dataset of `tenant` named `name` on this member, which CreateDataset then uses;
+  // FAILED_PRECONDITION if none is reserved here. Unset on a single server, whose CreateDataset
+  // allocates ids itself and refuses CreateDatasetRequest.member.
+  using ReservedId =
+      std::function<absl::StatusOr<uint64_t>(const std::string& tenant, const std::string& name)>;
+  void SetClusterPlacement(ReservedId reserved_id) { reserved_id_ = std::move(reserved_id); }
+
   grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,
                              v1::Dataset*) override;
   grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*,
@@ -46,6 +54,10 @@ class CurationService final : public v1::CurationService::Service {
                               v1::IngestExamplesResponse*) override;
   grpc::Status IngestStream(grpc::ServerContext*, grpc::ServerReader<v1::IngestExamplesRequest>*,
                             v1::IngestExamplesResponse*) override;
+  // IngestStream from any reader (a cluster's router hands back the message it read to route).
+  grpc::Status IngestFrom(grpc::ServerContext*,
+                          grpc::ServerReaderInterface<v1::IngestExamplesRequest>*,
+                          v1::IngestExamplesResponse*);
   grpc::Status GetExamples(grpc::ServerContext*, const v1::GetExamplesRequest*,
                            v1::GetExamplesResponse*) override;
   grpc::Status Select(grpc::ServerContext*, const v1::SelectRequest*, v1::Selection*) override;
@@ -137,6 +149,7 @@ class CurationService final : public v1::CurationService::Service {
   jobs::Scheduler* scheduler_;
   jobs::Operations* operations_;
   Ingestor ingestor_;
+  ReservedId reserved_id_;
 };
 
 // absl and gRPC share the canonical status codes.

@@ -19,6 +19,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/flag_names.h"
 #include "console/console.h"
 #include "embedding/embedder.h"
@@ -26,8 +27,11 @@
 #include "server/admin_service.h"
 #include "server/auth.h"
 #include "server/catalog.h"
+#include "server/cluster_node.h"
 #include "server/curation_service.h"
+#include "server/dataset_move.h"
 #include "server/job_runner.h"
+#include "server/routing_service.h"
 #include "server/scheduling.h"
 #include "server/selection_ids.h"
 #include "server/telemetry.h"
@@ -97,6 +101,17 @@ ABSL_FLAG(std::string, metrics_listen, "",
           "HOST:PORT to serve Prometheus metrics on at /metrics (empty: no metrics)");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(std::string, cluster_etcd, "",
+          "Comma-separated etcd endpoints (http://HOST:PORT): run as a member of the cluster they "
+          "coordinate (empty: a single server, no etcd)");
+ABSL_FLAG(std::string, member, "",
+          "With --cluster-etcd: this member's name, unique and stable across restarts (a pod's "
+          "name)");
+ABSL_FLAG(std::string, advertise, "",
+          "With --cluster-etcd: HOST:PORT where the other members reach this one's gRPC port");
+ABSL_FLAG(int64_t, cluster_lease_seconds, 10,
+          "With --cluster-etcd: the member's etcd lease; a member that cannot renew it for this "
+          "long stops accepting writes, and others see it down");
 ABSL_FLAG(std::string, console_listen, "",
           "HOST:PORT to serve the web console and its JSON API on, plain HTTP (empty: no "
           "console; port 0 picks one, logged as 'serving the console')");
@@ -191,6 +206,22 @@ int Run() {
   if (absl::Status s = curation::server::InitSelectionIds(**store); !s.ok()) {
     return Fatal("loading the selection id key", s);
   }
+  // A cluster member joins before anything is served: its selection-id key, tenants and
+  // tokens are the cluster's.
+  std::unique_ptr<curation::server::ClusterNode> cluster;
+  if (const std::string etcd = absl::GetFlag(FLAGS_cluster_etcd); !etcd.empty()) {
+    curation::server::ClusterNode::Options options;
+    options.etcd_endpoints = absl::StrSplit(etcd, ',', absl::SkipWhitespace());
+    options.member = absl::GetFlag(FLAGS_member);
+    options.advertise = absl::GetFlag(FLAGS_advertise);
+    options.lease_seconds = absl::GetFlag(FLAGS_cluster_lease_seconds);
+    options.max_message_bytes = static_cast<int>(absl::GetFlag(FLAGS_max_message_bytes));
+    auto joined = curation::server::ClusterNode::Join(options, store->get());
+    if (!joined.ok()) return Fatal("joining the cluster at " + etcd, joined.status());
+    cluster = std::move(*joined);
+    LogEvent("info", "joined the cluster",
+             {{"member", options.member}, {"advertise", options.advertise}, {"etcd", etcd}});
+  }
   auto auth = Authenticator::Load(store->get(), auth_enabled, admin_token);
   if (!auth.ok()) return Fatal("loading tokens", auth.status());
   auto tenants = TenantRegistry::Load(store->get(), /*ensure_default=*/!auth_enabled);
@@ -266,6 +297,20 @@ int Run() {
   CurationService service(store->get(), auth->get(), tenants->get(), embedder.get(), limits,
                           &metrics, scheduler->get(), operations.get());
   AdminService admin(store->get(), auth->get(), tenants->get(), absl::GetFlag(FLAGS_backup_dir));
+  // On a cluster, calls reach the local handlers through the router, which forwards what
+  // another member holds.
+  std::unique_ptr<curation::server::RoutingService> routing;
+  std::unique_ptr<curation::server::MemberService> member_service;
+  if (cluster) {
+    curation::server::ClusterNode* node = cluster.get();
+    service.SetClusterPlacement([node](const std::string& tenant, const std::string& name) {
+      return node->ReservedInternalId(tenant, name);
+    });
+    routing = std::make_unique<curation::server::RoutingService>(
+        &service, auth->get(), node->membership(), node->directory(), node->channels());
+    admin.SetCluster(node);
+    member_service = std::make_unique<curation::server::MemberService>(node, auth->get());
+  }
 
   auto credentials = ServerCredentials();
   if (!credentials.ok()) return Fatal("TLS", credentials.status());
@@ -276,7 +321,12 @@ int Run() {
   builder.AddListeningPort(absl::GetFlag(FLAGS_listen), *credentials, &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(limits.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(limits.max_message_bytes));
-  builder.RegisterService(&service);
+  if (routing) {
+    builder.RegisterService(routing.get());
+    builder.RegisterService(member_service.get());
+  } else {
+    builder.RegisterService(&service);
+  }
   builder.RegisterService(&admin);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(
@@ -322,6 +372,11 @@ int Run() {
   auto catalog = Catalog::Load(store->get(), tenants->get());
   if (!catalog.ok()) return Fatal("loading datasets", catalog.status());
   runner.SetCatalog(catalog->get());
+  if (cluster) {
+    if (absl::Status s = cluster->Adopt(catalog->get(), operations.get()); !s.ok()) {
+      return Fatal("recording the local datasets in the cluster", s);
+    }
+  }
   service.SetReady(catalog->get());
   metrics.SetCatalog(catalog->get());
   // Operations that were queued or running when the server stopped run again.
@@ -367,6 +422,7 @@ int Run() {
   operations.reset();
   scheduler->reset();
   owned_metrics.reset();  // no scrape may read the store or the catalog from here on
+  cluster.reset();        // leaves the cluster: the others see this member down at once
   store->reset();         // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");
   return 0;

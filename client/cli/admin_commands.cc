@@ -1,4 +1,5 @@
-// `curation admin ...`: tenants, tokens and backups (needs an admin token).
+// `curation admin ...` (tenants, tokens, backups, moving datasets) and `curation cluster ...`:
+// the operator's commands (need an admin token).
 #include <cstdio>
 
 #include "client/cli/commands.h"
@@ -160,7 +161,49 @@ int AdminCommand(Context& ctx, const Args& args) {
                 static_cast<long long>(reply.size_bytes()), reply.directory().c_str());
     return 0;
   }
-  return Usage("admin: tenants, tokens or backup?");
+  if (what == "datasets" && verb == "move" && pos.size() == 3) {
+    v1::MoveDatasetRequest request;
+    request.set_dataset(pos[2]);
+    request.set_tenant(args.GetOr("tenant", ""));
+    request.set_to_member(args.GetOr("to", ""));
+    if (request.tenant().empty() || request.to_member().empty()) {
+      return Usage("admin datasets move NAME --tenant T --to MEMBER");
+    }
+    v1::MoveDatasetResponse reply;
+    grpc::Status s = ctx.client->MoveDataset(request, &reply, std::chrono::hours(6));
+    if (!s.ok()) return Fail("admin datasets move", s);
+    if (ctx.json) {
+      std::printf("%s\n", ToJson(reply).c_str());
+    } else {
+      std::printf("moved %s/%s from %s to %s: %lld examples, %lld bytes in %.1f s\n",
+                  request.tenant().c_str(), request.dataset().c_str(), reply.from_member().c_str(),
+                  reply.to_member().c_str(), static_cast<long long>(reply.examples()),
+                  static_cast<long long>(reply.bytes_copied()), reply.seconds());
+    }
+    return 0;
+  }
+  return Usage("admin: tenants, tokens, datasets move or backup?");
+}
+
+int ClusterCommand(Context& ctx, const Args& args) {
+  const auto& pos = args.positional();
+  if (pos.size() != 1 || pos[0] != "members") return Usage("cluster: members?");
+  v1::ListMembersResponse reply;
+  grpc::Status s = ctx.client->ListMembers(v1::ListMembersRequest(), &reply);
+  if (!s.ok()) return Fail("cluster members", s);
+  if (ctx.json) {
+    std::printf("%s\n", ToJson(reply).c_str());
+    return 0;
+  }
+  std::printf("%-24s %-32s %9s %15s  %s\n", "MEMBER", "ADDRESS", "DATASETS", "STORED BYTES",
+              "HEALTH");
+  for (const v1::Member& m : reply.members()) {
+    std::printf("%-24s %-32s %9lld %15lld  %s\n", m.name().c_str(),
+                m.address().empty() ? "-" : m.address().c_str(),
+                static_cast<long long>(m.datasets()), static_cast<long long>(m.stored_bytes()),
+                m.healthy() ? "healthy" : ("DOWN: " + m.detail()).c_str());
+  }
+  return 0;
 }
 
 }  // namespace curation::cli

@@ -26,6 +26,7 @@ int ExportCommand(Context& ctx, const Args& args);
 int EvaluateCommand(Context& ctx, const Args& args);
 int RecommendCommand(Context& ctx, const Args& args);
 int AdminCommand(Context& ctx, const Args& args);
+int ClusterCommand(Context& ctx, const Args& args);
 int HealthCommand(Context& ctx, const Args& args);
 int OperationsCommand(Context& ctx, const Args& args);
 

@@ -80,7 +80,8 @@ int DatasetsCommand(Context& ctx, const Args& args) {
   if (verb == "create") {
     if (pos.size() != 2) return Usage("datasets create NAME");
     if (auto unknown = args.Unknown(
-            {"kind", "dim", "description", "encoding", "project", "keep-original", "json"});
+            {"kind", "dim", "description", "encoding", "project", "keep-original", "member",
+             "json"});
         !unknown.empty()) {
       return Usage("datasets create: unknown option --" + unknown);
     }
@@ -88,6 +89,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     v1::Dataset* d = request.mutable_dataset();
     d->set_name(pos[1]);
     d->set_description(args.GetOr("description", ""));
+    request.set_member(args.GetOr("member", ""));
     const std::string kind = args.GetOr("kind", "pairs");
     if (kind == "pairs") {
       d->set_kind(v1::DATASET_KIND_PAIRS);

@@ -15,6 +15,7 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
 
   datasets create NAME [--kind pairs|unpaired] [--dim D] [--description TEXT]
                        [--encoding sq8|float16|float32] [--project P [--keep-original]]
+                       [--member M]
                           without --dim the server embeds texts with its built-in embedder;
                           with --dim every record must carry D-dimensional vectors;
                           --encoding: how the server holds them (default: the server's, float16);
@@ -69,6 +70,11 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
   admin tokens create --role reader|writer --tenant NAME | --role admin [--description D]
   admin tokens list [--tenant NAME] | revoke ID
   admin backup
+  admin datasets move NAME --tenant T --to MEMBER
+                          on a cluster: moves the dataset to another member (for draining
+                          a node); writes wait meanwhile, nothing acknowledged is lost
+  cluster members         on a cluster: every member, its address, datasets, stored bytes
+                          and health
   health                  prints SERVING or NOT_SERVING; exit 0 only when SERVING
 
 The server defaults to $CURATION_SERVER, else 127.0.0.1:50051; the token to $CURATION_TOKEN
@@ -163,6 +169,7 @@ int main(int argc, char** argv) {
   if (command == "recommend") return RecommendCommand(ctx, args);
   if (command == "operations") return OperationsCommand(ctx, args);
   if (command == "admin") return AdminCommand(ctx, args);
+  if (command == "cluster") return ClusterCommand(ctx, args);
   if (command == "health") return HealthCommand(ctx, args);
   std::fprintf(stderr, "curation: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;

@@ -185,6 +185,14 @@ class Client {
                             std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
     return Unary(*admin_, &v1::AdminService::Stub::CreateBackup, r, out, timeout);
   }
+  grpc::Status ListMembers(const v1::ListMembersRequest& r, v1::ListMembersResponse* out) {
+    return Unary(*admin_, &v1::AdminService::Stub::ListMembers, r, out);
+  }
+  // Not retried on UNAVAILABLE: a move cut short is retried by its caller, who sees why.
+  grpc::Status MoveDataset(const v1::MoveDatasetRequest& r, v1::MoveDatasetResponse* out,
+                           std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    return Unary(*admin_, &v1::AdminService::Stub::MoveDataset, r, out, timeout, /*retry=*/false);
+  }
 
  private:
   explicit Client(Options options) : options_(std::move(options)) {}

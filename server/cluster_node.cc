@@ -1,0 +1,219 @@
+#include "server/cluster_node.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "server/catalog.h"
+#include "server/selection_ids.h"
+#include "server/telemetry.h"
+
+namespace curation::server {
+namespace {
+
+constexpr char kSelectionKeyKey[] = "/curation/config/selection_id_key";
+// CREATING placements younger than this may still be finishing their create.
+constexpr int64_t kStaleCreateMs = 60'000;
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Join(const Options& options,
+                                                               store::Store* store) {
+  if (options.member.empty()) return InvalidField("--member", "required with --cluster-etcd");
+  if (options.advertise.empty()) {
+    return InvalidField("--advertise", "required with --cluster-etcd");
+  }
+  std::unique_ptr<ClusterNode> node(new ClusterNode(options, store));
+  ASSIGN_OR_RETURN(node->etcd_, cluster::EtcdClient::Create(options.etcd_endpoints));
+
+  // Selection ids are checked by whichever member a call reaches, so the key is the cluster's:
+  // the first member's own key, published once, adopted by every later one.
+  ASSIGN_OR_RETURN(std::string own_key, store->GetOrCreateMeta("selection_id_key", ""));
+  if (own_key.empty()) return absl::InternalError("the selection id key was not initialised");
+  ASSIGN_OR_RETURN(bool published,
+                   node->etcd_->PutIf(kSelectionKeyKey, absl::Base64Escape(own_key), 0));
+  if (!published) {
+    ASSIGN_OR_RETURN(std::optional<cluster::KeyValue> kv, node->etcd_->Get(kSelectionKeyKey));
+    std::string key;
+    if (!kv || !absl::Base64Unescape(kv->value, &key) || key.size() < 16) {
+      return absl::DataLossError(absl::StrCat(kSelectionKeyKey, " is malformed"));
+    }
+    if (key != own_key) {
+      LogEvent("warn",
+               "adopting the cluster's selection id key; ids of selections this member made "
+               "before it joined no longer resolve",
+               {{"member", options.member}});
+    }
+    SetSelectionIdKey(key);
+  }
+
+  ASSIGN_OR_RETURN(node->directory_, cluster::Directory::Open(node->etcd_.get()));
+  node->channels_ = std::make_unique<cluster::Channels>(options.member, options.max_message_bytes);
+  cluster::Membership::Options m;
+  m.name = options.member;
+  m.address = options.advertise;
+  m.lease_seconds = options.lease_seconds;
+  ClusterNode* raw = node.get();
+  m.load = [raw] { return raw->Load(); };
+  ASSIGN_OR_RETURN(node->membership_, cluster::Membership::Join(node->etcd_.get(), m));
+  return node;
+}
+
+ClusterNode::~ClusterNode() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  membership_.reset();
+  directory_.reset();
+}
+
+cluster::MemberLoad ClusterNode::Load() const {
+  cluster::MemberLoad load;
+  (void)store_->ForEachDataset([&](storage::DatasetRecord record) {
+    ++load.datasets;
+    load.stored_bytes += record.dataset().stored_bytes();
+    return absl::OkStatus();
+  });
+  return load;
+}
+
+absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations) {
+  operations_ = operations;
+  catalog_.store(catalog);
+  uint64_t max_id = 0;
+  std::vector<storage::DatasetRecord> records;
+  RETURN_IF_ERROR(store_->ForEachDataset([&](storage::DatasetRecord record) {
+    max_id = std::max<uint64_t>(max_id, record.internal_id());
+    records.push_back(std::move(record));
+    return absl::OkStatus();
+  }));
+  if (max_id > 0) RETURN_IF_ERROR(directory_->ReserveInternalIdsThrough(max_id));
+  for (const storage::DatasetRecord& r : records) {
+    storage::PlacementRecord p;
+    p.set_tenant(r.tenant());
+    p.set_name(r.dataset().name());
+    p.set_member(options_.member);
+    p.set_internal_id(r.internal_id());
+    absl::Status s = directory_->Claim(p);
+    if (absl::IsAlreadyExists(s)) {
+      auto held = directory_->Find(r.tenant(), r.dataset().name());
+      if (held && held->record.internal_id() == r.internal_id() &&
+          held->record.state() == storage::PlacementRecord::READY) {
+        // The same dataset (internal ids are never reused), moved to another member by a move
+        // that a crash cut between its switch and its delete here: finish the delete.
+        auto frozen = catalog->BeginMove(r.tenant(), r.dataset().name(),
+                                         [](uint64_t) { return int64_t{0}; });
+        if (frozen.ok()) s = catalog->EndMove(r.tenant(), r.dataset().name(), /*moved=*/true);
+        LogEvent("info", "deleted the local copy of a dataset moved to another member",
+                 {{"tenant", r.tenant()}, {"dataset", r.dataset().name()},
+                  {"member", held->record.member()}, {"result", s.ToString()}});
+        continue;
+      }
+    }
+    if (!s.ok()) {
+      // Two members hold a dataset of one name (a data directory copied, or a move that a
+      // crash cut between its switch and its delete): the directory's owner serves it, and
+      // this copy is left for an operator to inspect.
+      LogEvent("error", "a local dataset is placed on another member; not serving this copy",
+               {{"tenant", r.tenant()}, {"dataset", r.dataset().name()},
+                {"error", s.ToString()}});
+    }
+  }
+  membership_->PublishLoad();
+  Sweep();
+  sweeper_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return stopping_; })) {
+      lock.unlock();
+      Sweep();
+      lock.lock();
+    }
+  });
+  return absl::OkStatus();
+}
+
+void ClusterNode::Sweep() {
+  Catalog* catalog = catalog_.load();
+  if (catalog == nullptr) return;
+  for (const cluster::Placement& p : directory_->All()) {
+    const storage::PlacementRecord& r = p.record;
+    if (r.member() != options_.member || r.state() == storage::PlacementRecord::READY) continue;
+    const bool held = catalog->Find(r.tenant(), r.name()) != nullptr;
+    if (held) {
+      // Created (or not deleted after all) here: its placement only missed the last step.
+      storage::PlacementRecord ready = r;
+      ready.set_state(storage::PlacementRecord::READY);
+      (void)directory_->Update(p, ready);
+    } else if (r.state() == storage::PlacementRecord::DELETING ||
+               NowUnixMs() - r.update_unix_ms() > kStaleCreateMs) {
+      // A create whose member never made the dataset, or a delete that a crash interrupted
+      // after the rows went: the name is free again.
+      (void)directory_->Remove(p);
+    }
+  }
+}
+
+absl::StatusOr<uint64_t> ClusterNode::ReservedInternalId(const std::string& tenant,
+                                                         const std::string& name) {
+  auto p = directory_->Find(tenant, name);
+  if (!p || p->record.member() != options_.member ||
+      p->record.state() != storage::PlacementRecord::CREATING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset ", name, " is not being created on member ", options_.member,
+                     "; create it through any member"));
+  }
+  return p->record.internal_id();
+}
+
+std::vector<v1::Member> ClusterNode::ListMembers() {
+  std::map<std::string, v1::Member> out;
+  for (const auto& [name, record] : membership_->Members()) {
+    v1::Member& m = out[name];
+    m.set_name(name);
+    m.set_address(record.address());
+    m.set_datasets(record.datasets());
+    m.set_stored_bytes(record.stored_bytes());
+    *m.mutable_start_time() =
+        google::protobuf::util::TimeUtil::MillisecondsToTimestamp(record.start_unix_ms());
+    if (name == options_.member) {
+      m.set_healthy(membership_->writable());
+      if (!m.healthy()) m.set_detail(std::string(membership_->CheckWritable().message()));
+      continue;
+    }
+    auto channel = channels_->Get(record.address());
+    const bool up =
+        channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    m.set_healthy(up);
+    if (!up) m.set_detail("registered, but not reachable from " + options_.member);
+  }
+  std::map<std::string, int64_t> unregistered;  // name -> datasets the directory places there
+  for (const cluster::Placement& p : directory_->All()) {
+    if (!out.count(p.record.member())) ++unregistered[p.record.member()];
+  }
+  for (const auto& [name, datasets] : unregistered) {
+    v1::Member& m = out[name];
+    m.set_name(name);
+    m.set_healthy(false);
+    m.set_datasets(datasets);  // its stored bytes went with its registration
+    m.set_detail("holds datasets but is not registered (down)");
+  }
+  std::vector<v1::Member> members;
+  for (auto& [name, m] : out) members.push_back(std::move(m));
+  return members;
+}
+
+}  // namespace curation::server

@@ -1,0 +1,123 @@
+// The cluster's face of curation.v1.CurationService: every RPC is answered here if this member
+// holds the dataset it names, else forwarded to the member that does, with the caller's token
+// and remaining deadline (unary and streaming alike). Lists and operation lookups, which no
+// one dataset names, ask every member holding the tenant's datasets and merge the answers.
+// Only registered (on a single server, main.cc registers CurationService itself).
+//
+// Where the answer comes from is decided by cluster::Directory (the dataset's placement); what
+// the answer is stays CurationService's, on the owner: this class validates nothing a handler
+// validates, except what it needs to route.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/directory.h"
+#include "cluster/forwarding.h"
+#include "cluster/membership.h"
+#include "curation/v1/curation.grpc.pb.h"
+#include "server/auth.h"
+#include "server/curation_service.h"
+
+namespace curation::server {
+
+class RoutingService final : public v1::CurationService::Service {
+ public:
+  RoutingService(CurationService* local, const Authenticator* auth,
+                 cluster::Membership* membership, cluster::Directory* directory,
+                 cluster::Channels* channels)
+      : local_(local),
+        auth_(auth),
+        membership_(membership),
+        directory_(directory),
+        channels_(channels) {}
+
+  grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,
+                             v1::Dataset*) override;
+  grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*,
+                          v1::Dataset*) override;
+  grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*,
+                            v1::ListDatasetsResponse*) override;
+  grpc::Status DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest*,
+                             v1::DeleteDatasetResponse*) override;
+  grpc::Status IngestExamples(grpc::ServerContext*, const v1::IngestExamplesRequest*,
+                              v1::IngestExamplesResponse*) override;
+  grpc::Status IngestStream(grpc::ServerContext*, grpc::ServerReader<v1::IngestExamplesRequest>*,
+                            v1::IngestExamplesResponse*) override;
+  grpc::Status GetExamples(grpc::ServerContext*, const v1::GetExamplesRequest*,
+                           v1::GetExamplesResponse*) override;
+  grpc::Status Select(grpc::ServerContext*, const v1::SelectRequest*, v1::Selection*) override;
+  grpc::Status SelectStream(grpc::ServerContext*, const v1::SelectRequest*,
+                            grpc::ServerWriter<v1::SelectProgress>*) override;
+  grpc::Status GetSelection(grpc::ServerContext*, const v1::GetSelectionRequest*,
+                            v1::Selection*) override;
+  grpc::Status ListSelections(grpc::ServerContext*, const v1::ListSelectionsRequest*,
+                              v1::ListSelectionsResponse*) override;
+  grpc::Status ExportSelection(grpc::ServerContext*, const v1::ExportSelectionRequest*,
+                               grpc::ServerWriter<v1::ExportSelectionResponse>*) override;
+  grpc::Status EvaluateSelection(grpc::ServerContext*, const v1::EvaluateSelectionRequest*,
+                                 grpc::ServerWriter<v1::EvaluateSelectionProgress>*) override;
+  grpc::Status RecommendBudget(grpc::ServerContext*, const v1::RecommendBudgetRequest*,
+                               grpc::ServerWriter<v1::RecommendBudgetProgress>*) override;
+  grpc::Status StartSelect(grpc::ServerContext*, const v1::SelectRequest*, v1::Operation*) override;
+  grpc::Status StartEvaluation(grpc::ServerContext*, const v1::EvaluateSelectionRequest*,
+                               v1::Operation*) override;
+  grpc::Status StartRecommendBudget(grpc::ServerContext*, const v1::RecommendBudgetRequest*,
+                                    v1::Operation*) override;
+  grpc::Status GetOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
+                            v1::Operation*) override;
+  grpc::Status ListOperations(grpc::ServerContext*, const v1::ListOperationsRequest*,
+                              v1::ListOperationsResponse*) override;
+  grpc::Status CancelOperation(grpc::ServerContext*, const v1::CancelOperationRequest*,
+                               v1::Operation*) override;
+  grpc::Status WaitOperation(grpc::ServerContext*, const v1::WaitOperationRequest*,
+                             v1::Operation*) override;
+
+ private:
+  // Where a call goes: here, another member, or nowhere (`error`).
+  struct Target {
+    bool local = true;
+    std::string member;
+    std::string address;
+    grpc::Status error = grpc::Status::OK;
+  };
+  // The caller's tenant, or empty if the caller has none (the local handler then answers
+  // with the precise authentication or permission error).
+  std::string TenantOf(const grpc::ServerContext& context) const;
+  // `what` (e.g. "dataset d1") names what the member holds, for the errors.
+  Target ToMember(const grpc::ServerContext& context, const std::string& member,
+                  const std::string& what) const;
+  Target ByDataset(grpc::ServerContext* context, const std::string& dataset);
+  Target BySelectionId(grpc::ServerContext* context, const std::string& id);
+  // Members holding any of the tenant's datasets, and this one.
+  std::vector<std::string> MembersOf(const std::string& tenant) const;
+  // Before a local write: this member must hold its lease.
+  grpc::Status Writable() const;
+
+  template <typename Req, typename Resp>
+  using UnaryMethod = grpc::Status (v1::CurationService::Stub::*)(grpc::ClientContext*,
+                                                                  const Req&, Resp*);
+  template <typename Req, typename Resp>
+  using StreamMethod = std::unique_ptr<grpc::ClientReader<Resp>> (v1::CurationService::Stub::*)(
+      grpc::ClientContext*, const Req&);
+  template <typename Req, typename Resp>
+  grpc::Status Forward(const Target& target, grpc::ServerContext* context,
+                       UnaryMethod<Req, Resp> method, const Req& request, Resp* response);
+  template <typename Req, typename Resp>
+  grpc::Status ForwardStream(const Target& target, grpc::ServerContext* context,
+                             StreamMethod<Req, Resp> method, const Req& request,
+                             grpc::ServerWriter<Resp>* writer);
+  // Finds which member holds operation `name` (asking each member of the tenant); OK with the
+  // operation in `found`, NOT_FOUND, or UNAVAILABLE naming a member that could not say.
+  grpc::Status LocateOperation(grpc::ServerContext* context, const std::string& name,
+                               Target* target, v1::Operation* found);
+
+  CurationService* local_;
+  const Authenticator* auth_;
+  cluster::Membership* membership_;
+  cluster::Directory* directory_;
+  cluster::Channels* channels_;
+};
+
+}  // namespace curation::server
