@@ -65,7 +65,7 @@ grpc::Status AdminService::MoveDataset(grpc::ServerContext* context,
   if (cluster::IsForwarded(*context)) {
     context->AddTrailingMetadata(cluster::kAnsweredByTrailer, cluster_->name());
   }
-  auto moved = MoveDataset(*cluster_, *context, request->tenant(), request->dataset(),
+  auto moved = server::MoveDataset(*cluster_, *context, request->tenant(), request->dataset(),
                            request->to_member());
   if (!moved.ok()) return ToGrpc(moved.status());
   *response = *std::move(moved);
