@@ -463,9 +463,10 @@ def check_server(sts, etcd, objects, by_kind, where, is_base, known, problems):
         elif known is not None and name not in known["server"]:
             problems.add(at, f"--{name} is not a flag of curation-server")
     arg_flags = parse_args(args)
-    for name in arg_flags:
+    for raw in parse_args(args, underscore=False):
+        name = raw.replace("-", "_")
         if known is not None and name != "flagfile" and name not in known["server"]:
-            problems.add(at, f"argument --{name} is not a flag of curation-server")
+            problems.add(at, f"argument --{raw} is not a flag of curation-server")
     env = resolve_env(c, configmaps, at, problems)
     flags.update({name: expand(value, env, at, problems) for name, value in arg_flags.items()})
     missing = [f for f in ("listen", "data_dir", "metrics_listen", "grace_period_seconds",
