@@ -285,6 +285,18 @@ absl::StatusOr<storage::OperationRecord> Operations::Load(const std::string& ten
   return record;
 }
 
+int64_t Operations::CountLive(const std::string& tenant, uint64_t dataset_internal_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t count = 0;
+  for (const auto& [key, live] : live_) {
+    if (live.record->tenant() == tenant &&
+        live.record->dataset_internal_id() == dataset_internal_id) {
+      ++count;
+    }
+  }
+  return count;
+}
+
 std::shared_ptr<Job> Operations::LiveJob(const std::string& tenant, const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(Key(tenant, OperationIdOf(name)));
