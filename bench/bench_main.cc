@@ -3,6 +3,7 @@
 // shared/tools/sklearn_isa_anchor.py on the same machine. See bench/README.md.
 //
 //   curation-bench scale --pairs N [...]   (the whole service at N pairs: scale.cc)
+//   curation-bench forwarding [...]        (a cluster's forwarding cost: forwarding.cc)
 //   curation-bench isa --matrix FILE.f32 --dim D --budget FRACTION --covariance diag|full
 //       [--pca-dim P] [--out IDS.txt] [--rows N] [--repeat-noise SD] [more options: --help]
 //
@@ -39,6 +40,7 @@ constexpr char kUsage[] =
     "usage: curation-bench scale --pairs N [--source FILE] [--methods m,..] [--budgets b,..]\n"
     "         [--encoding sq8|float16|float32] [--work DIR] [--bin DIR] [--embed-pairs N]\n"
     "         [--server-flag FLAG]... [--skip-restart]\n"
+    "       curation-bench forwarding [--pairs N] [--gets N] [--selects N] [--work DIR]\n"
     "       curation-bench isa --matrix FILE.f32 --dim D --budget FRACTION\n"
     "         --covariance diag|full|spherical [--pca-dim P] [--pca-sample N] [--out IDS.txt]\n"
     "         [--rows N] [--repeat-noise SD] [--init kmeans|k-means++] [--init-sample N]\n"
@@ -199,7 +201,8 @@ const char* CovarianceName(Covariance c) {
 }  // namespace
 
 namespace curation::bench {
-int RunScale(int argc, char** argv);  // scale.cc
+int RunScale(int argc, char** argv);       // scale.cc
+int RunForwarding(int argc, char** argv);  // forwarding.cc
 }  // namespace curation::bench
 
 int main(int argc, char** argv) {
@@ -208,6 +211,14 @@ int main(int argc, char** argv) {
     return curation::bench::RunScale(argc, argv);
 #else
     std::fputs("curation-bench scale: not in a CURATION_LIBS_ONLY build\n", stderr);
+    return 2;
+#endif
+  }
+  if (argc > 1 && std::strcmp(argv[1], "forwarding") == 0) {
+#ifdef CURATION_BENCH_SCALE
+    return curation::bench::RunForwarding(argc, argv);
+#else
+    std::fputs("curation-bench forwarding: not in a CURATION_LIBS_ONLY build\n", stderr);
     return 2;
 #endif
   }

@@ -285,13 +285,16 @@ absl::StatusOr<storage::OperationRecord> Operations::Load(const std::string& ten
   return record;
 }
 
-int64_t Operations::LiveOn(uint64_t dataset_internal_id) const {
+int64_t Operations::CountLive(const std::string& tenant, uint64_t dataset_internal_id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t n = 0;
+  int64_t count = 0;
   for (const auto& [key, live] : live_) {
-    n += live.record->dataset_internal_id() == dataset_internal_id;
+    if (live.record->tenant() == tenant &&
+        live.record->dataset_internal_id() == dataset_internal_id) {
+      ++count;
+    }
   }
-  return n;
+  return count;
 }
 
 std::shared_ptr<Job> Operations::LiveJob(const std::string& tenant, const std::string& name) const {

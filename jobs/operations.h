@@ -89,11 +89,11 @@ class Operations {
   absl::StatusOr<v1::Operation> Wait(const std::string& tenant, const std::string& name,
                                      std::chrono::steady_clock::duration timeout,
                                      const std::function<bool()>& give_up);
+  // How many of the tenant's operations on the dataset with internal id `dataset_internal_id`
+  // are queued or running (what Catalog::BeginMove must find at 0).
+  int64_t CountLive(const std::string& tenant, uint64_t dataset_internal_id) const;
   // The live job of an operation, or null once it is done.
   std::shared_ptr<Job> LiveJob(const std::string& tenant, const std::string& name) const;
-  // Queued and running operations on the dataset with this internal id (a dataset is moved
-  // only when it has none).
-  int64_t LiveOn(uint64_t dataset_internal_id) const;
 
   // Start-up: submits every stored operation that is not done again (attempts + 1). Returns
   // how many were resubmitted.

@@ -6,6 +6,7 @@
 // only to copy or replace it) and the index its own shared lock.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -29,6 +30,9 @@ struct DatasetState {
   // read it directly, anyone else reads a Snapshot.
   storage::DatasetRecord record;
   bool deleted = false;  // guarded by write_mu; set once the store forgot it
+  // Being moved to another server (Catalog::BeginMove): writes are refused, reads go on.
+  // Written under write_mu, so a writer holding it sees a settled value; others may peek.
+  std::atomic<bool> moving{false};
   std::unique_ptr<index::VectorIndex> index;
   // A projected dataset's PCA (EmbeddingConfig.projection), once its first ingest fitted it;
   // set and read under write_mu.
@@ -51,12 +55,17 @@ struct DatasetState {
   std::mutex record_mu;
 };
 
+// OK, or UNAVAILABLE "dataset <name> is being moved; retry shortly" while the dataset (of
+// that name) is being moved. Writers call it holding write_mu, before they change anything.
+absl::Status CheckNotMoving(const DatasetState& dataset, absl::string_view name);
+
 // Commits a selection made for `record` (a select operation of the dataset's tenant): assigns
 // the dataset's next selection number and an id (selection_ids.h), counts the selection into
 // the dataset's and the tenant's stored_bytes, and writes the selection, the dataset's record
 // and the operation, marked done by `succeed` and holding the selection without its items,
 // in one write; then publishes the dataset's record. RESOURCE_EXHAUSTED (max_stored_bytes)
-// or NOT_FOUND (the dataset was deleted) change nothing. Takes the dataset's write_mu.
+// NOT_FOUND (the dataset was deleted) or UNAVAILABLE (it is being moved) change nothing.
+// Takes the dataset's write_mu.
 absl::Status CommitSelection(DatasetState& dataset, v1::Selection selection, store::Store& store,
                              TenantRegistry& tenants, storage::OperationRecord* record,
                              const std::function<void(storage::OperationRecord*)>& succeed);
@@ -78,18 +87,49 @@ class Catalog {
   // Creates the dataset (of record.tenant()) in the store and opens it. ALREADY_EXISTS if
   // the tenant has a dataset of that name.
   absl::StatusOr<std::shared_ptr<DatasetState>> Create(storage::DatasetRecord record);
-  // Deletes the dataset from the store and closes it. Returns its last record.
+  // Deletes the dataset from the store and closes it. Returns its last record. UNAVAILABLE
+  // while it is being moved.
   absl::StatusOr<storage::DatasetRecord> Delete(const std::string& tenant, const std::string& name);
+
+  // Moving a dataset to another server. BeginMove freezes it: once the write in flight (if
+  // any) has finished, every write to it is refused with UNAVAILABLE (CheckNotMoving) and
+  // changes nothing, while reads go on. Returns its record, which no write changes until
+  // EndMove: the one to export (Store::ExportDataset). FAILED_PRECONDITION, naming the
+  // count, if `active_operations(internal id)` (its queued and running operations) is not 0,
+  // so no job straddles a move; also if it is being moved already. NOT_FOUND if absent.
+  absl::StatusOr<storage::DatasetRecord> BeginMove(
+      const std::string& tenant, const std::string& name,
+      const std::function<int64_t(uint64_t internal_id)>& active_operations);
+  // Ends a move BeginMove began. `moved`: the destination has it, so the local copy is
+  // deleted with its operations (Store::DeleteOperationsOf) and the tenant's usage given back
+  // as DeleteDataset does; else the dataset takes writes again. FAILED_PRECONDITION if it is
+  // not being moved, NOT_FOUND if absent.
+  absl::Status EndMove(const std::string& tenant, const std::string& name, bool moved);
+  // Opens a dataset Store::ImportDataset wrote (as Load does: the index rebuilt from the
+  // stored vectors) and counts it, and `operation_bytes` of operations imported with it
+  // (Store::Imported), into its tenant's usage. The imported done operations need nothing
+  // more: jobs::Operations reads done operations from the store. ALREADY_EXISTS if the
+  // tenant has an open dataset of that name; NOT_FOUND if the store has no dataset of that
+  // tenant, name and internal id; DATA_LOSS if its rows do not match its record.
+  absl::StatusOr<std::shared_ptr<DatasetState>> Adopt(const storage::DatasetRecord& record,
+                                                      int64_t operation_bytes = 0);
 
   int64_t size() const;
   // Bytes the encoded vectors of every open dataset take in memory (VectorIndex's blocks).
   int64_t VectorMemoryBytes() const;
 
  private:
-  explicit Catalog(store::Store* store) : store_(store) {}
+  Catalog(store::Store* store, TenantRegistry* tenants) : store_(store), tenants_(tenants) {}
   static std::shared_ptr<DatasetState> Open(storage::DatasetRecord record);
+  // Opens a stored dataset: its projection, and its index from the stored vectors.
+  static absl::StatusOr<std::shared_ptr<DatasetState>> OpenStored(store::Store* store,
+                                                                  storage::DatasetRecord record);
+  // Deletes the dataset from the store and closes it. Requires state.write_mu.
+  absl::Status DeleteLocked(const std::string& tenant, const std::string& name,
+                            const std::shared_ptr<DatasetState>& state);
 
   store::Store* store_;
+  TenantRegistry* tenants_;
   mutable std::shared_mutex mu_;
   std::map<std::string, std::shared_ptr<DatasetState>> datasets_;  // by "tenant/name"
 };

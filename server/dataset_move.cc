@@ -42,8 +42,8 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
   }
   Catalog* catalog = node.catalog();
   ASSIGN_OR_RETURN(storage::DatasetRecord record,
-                   catalog->BeginMove(tenant, dataset, [&node](uint64_t id) {
-                     return node.operations()->LiveOn(id);
+                   catalog->BeginMove(tenant, dataset, [&node, &tenant](uint64_t id) {
+                     return node.operations()->CountLive(tenant, id);
                    }));
   LogEvent("info", "moving a dataset",
            {{"tenant", tenant}, {"dataset", dataset}, {"to", to},

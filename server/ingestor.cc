@@ -87,6 +87,7 @@ absl::Status Ingestor::EncodeVectors(DatasetState& dataset, const v1::Dataset& c
     {
       std::lock_guard<std::mutex> lock(dataset.write_mu);
       if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
+      RETURN_IF_ERROR(CheckNotMoving(dataset, dataset.record.dataset().name()));
       pca = dataset.projection;
       if (pca == nullptr) {
         // The first ingest fits the projection on its own vectors. A PCA of out_dim
@@ -261,6 +262,7 @@ absl::StatusOr<int64_t> Ingestor::Commit(DatasetState& dataset,
 
   std::lock_guard<std::mutex> lock(dataset.write_mu);
   if (dataset.deleted) return absl::NotFoundError("dataset was deleted during the ingest");
+  RETURN_IF_ERROR(CheckNotMoving(dataset, dataset.record.dataset().name()));
   const int64_t duplicates_before = summary->duplicates();
   storage::DatasetRecord updated = dataset.record;
   const bool pairs = updated.dataset().kind() == v1::DATASET_KIND_PAIRS;

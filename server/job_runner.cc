@@ -232,6 +232,8 @@ absl::StatusOr<std::shared_ptr<DatasetState>> ServiceJobRunner::Dataset(
                            state->Snapshot().internal_id() != record.dataset_internal_id())) {
     return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
   }
+  // Jobs neither start on nor run through a move (Catalog::BeginMove counts the ones before).
+  RETURN_IF_ERROR(CheckNotMoving(*state, name));
   return state;
 }
 

@@ -5,8 +5,12 @@
 
 #include <cstring>
 #include <filesystem>
+#include <iterator>
+#include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
@@ -209,24 +213,66 @@ absl::StatusOr<storage::DatasetRecord> Store::CreateDataset(storage::DatasetReco
   }
   if (!s.IsNotFound()) return FromRocks(s, "read dataset");
 
-  uint64_t next_id = 1;
-  std::string id_bytes;
-  s = db_->Get(rocksdb::ReadOptions(), kNextDatasetIdKey, &id_bytes);
-  if (s.ok() && id_bytes.size() == 8)
-    next_id = ReadBigEndian(id_bytes.data());
-  else if (!s.ok() && !s.IsNotFound())
-    return FromRocks(s, "read next dataset id");
-
-  record.set_internal_id(next_id);
-  std::string next;
-  AppendBigEndian(&next, next_id + 1);
   rocksdb::WriteBatch batch;
-  batch.Put(kNextDatasetIdKey, next);
+  if (record.internal_id() != 0) {
+    ASSIGN_OR_RETURN(const bool used, InternalIdInUse(record.internal_id(), false));
+    if (used) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("internal id ", record.internal_id(), " is in use"));
+    }
+    RETURN_IF_ERROR(BumpNextId(record.internal_id(), &batch));
+  } else {
+    ASSIGN_OR_RETURN(const uint64_t next_id, NextLocalId());
+    record.set_internal_id(next_id);
+    std::string next;
+    AppendBigEndian(&next, next_id + 1);
+    batch.Put(kNextDatasetIdKey, next);
+  }
   batch.Put(datasets_, key, record.SerializeAsString());
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   if (absl::Status st = FromRocks(db_->Write(wo, &batch), "create dataset"); !st.ok()) return st;
   return record;
+}
+
+absl::StatusOr<uint64_t> Store::NextLocalId() const {
+  std::string id_bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), kNextDatasetIdKey, &id_bytes);
+  if (s.IsNotFound()) return uint64_t{1};
+  if (!s.ok()) return FromRocks(s, "read next dataset id");
+  if (id_bytes.size() != 8) return absl::DataLossError("corrupt next dataset id");
+  return ReadBigEndian(id_bytes.data());
+}
+
+absl::Status Store::BumpNextId(uint64_t dataset_id, rocksdb::WriteBatch* batch) const {
+  ASSIGN_OR_RETURN(const uint64_t next_id, NextLocalId());
+  if (next_id > dataset_id) return absl::OkStatus();
+  std::string next;
+  AppendBigEndian(&next, dataset_id + 1);
+  batch->Put(kNextDatasetIdKey, next);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Store::InternalIdInUse(uint64_t dataset_id, bool records_only) const {
+  // Dataset records are keyed by name: a scan, as rare as creations with a given id are.
+  bool used = false;
+  RETURN_IF_ERROR(ForEachDataset([&](storage::DatasetRecord record) {
+    used = used || record.internal_id() == dataset_id;
+    return absl::OkStatus();
+  }));
+  if (used || records_only) return used;
+  const std::string begin = Prefix(dataset_id);
+  const std::string end = Prefix(dataset_id + 1);
+  for (auto* cf : {examples_, embeddings_, ids_, selections_, projections_, originals_}) {
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper(end);
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
+    it->Seek(begin);
+    if (it->Valid()) return true;
+    RETURN_IF_ERROR(FromRocks(it->status(), "scan for an internal id"));
+  }
+  return false;
 }
 
 absl::StatusOr<storage::DatasetRecord> Store::GetDataset(absl::string_view tenant,
@@ -280,6 +326,328 @@ absl::Status Store::DeleteDataset(const storage::DatasetRecord& record) {
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   return FromRocks(db_->Write(wo, &batch), "delete dataset");
+}
+
+namespace {
+
+// The column families that hold rows keyed by a dataset's internal id, by name, and the
+// length of their keys (0: longer than the 8-byte internal id, e.g. "ids").
+struct DatasetFamilyName {
+  const char* name;
+  size_t key_bytes;
+};
+constexpr DatasetFamilyName kDatasetFamilies[] = {
+    {"projections", 8}, {"examples", 16},   {"embeddings", 16},
+    {"ids", 0},         {"selections", 16}, {"originals", 16},
+};
+
+// Releases a snapshot when the export ends, however it ends.
+class SnapshotHolder {
+ public:
+  explicit SnapshotHolder(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
+  ~SnapshotHolder() { db_->ReleaseSnapshot(snapshot_); }
+  SnapshotHolder(const SnapshotHolder&) = delete;
+  SnapshotHolder& operator=(const SnapshotHolder&) = delete;
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
+std::string OperationsBegin(absl::string_view tenant) { return OperationKey(tenant, ""); }
+// Keys of one tenant's operations sort between "o<tenant>\0" and "o<tenant>\1".
+std::string OperationsEnd(absl::string_view tenant) {
+  return absl::StrCat("o", tenant, absl::string_view("\1", 1));
+}
+
+}  // namespace
+
+rocksdb::ColumnFamilyHandle* Store::DatasetFamily(absl::string_view name) const {
+  rocksdb::ColumnFamilyHandle* const handles[] = {projections_, examples_,   embeddings_,
+                                                  ids_,         selections_, originals_};
+  for (size_t i = 0; i < std::size(kDatasetFamilies); ++i) {
+    if (name == kDatasetFamilies[i].name) return handles[i];
+  }
+  return nullptr;
+}
+
+absl::Status Store::ExportDataset(
+    const storage::DatasetRecord& record, int64_t max_chunk_bytes,
+    const std::function<absl::Status(storage::DatasetRows)>& fn) const {
+  if (max_chunk_bytes < 1) return InvalidField("max_chunk_bytes", "must be at least 1");
+  SnapshotHolder snapshot(db_.get());
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot.get();
+  read.fill_cache = false;  // a whole dataset, read once
+  const std::string key = DatasetKey(record);
+  const auto not_found =
+      absl::NotFoundError(absl::StrCat("dataset '", record.dataset().name(), "' (internal id ",
+                                       record.internal_id(), ") not found"));
+  std::string record_bytes;
+  rocksdb::Status s = db_->Get(read, datasets_, key, &record_bytes);
+  if (s.IsNotFound()) return not_found;
+  RETURN_IF_ERROR(FromRocks(s, "read dataset"));
+  ASSIGN_OR_RETURN(const storage::DatasetRecord stored,
+                   Parse<storage::DatasetRecord>(record_bytes, "dataset record"));
+  const uint64_t dataset_id = stored.internal_id();
+  if (dataset_id != record.internal_id()) return not_found;
+
+  storage::DatasetRows chunk;
+  int64_t chunk_bytes = 0;
+  auto add = [&](absl::string_view family, const rocksdb::Slice& k,
+                 const rocksdb::Slice& v) -> absl::Status {
+    const int64_t bytes = static_cast<int64_t>(k.size() + v.size());
+    if (chunk.rows_size() > 0 && chunk_bytes + bytes > max_chunk_bytes) {
+      RETURN_IF_ERROR(fn(std::move(chunk)));
+      chunk.Clear();
+      chunk_bytes = 0;
+    }
+    storage::DatasetRows::Row* row = chunk.add_rows();
+    row->set_column_family(std::string(family));
+    row->set_key(k.data(), k.size());
+    row->set_value(v.data(), v.size());
+    chunk_bytes += bytes;
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(add("datasets", key, record_bytes));
+  const std::string begin = Prefix(dataset_id);
+  const std::string end = Prefix(dataset_id + 1);
+  for (const DatasetFamilyName& family : kDatasetFamilies) {
+    rocksdb::ReadOptions ro = read;
+    rocksdb::Slice upper(end);
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, DatasetFamily(family.name)));
+    for (it->Seek(begin); it->Valid(); it->Next()) {
+      RETURN_IF_ERROR(add(family.name, it->key(), it->value()));
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("scan ", family.name)));
+  }
+  // The dataset's done operations, each followed by its request_id entry.
+  const std::string ops_begin = OperationsBegin(stored.tenant());
+  const std::string ops_end = OperationsEnd(stored.tenant());
+  rocksdb::ReadOptions ro = read;
+  rocksdb::Slice lower_bound(ops_begin), upper_bound(ops_end);
+  ro.iterate_lower_bound = &lower_bound;
+  ro.iterate_upper_bound = &upper_bound;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, operations_));
+  storage::OperationRecord op;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!op.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("corrupt operation");
+    }
+    if (op.dataset_internal_id() != dataset_id || !op.operation().done()) continue;
+    RETURN_IF_ERROR(add("operations", it->key(), it->value()));
+    const std::string& request_id = op.operation().metadata().request_id();
+    if (request_id.empty()) continue;
+    const std::string request_key = RequestIdKey(stored.tenant(), request_id);
+    std::string id;
+    s = db_->Get(read, operations_, request_key, &id);
+    if (s.IsNotFound()) continue;
+    RETURN_IF_ERROR(FromRocks(s, "read operation request id"));
+    if (id == OperationId(op)) RETURN_IF_ERROR(add("operations", request_key, id));
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan operations"));
+  if (chunk.rows_size() > 0) return fn(std::move(chunk));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Store::DeleteOperationsOf(absl::string_view tenant, uint64_t dataset_id,
+                                                  rocksdb::WriteBatch* batch) const {
+  const std::string begin = OperationsBegin(tenant);
+  const std::string end = OperationsEnd(tenant);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice lower_bound(begin), upper_bound(end);
+  ro.iterate_lower_bound = &lower_bound;
+  ro.iterate_upper_bound = &upper_bound;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, operations_));
+  storage::OperationRecord op;
+  int64_t bytes = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!op.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("corrupt operation");
+    }
+    if (op.dataset_internal_id() != dataset_id) continue;
+    batch->Delete(operations_, it->key());
+    bytes += static_cast<int64_t>(it->value().size());
+    const std::string& request_id = op.operation().metadata().request_id();
+    if (request_id.empty()) continue;
+    // Only the entry that names this operation: the request_id may name another by now.
+    const std::string request_key = RequestIdKey(tenant, request_id);
+    std::string id;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), operations_, request_key, &id);
+    if (s.IsNotFound()) continue;
+    RETURN_IF_ERROR(FromRocks(s, "read operation request id"));
+    if (id == OperationId(op)) batch->Delete(operations_, request_key);
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan operations"));
+  return bytes;
+}
+
+absl::StatusOr<int64_t> Store::DeleteOperationsOf(absl::string_view tenant, uint64_t dataset_id) {
+  rocksdb::WriteBatch batch;
+  ASSIGN_OR_RETURN(const int64_t bytes, DeleteOperationsOf(tenant, dataset_id, &batch));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "delete operations"));
+  return bytes;
+}
+
+absl::StatusOr<Store::Imported> Store::ImportDataset(
+    const std::function<absl::StatusOr<std::optional<storage::DatasetRows>>()>& next) {
+  Imported out;
+  std::string record_key, record_bytes, prefix, request_prefix;
+  // The imported operations' request_ids, by operation id: a request_id entry must name one.
+  std::map<std::string, std::string> operations;
+  int64_t index = 0;               // the row's position in the whole import, for error messages
+  rocksdb::WriteOptions unsynced;  // the record's synced write makes them durable
+  while (true) {
+    ASSIGN_OR_RETURN(std::optional<storage::DatasetRows> chunk, next());
+    if (!chunk.has_value()) break;
+    rocksdb::WriteBatch batch;
+    for (const storage::DatasetRows::Row& row : chunk->rows()) {
+      const std::string field = absl::StrCat("rows[", index++, "]");
+      const std::string& family = row.column_family();
+      if (record_key.empty()) {
+        if (family != "datasets") {
+          return InvalidField(absl::StrCat(field, ".column_family"),
+                              "the first row must be the dataset's record (\"datasets\")");
+        }
+        if (!out.record.ParseFromString(row.value()) || out.record.internal_id() == 0 ||
+            out.record.tenant().empty() || out.record.dataset().name().empty()) {
+          return InvalidField(absl::StrCat(field, ".value"),
+                              "not a dataset record with a tenant, a name and an internal id");
+        }
+        if (row.key() != DatasetKey(out.record)) {
+          return InvalidField(absl::StrCat(field, ".key"), "not the record's tenant/name");
+        }
+        RETURN_IF_ERROR(BeginImport(out.record));
+        record_key = row.key();
+        record_bytes = row.value();
+        prefix = Prefix(out.record.internal_id());
+        request_prefix = RequestIdKey(out.record.tenant(), "");
+        continue;
+      }
+      const std::string& key = row.key();
+      if (family == "operations") {
+        if (!key.empty() && key[0] == 'o') {
+          storage::OperationRecord op;
+          if (!op.ParseFromString(row.value())) {
+            return InvalidField(absl::StrCat(field, ".value"), "not an operation record");
+          }
+          if (op.tenant() != out.record.tenant() ||
+              op.dataset_internal_id() != out.record.internal_id()) {
+            return InvalidField(absl::StrCat(field, ".value"),
+                                "an operation of another tenant or dataset");
+          }
+          if (!op.operation().done()) {
+            return InvalidField(absl::StrCat(field, ".value"),
+                                "an operation not done; only done operations move");
+          }
+          const absl::string_view id = OperationId(op);
+          if (id.empty() || key != OperationKey(op.tenant(), id)) {
+            return InvalidField(absl::StrCat(field, ".key"), "not the operation's key");
+          }
+          std::string existing;
+          rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), operations_, key, &existing);
+          if (s.ok()) {
+            return absl::AlreadyExistsError(
+                absl::StrCat("operation '", op.operation().name(), "' already exists"));
+          }
+          if (!s.IsNotFound()) return FromRocks(s, "read operation");
+          operations[std::string(id)] = op.operation().metadata().request_id();
+          ++out.operations;
+          out.operation_bytes += static_cast<int64_t>(row.value().size());
+        } else if (absl::StartsWith(key, request_prefix)) {
+          auto it = operations.find(row.value());
+          if (it == operations.end() || it->second.empty() ||
+              key.compare(request_prefix.size(), std::string::npos, it->second) != 0) {
+            return InvalidField(absl::StrCat(field, ".value"),
+                                "a request_id entry that names no operation imported with it");
+          }
+          std::string existing;
+          rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), operations_, key, &existing);
+          if (s.ok()) continue;  // the destination's own operation keeps its request_id
+          if (!s.IsNotFound()) return FromRocks(s, "read operation request id");
+        } else {
+          return InvalidField(absl::StrCat(field, ".key"),
+                              "not a key of the dataset tenant's operations");
+        }
+        batch.Put(operations_, key, row.value());
+        ++out.rows;
+        continue;
+      }
+      rocksdb::ColumnFamilyHandle* handle = DatasetFamily(family);
+      if (handle == nullptr) {
+        return InvalidField(absl::StrCat(field, ".column_family"),
+                            absl::StrCat("'", absl::string_view(family).substr(0, 64),
+                                         "' is not a column family of a dataset's rows"));
+      }
+      size_t key_bytes = 0;
+      for (const DatasetFamilyName& f : kDatasetFamilies) {
+        if (family == f.name) key_bytes = f.key_bytes;
+      }
+      const bool sized = key_bytes == 0 ? key.size() > prefix.size() : key.size() == key_bytes;
+      if (!sized || !absl::StartsWith(key, prefix)) {
+        return InvalidField(
+            absl::StrCat(field, ".key"),
+            absl::StrCat("not a ", family, " key of internal id ", out.record.internal_id()));
+      }
+      batch.Put(handle, key, row.value());
+      ++out.rows;
+    }
+    RETURN_IF_ERROR(FromRocks(db_->Write(unsynced, &batch), "import rows"));
+  }
+  if (record_key.empty()) {
+    return InvalidField("rows", "empty; the first row must be the dataset's record");
+  }
+  // The record last, so the dataset exists only with all its rows.
+  std::lock_guard<std::mutex> lock(create_mu_);
+  RETURN_IF_ERROR(CheckImportable(out.record));
+  rocksdb::WriteBatch batch;
+  RETURN_IF_ERROR(BumpNextId(out.record.internal_id(), &batch));
+  batch.Put(datasets_, record_key, record_bytes);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "import dataset record"));
+  ++out.rows;
+  return out;
+}
+
+absl::Status Store::CheckImportable(const storage::DatasetRecord& record) const {
+  std::string existing;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), datasets_, DatasetKey(record), &existing);
+  if (s.ok()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("dataset '", record.dataset().name(), "' already exists"));
+  }
+  if (!s.IsNotFound()) return FromRocks(s, "read dataset");
+  ASSIGN_OR_RETURN(const bool used, InternalIdInUse(record.internal_id(), /*records_only=*/true));
+  if (used) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("a dataset with internal id ", record.internal_id(), " exists"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::BeginImport(const storage::DatasetRecord& record) {
+  std::lock_guard<std::mutex> lock(create_mu_);
+  RETURN_IF_ERROR(CheckImportable(record));
+  // No record holds the id, so any rows of it are an interrupted import's: remove them.
+  const std::string begin = Prefix(record.internal_id());
+  const std::string end = Prefix(record.internal_id() + 1);
+  rocksdb::WriteBatch batch;
+  for (const DatasetFamilyName& family : kDatasetFamilies) {
+    batch.DeleteRange(DatasetFamily(family.name), begin, end);
+  }
+  ASSIGN_OR_RETURN(const int64_t ignored,
+                   DeleteOperationsOf(record.tenant(), record.internal_id(), &batch));
+  (void)ignored;
+  // Local ids never reach the imported one, even while it is being written.
+  RETURN_IF_ERROR(BumpNextId(record.internal_id(), &batch));
+  rocksdb::WriteOptions wo;
+  wo.sync = false;
+  return FromRocks(db_->Write(wo, &batch), "clear an interrupted import");
 }
 
 absl::StatusOr<std::optional<IdEntry>> Store::FindId(uint64_t dataset_id,

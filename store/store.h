@@ -42,6 +42,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace curation::store {
@@ -76,8 +77,11 @@ class Store {
                                                      const Options& options);
   ~Store();
 
-  // Assigns a fresh internal id and stores `record` under its tenant and dataset name.
-  // ALREADY_EXISTS if the tenant has a dataset of that name. Returns the stored record.
+  // Stores `record` under its tenant and dataset name with a fresh internal id: the local
+  // counter's next one, or record.internal_id() when non-zero (a cluster allocates ids
+  // itself). ALREADY_EXISTS if the tenant has a dataset of that name, or if any row of a
+  // given internal id exists (a dataset's record or rows); a given id moves the local
+  // counter past it, so later local ids never collide with it. Returns the stored record.
   absl::StatusOr<storage::DatasetRecord> CreateDataset(storage::DatasetRecord record);
   // NOT_FOUND if absent.
   absl::StatusOr<storage::DatasetRecord> GetDataset(absl::string_view tenant,
@@ -90,6 +94,40 @@ class Store {
   absl::Status ForEachDataset(const std::function<absl::Status(storage::DatasetRecord)>& fn) const;
   // Removes the dataset and every row that belongs to it, atomically.
   absl::Status DeleteDataset(const storage::DatasetRecord& record);
+
+  // Moving a dataset to another store. ExportDataset calls fn with the dataset's rows, read
+  // from one snapshot, in chunks of at most `max_chunk_bytes` of keys and values (a larger
+  // row travels alone): first its record (the "datasets" row), then every row keyed by its
+  // internal id, then its done operations with their request_id entries (queued or running
+  // ones are not exported: the caller ensures there are none, see Catalog::BeginMove).
+  // Stops at fn's first error and returns it. NOT_FOUND if the store has no dataset of
+  // `record`'s tenant, name and internal id; INVALID_ARGUMENT if max_chunk_bytes < 1.
+  absl::Status ExportDataset(const storage::DatasetRecord& record, int64_t max_chunk_bytes,
+                             const std::function<absl::Status(storage::DatasetRows)>& fn) const;
+  // What ImportDataset wrote.
+  struct Imported {
+    storage::DatasetRecord record;
+    int64_t rows = 0;
+    int64_t operations = 0;
+    int64_t operation_bytes = 0;  // their records' bytes, for the tenant's stored_bytes
+  };
+  // Writes the rows of ExportDataset's chunks, which `next` returns in order (nullopt after
+  // the last; an error aborts the import and is returned). The first row must be the
+  // dataset's record. ALREADY_EXISTS if the tenant has a dataset of that name or a dataset
+  // with that internal id exists, or an imported operation's id is taken. The rows cross the
+  // network, so each is checked: INVALID_ARGUMENT ("rows[i]...") for an unknown column
+  // family, a key not of the dataset's internal id (or, for operations, not a done operation
+  // of the dataset's tenant and internal id, or a request_id entry not naming one imported
+  // with it). The record is written last, synced, so until then the dataset does not exist:
+  // rows an interrupted import left behind are removed by the next import of that internal
+  // id before it writes. A request_id the destination already uses for another operation
+  // keeps that one. Moves the local id counter past the internal id as CreateDataset does.
+  // One import of a given dataset at a time.
+  absl::StatusOr<Imported> ImportDataset(
+      const std::function<absl::StatusOr<std::optional<storage::DatasetRows>>()>& next);
+  // Removes the tenant's operations of the dataset with internal id `dataset_id` (a dataset
+  // moved away) and their request_id entries. Returns the bytes of the records removed.
+  absl::StatusOr<int64_t> DeleteOperationsOf(absl::string_view tenant, uint64_t dataset_id);
 
   // The id's entry, or nullopt if the dataset has no example with that id.
   absl::StatusOr<std::optional<IdEntry>> FindId(uint64_t dataset_id, absl::string_view id) const;
@@ -201,6 +239,24 @@ class Store {
 
  private:
   Store() = default;
+  // The handle of a column family holding dataset rows, by name; null for any other name.
+  rocksdb::ColumnFamilyHandle* DatasetFamily(absl::string_view name) const;
+  // Whether a dataset record or any row keyed by `dataset_id` exists. Requires create_mu_.
+  absl::StatusOr<bool> InternalIdInUse(uint64_t dataset_id, bool records_only) const;
+  // ALREADY_EXISTS if the tenant has a dataset of record's name, or a dataset record holds
+  // its internal id. Requires create_mu_.
+  absl::Status CheckImportable(const storage::DatasetRecord& record) const;
+  // Checks that `record` can be imported, removes an interrupted import's rows of its
+  // internal id and moves the local id counter past it.
+  absl::Status BeginImport(const storage::DatasetRecord& record);
+  // The local counter's next internal id. Requires create_mu_.
+  absl::StatusOr<uint64_t> NextLocalId() const;
+  // Moves the local id counter past `dataset_id` in `batch`. Requires create_mu_.
+  absl::Status BumpNextId(uint64_t dataset_id, rocksdb::WriteBatch* batch) const;
+  // Deletes (in `batch`) the tenant's operations of `dataset_id` and their request_id
+  // entries; returns their records' bytes.
+  absl::StatusOr<int64_t> DeleteOperationsOf(absl::string_view tenant, uint64_t dataset_id,
+                                             rocksdb::WriteBatch* batch) const;
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
