@@ -130,8 +130,7 @@ int RunForwarding(int argc, char** argv) {
     select_direct.push_back(select(*owner));
     select_forwarded.push_back(select(*other));
   }
-  std::printf("forwarding cost, %d pairs on member m1 of 3, one machine (loadavg at end: ",
-              pairs);
+  std::printf("forwarding cost, %d pairs on member m1 of 3, one machine (loadavg at end: ", pairs);
   if (FILE* f = std::fopen("/proc/loadavg", "r")) {
     char buf[64] = {};
     if (std::fgets(buf, sizeof buf, f) != nullptr) {
@@ -141,14 +140,14 @@ int RunForwarding(int argc, char** argv) {
     std::fclose(f);
   }
   std::printf(")\n");
-  std::printf("%-28s %12s %12s %12s %12s %9s %9s\n", "call", "owner p50", "owner p99",
-              "other p50", "other p99", "p50 x", "p99 x");
+  std::printf("%-28s %12s %12s %12s %12s %9s %9s\n", "call", "owner p50", "owner p99", "other p50",
+              "other p99", "p50 x", "p99 x");
   auto row = [](const char* name, const char* unit, const std::vector<double>& d,
                 const std::vector<double>& f) {
     const double d50 = Percentile(d, 0.5), d99 = Percentile(d, 0.99);
     const double f50 = Percentile(f, 0.5), f99 = Percentile(f, 0.99);
-    std::printf("%-28s %9.1f %-2s %9.1f %-2s %9.1f %-2s %9.1f %-2s %8.2fx %8.2fx\n", name, d50, unit,
-                d99, unit, f50, unit, f99, unit, f50 / d50, f99 / d99);
+    std::printf("%-28s %9.1f %-2s %9.1f %-2s %9.1f %-2s %9.1f %-2s %8.2fx %8.2fx\n", name, d50,
+                unit, d99, unit, f50, unit, f99, unit, f50 / d50, f99 / d99);
   };
   row(("GetDataset (n=" + std::to_string(gets) + ")").c_str(), "us", get_direct, get_forwarded);
   row(("Select herding 1% (n=" + std::to_string(selects) + ")").c_str(), "ms", select_direct,

@@ -145,8 +145,8 @@ absl::StatusOr<uint64_t> Directory::AllocateInternalId() {
     if (kv && !absl::SimpleAtoi(kv->value, &next)) {
       return absl::DataLossError(absl::StrCat(kNextIdKey, " holds ", kv->value));
     }
-    ASSIGN_OR_RETURN(bool wrote, etcd_->PutIf(kNextIdKey, std::to_string(next + 1),
-                                              kv ? kv->mod_revision : 0));
+    ASSIGN_OR_RETURN(bool wrote,
+                     etcd_->PutIf(kNextIdKey, std::to_string(next + 1), kv ? kv->mod_revision : 0));
     if (wrote) return next;
   }
 }
@@ -166,8 +166,7 @@ absl::Status Directory::ReserveInternalIdsThrough(uint64_t id) {
 }
 
 absl::StatusOr<Placement> Directory::Reserve(const std::string& tenant, const std::string& name,
-                                             const std::string& member, uint64_t internal_id,
-                                             int64_t stale_after_ms) {
+                                             const std::string& member, uint64_t internal_id) {
   storage::PlacementRecord record;
   record.set_tenant(tenant);
   record.set_name(name);
@@ -177,13 +176,16 @@ absl::StatusOr<Placement> Directory::Reserve(const std::string& tenant, const st
   record.set_update_unix_ms(NowUnixMs());
   const std::string key = kDatasetsPrefix + PlacementKey(tenant, name);
   std::optional<KeyValue> current;
-  ASSIGN_OR_RETURN(bool wrote, etcd_->PutIf(key, ToJson(record), 0, 0, &current));
+  const std::string value = ToJson(record);
+  ASSIGN_OR_RETURN(bool wrote, etcd_->PutIf(key, value, 0, 0, &current));
+  // A retried write whose first reply was lost meets itself.
+  if (!wrote && current && current->value == value) wrote = true;
   if (!wrote && current) {
     auto held = Parse(*current);
-    const bool free =
-        held && (held->record.state() == storage::PlacementRecord::DELETING ||
-                 (held->record.state() == storage::PlacementRecord::CREATING &&
-                  NowUnixMs() - held->record.update_unix_ms() > stale_after_ms));
+    // A name being deleted is free (the delete's last step compares revisions, so it cannot
+    // remove the new entry). One being created is not, however old: its creator may have made
+    // the dataset and acknowledged it; only its member's sweep settles it (ClusterNode).
+    const bool free = held && held->record.state() == storage::PlacementRecord::DELETING;
     if (!free) {
       if (held) Apply(PlacementKey(tenant, name), held);
       return absl::AlreadyExistsError(absl::StrCat("dataset ", name, " exists"));
@@ -227,8 +229,8 @@ absl::Status Directory::Remove(const Placement& placement) {
   const std::string key = PlacementKey(placement.record.tenant(), placement.record.name());
   ASSIGN_OR_RETURN(bool deleted, etcd_->DeleteIf(kDatasetsPrefix + key, placement.mod_revision));
   if (!deleted) {
-    return absl::AbortedError(absl::StrCat("dataset ", placement.record.name(),
-                                           "'s placement changed meanwhile"));
+    return absl::AbortedError(
+        absl::StrCat("dataset ", placement.record.name(), "'s placement changed meanwhile"));
   }
   std::lock_guard<std::mutex> lock(mu_);
   auto it = by_key_.find(key);

@@ -52,11 +52,9 @@ class Directory {
   absl::Status ReserveInternalIdsThrough(uint64_t id);
 
   // Reserves tenant/name on `member` (state CREATING) with `internal_id`. ALREADY_EXISTS if
-  // the name is taken: READY, or CREATING and younger than `stale_after_ms` (an older one's
-  // creator died, and the name is taken over, as is a DELETING one's).
+  // the name is taken (READY or CREATING); a DELETING entry's name is taken over.
   absl::StatusOr<Placement> Reserve(const std::string& tenant, const std::string& name,
-                                    const std::string& member, uint64_t internal_id,
-                                    int64_t stale_after_ms = 60'000);
+                                    const std::string& member, uint64_t internal_id);
   // Replaces `placement`'s record with `updated` if nobody changed it since it was read.
   // ABORTED if someone did. Returns the new placement.
   absl::StatusOr<Placement> Update(const Placement& placement,

@@ -57,13 +57,14 @@ std::unique_ptr<grpc::ClientContext> Channels::FanOutContext(
 }
 
 grpc::Status ForwardFailure(const grpc::Status& status, const grpc::ClientContext& context,
-                            const std::string& member, const std::string& address) {
+                            const std::string& what, const std::string& member,
+                            const std::string& address) {
   if (status.ok()) return status;
   // The owner's own answer (a dataset being moved, a lapsed lease) already says why.
   if (context.GetServerTrailingMetadata().count(kAnsweredByTrailer) > 0) return status;
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return status;
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      absl::StrCat("the dataset is held by member ", member,
+                      absl::StrCat(what, " is held by member ", member,
                                    address.empty() ? "" : absl::StrCat(" (", address, ")"),
                                    ", which is unavailable: ", status.error_message()));
 }

@@ -51,8 +51,10 @@ class Channels {
 inline constexpr char kAnsweredByTrailer[] = "x-curation-answered-by";
 
 // What a forward's status tells its caller: if the owner did not answer (down or unreachable),
-// UNAVAILABLE naming the member that holds the dataset; else the owner's answer, unchanged.
+// UNAVAILABLE saying that `what` (e.g. "dataset d1") is held by `member`, which is
+// unavailable; else the owner's answer, unchanged.
 grpc::Status ForwardFailure(const grpc::Status& status, const grpc::ClientContext& context,
-                            const std::string& member, const std::string& address);
+                            const std::string& what, const std::string& member,
+                            const std::string& address);
 
 }  // namespace curation::cluster

@@ -121,7 +121,6 @@ absl::Status Membership::CheckWritable() const {
 
 void Membership::KeepAliveLoop() {
   const auto period = std::chrono::milliseconds(options_.lease_seconds * 1000 / 3);
-  int ticks = 0;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -153,7 +152,7 @@ void Membership::KeepAliveLoop() {
       continue;
     }
     // etcd unreachable: the lease lapses by itself once lease_valid_until_ passes.
-    if (++ticks % 3 == 0) PublishLoad();
+    PublishLoad();
   }
 }
 

@@ -38,9 +38,9 @@ grpc::Status AdminService::MoveDataset(grpc::ServerContext* context,
   if (request->to_member().empty()) return ToGrpc(InvalidField("to_member", "required"));
   auto placement = cluster_->directory()->Find(request->tenant(), request->dataset());
   if (!placement) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("tenant ", request->tenant(), " has no dataset ",
-                                     request->dataset()));
+    return grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        absl::StrCat("tenant ", request->tenant(), " has no dataset ", request->dataset()));
   }
   const std::string& owner = placement->record.member();
   if (owner != cluster_->name()) {
@@ -53,20 +53,21 @@ grpc::Status AdminService::MoveDataset(grpc::ServerContext* context,
     auto record = cluster_->membership()->Find(owner);
     if (!record) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          absl::StrCat("dataset ", request->dataset(), " is held by member ",
-                                       owner, ", which is down; a dataset moves only from a "
+                          absl::StrCat("dataset ", request->dataset(), " is held by member ", owner,
+                                       ", which is down; a dataset moves only from a "
                                        "running member"));
     }
     auto stub = v1::AdminService::NewStub(cluster_->channels()->Get(record->address()));
     auto forwarded = cluster_->channels()->ForwardContext(*context);
     grpc::Status s = stub->MoveDataset(forwarded.get(), *request, response);
-    return cluster::ForwardFailure(s, *forwarded, owner, record->address());
+    return cluster::ForwardFailure(s, *forwarded, "dataset " + request->dataset(), owner,
+                                   record->address());
   }
   if (cluster::IsForwarded(*context)) {
     context->AddTrailingMetadata(cluster::kAnsweredByTrailer, cluster_->name());
   }
   auto moved = server::MoveDataset(*cluster_, *context, request->tenant(), request->dataset(),
-                           request->to_member());
+                                   request->to_member());
   if (!moved.ok()) return ToGrpc(moved.status());
   *response = *std::move(moved);
   return grpc::Status::OK;

@@ -115,12 +115,14 @@ absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations) 
           held->record.state() == storage::PlacementRecord::READY) {
         // The same dataset (internal ids are never reused), moved to another member by a move
         // that a crash cut between its switch and its delete here: finish the delete.
-        auto frozen = catalog->BeginMove(r.tenant(), r.dataset().name(),
-                                         [](uint64_t) { return int64_t{0}; });
+        auto frozen =
+            catalog->BeginMove(r.tenant(), r.dataset().name(), [](uint64_t) { return int64_t{0}; });
         if (frozen.ok()) s = catalog->EndMove(r.tenant(), r.dataset().name(), /*moved=*/true);
         LogEvent("info", "deleted the local copy of a dataset moved to another member",
-                 {{"tenant", r.tenant()}, {"dataset", r.dataset().name()},
-                  {"member", held->record.member()}, {"result", s.ToString()}});
+                 {{"tenant", r.tenant()},
+                  {"dataset", r.dataset().name()},
+                  {"member", held->record.member()},
+                  {"result", s.ToString()}});
         continue;
       }
     }
@@ -129,8 +131,7 @@ absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations) 
       // crash cut between its switch and its delete): the directory's owner serves it, and
       // this copy is left for an operator to inspect.
       LogEvent("error", "a local dataset is placed on another member; not serving this copy",
-               {{"tenant", r.tenant()}, {"dataset", r.dataset().name()},
-                {"error", s.ToString()}});
+               {{"tenant", r.tenant()}, {"dataset", r.dataset().name()}, {"error", s.ToString()}});
     }
   }
   membership_->PublishLoad();

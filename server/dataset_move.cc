@@ -46,7 +46,9 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
                      return node.operations()->CountLive(tenant, id);
                    }));
   LogEvent("info", "moving a dataset",
-           {{"tenant", tenant}, {"dataset", dataset}, {"to", to},
+           {{"tenant", tenant},
+            {"dataset", dataset},
+            {"to", to},
             {"examples", std::to_string(record.dataset().example_count())}});
   // From here on, every failure unfreezes the dataset here.
   auto undo = [&](const absl::Status& why, bool drop_at_destination) {
@@ -111,9 +113,9 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
   response.set_bytes_copied(bytes);
   response.set_seconds(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  LogEvent("info", "moved a dataset",
-           {{"tenant", tenant}, {"dataset", dataset}, {"to", to},
-            {"bytes", std::to_string(bytes)}});
+  LogEvent(
+      "info", "moved a dataset",
+      {{"tenant", tenant}, {"dataset", dataset}, {"to", to}, {"bytes", std::to_string(bytes)}});
   return response;
 }
 
@@ -127,8 +129,8 @@ grpc::Status MemberService::ImportDataset(
   Catalog* catalog = node_->catalog();
   if (catalog == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "still loading");
   int64_t bytes = 0;
-  auto imported = node_->store()->ImportDataset(
-      [&]() -> absl::StatusOr<std::optional<storage::DatasetRows>> {
+  auto imported =
+      node_->store()->ImportDataset([&]() -> absl::StatusOr<std::optional<storage::DatasetRows>> {
         cluster::v1::ImportDatasetRequest message;
         if (!reader->Read(&message)) {
           if (context->IsCancelled()) return absl::CancelledError("the source went away");
@@ -140,6 +142,7 @@ grpc::Status MemberService::ImportDataset(
   if (!imported.ok()) return ToGrpc(imported.status());
   auto adopted = catalog->Adopt(imported->record, imported->operation_bytes);
   if (!adopted.ok()) return ToGrpc(adopted.status());
+  node_->membership()->PublishLoad();
   response->set_rows(imported->rows);
   response->set_bytes(bytes);
   response->set_examples(imported->record.dataset().example_count());
@@ -164,9 +167,9 @@ grpc::Status MemberService::DropDataset(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such imported dataset here");
   }
   // As a moved-away dataset goes: its usage given back, its imported operations deleted.
-  absl::Status s = catalog->BeginMove(request->tenant(), request->dataset(),
-                                      [](uint64_t) { return int64_t{0}; })
-                       .status();
+  absl::Status s =
+      catalog->BeginMove(request->tenant(), request->dataset(), [](uint64_t) { return int64_t{0}; })
+          .status();
   if (s.ok()) s = catalog->EndMove(request->tenant(), request->dataset(), /*moved=*/true);
   return ToGrpc(s);
 }

@@ -71,6 +71,7 @@ RoutingService::Target RoutingService::ToMember(const grpc::ServerContext& conte
   if (member == membership_->name()) return t;
   t.local = false;
   t.member = member;
+  t.what = what;
   if (cluster::IsForwarded(context)) {
     // The forwarding member's directory was behind ours (the dataset has just moved): the
     // client's retry reaches the new owner.
@@ -129,7 +130,7 @@ grpc::Status RoutingService::Forward(const Target& target, grpc::ServerContext* 
   auto stub = v1::CurationService::NewStub(channels_->Get(target.address));
   auto client = channels_->ForwardContext(*context);
   grpc::Status status = ((*stub).*method)(client.get(), request, response);
-  return cluster::ForwardFailure(status, *client, target.member, target.address);
+  return cluster::ForwardFailure(status, *client, target.what, target.member, target.address);
 }
 
 template <typename Req, typename Resp>
@@ -146,7 +147,8 @@ grpc::Status RoutingService::ForwardStream(const Target& target, grpc::ServerCon
       break;
     }
   }
-  return cluster::ForwardFailure(reader->Finish(), *client, target.member, target.address);
+  return cluster::ForwardFailure(reader->Finish(), *client, target.what, target.member,
+                                 target.address);
 }
 
 grpc::Status RoutingService::GetDataset(grpc::ServerContext* context,
@@ -170,7 +172,10 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
     // The forwarding member reserved the name for us (or the handler refuses the call).
     if (grpc::Status w = Writable(); !w.ok()) return w;
     grpc::Status s = local_->CreateDataset(context, request, response);
-    if (s.ok()) response->set_member(membership_->name());
+    if (s.ok()) {
+      response->set_member(membership_->name());
+      membership_->PublishLoad();
+    }
     return s;
   }
   // Where it goes: the member asked for, else the one with the fewest stored bytes (then the
@@ -329,7 +334,7 @@ grpc::Status RoutingService::IngestStream(grpc::ServerContext* context,
   while (open && reader->Read(&message)) open = writer->Write(message);
   // A write that fails means the owner has ended the stream: Finish says why.
   if (open) writer->WritesDone();
-  return cluster::ForwardFailure(writer->Finish(), *client, t.member, t.address);
+  return cluster::ForwardFailure(writer->Finish(), *client, t.what, t.member, t.address);
 }
 
 grpc::Status RoutingService::GetExamples(grpc::ServerContext* context,
@@ -448,9 +453,8 @@ grpc::Status RoutingService::StartRecommendBudget(grpc::ServerContext* context,
   return local_->StartRecommendBudget(context, request, response);
 }
 
-grpc::Status RoutingService::LocateOperation(grpc::ServerContext* context,
-                                             const std::string& name, Target* target,
-                                             v1::Operation* found) {
+grpc::Status RoutingService::LocateOperation(grpc::ServerContext* context, const std::string& name,
+                                             Target* target, v1::Operation* found) {
   const std::string tenant = TenantOf(*context);
   v1::GetOperationRequest get;
   get.set_name(name);

@@ -24,9 +24,8 @@ namespace curation::server {
 
 class RoutingService final : public v1::CurationService::Service {
  public:
-  RoutingService(CurationService* local, const Authenticator* auth,
-                 cluster::Membership* membership, cluster::Directory* directory,
-                 cluster::Channels* channels)
+  RoutingService(CurationService* local, const Authenticator* auth, cluster::Membership* membership,
+                 cluster::Directory* directory, cluster::Channels* channels)
       : local_(local),
         auth_(auth),
         membership_(membership),
@@ -80,6 +79,7 @@ class RoutingService final : public v1::CurationService::Service {
     bool local = true;
     std::string member;
     std::string address;
+    std::string what;  // what the member holds, e.g. "dataset d1", for the errors
     grpc::Status error = grpc::Status::OK;
   };
   // The caller's tenant, or empty if the caller has none (the local handler then answers
@@ -96,8 +96,8 @@ class RoutingService final : public v1::CurationService::Service {
   grpc::Status Writable() const;
 
   template <typename Req, typename Resp>
-  using UnaryMethod = grpc::Status (v1::CurationService::Stub::*)(grpc::ClientContext*,
-                                                                  const Req&, Resp*);
+  using UnaryMethod = grpc::Status (v1::CurationService::Stub::*)(grpc::ClientContext*, const Req&,
+                                                                  Resp*);
   template <typename Req, typename Resp>
   using StreamMethod = std::unique_ptr<grpc::ClientReader<Resp>> (v1::CurationService::Stub::*)(
       grpc::ClientContext*, const Req&);

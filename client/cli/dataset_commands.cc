@@ -40,6 +40,7 @@ void PrintDataset(const v1::Dataset& d) {
               static_cast<long long>(d.example_count()), pairs ? "pairs" : "examples",
               static_cast<long long>(d.indexed_vectors()),
               static_cast<long long>(d.selection_count()), d.stored_bytes() / 1e6);
+  if (!d.member().empty()) std::printf("  on cluster member %s\n", d.member().c_str());
   if (!pairs) {
     std::printf("  labels: %lld desirable, %lld undesirable\n",
                 static_cast<long long>(d.desirable_count()),
@@ -79,9 +80,8 @@ int DatasetsCommand(Context& ctx, const Args& args) {
   const std::string& verb = pos[0];
   if (verb == "create") {
     if (pos.size() != 2) return Usage("datasets create NAME");
-    if (auto unknown = args.Unknown(
-            {"kind", "dim", "description", "encoding", "project", "keep-original", "member",
-             "json"});
+    if (auto unknown = args.Unknown({"kind", "dim", "description", "encoding", "project",
+                                     "keep-original", "member", "json"});
         !unknown.empty()) {
       return Usage("datasets create: unknown option --" + unknown);
     }

@@ -182,8 +182,8 @@ TEST_F(ClusterTest, DatasetsCreatedThroughDifferentMembersSpreadOverTheMembers) 
     for (const auto& d : reply.datasets()) names.push_back(d.name());
     token = reply.next_page_token();
   } while (!token.empty());
-  EXPECT_EQ(names, (std::vector<std::string>{"spread0", "spread1", "spread2", "spread3",
-                                             "spread4", "spread5"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"spread0", "spread1", "spread2", "spread3", "spread4",
+                                             "spread5"}));
   // Admins see the members with their datasets.
   grpc::ClientContext context;
   Authorize(&context, cluster_->admin_token());
