@@ -210,6 +210,13 @@ int Run() {
   // tokens are the cluster's.
   std::unique_ptr<curation::server::ClusterNode> cluster;
   if (const std::string etcd = absl::GetFlag(FLAGS_cluster_etcd); !etcd.empty()) {
+    if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
+      // Members forward calls to one another over plaintext channels; a TLS member would
+      // refuse them. Until members carry a CA to trust, say so rather than fail per call.
+      return Fatal("--cluster-etcd",
+                   absl::InvalidArgumentError("cluster members do not speak TLS to one another "
+                                              "yet; leave out --tls-cert"));
+    }
     curation::server::ClusterNode::Options options;
     options.etcd_endpoints = absl::StrSplit(etcd, ',', absl::SkipWhitespace());
     options.member = absl::GetFlag(FLAGS_member);
