@@ -73,12 +73,15 @@ const char* EtcdIdentityStore::PrefixOf(Kind kind) {
 absl::StatusOr<int64_t> EtcdIdentityStore::CreateTenant(const v1::Tenant& tenant) {
   v1::Tenant stored = tenant;
   stored.clear_usage();
+  const std::string json = ToJson(stored);
   std::optional<KeyValue> current;
-  auto wrote = etcd_->PutIf(TenantKey(tenant.name()), ToJson(stored), /*expected=*/0, 0, &current);
+  auto wrote = etcd_->PutIf(TenantKey(tenant.name()), json, /*expected=*/0, 0, &current);
   if (!wrote.ok()) {
     return EtcdError(wrote.status(), absl::StrCat("creating tenant '", tenant.name(), "'"));
   }
-  if (!*wrote) {
+  // A retry inside PutIf can find its own first attempt, whose reply was lost; the value
+  // (with its create_time in nanoseconds) tells ours from another member's.
+  if (!*wrote && !(current.has_value() && current->value == json)) {
     return absl::AlreadyExistsError(absl::StrCat("tenant '", tenant.name(), "' already exists"));
   }
   // PutIf does not say which revision it wrote at. 0 orders our creation before any change
@@ -326,9 +329,10 @@ absl::StatusOr<int64_t> EtcdIdentityStore::SeedFrom(store::Store* store) {
       if (!kvs.ok()) return EtcdError(kvs.status(), absl::StrCat("reading ", prefix));
       if (!kvs->empty()) return 0;  // the cluster has its own
     }
-    auto claimed = etcd_->PutIf(kIdentitySeedKey, claim, 0);
+    std::optional<KeyValue> current;
+    auto claimed = etcd_->PutIf(kIdentitySeedKey, claim, 0, 0, &current);
     if (!claimed.ok()) return EtcdError(claimed.status(), "claiming the seed marker");
-    if (!*claimed) return 0;  // another member seeds
+    if (!*claimed && !(current.has_value() && current->value == claim)) return 0;  // another's
   }
   int64_t written = 0;
   // Never overwrite: a key present is newer than this member's copy.
