@@ -93,9 +93,14 @@ class EtcdIdentityStore final : public server::IdentityStore {
 
 // What main() calls in cluster mode: an identity store over `etcd` for the member `member`
 // (1-128 bytes, no '/'), after seeding it from `seed_from` (may be null) as SeedFrom does.
-// Then: Authenticator::Load and TenantRegistry::Load over it, server::IdentitySync::Start
-// (watches), and IdentitySync::StartPublishing once the datasets are loaded.
 // INVALID_ARGUMENT for a bad member name; UNAVAILABLE naming etcd if it cannot be reached.
+// The wiring, in order:
+//   identity = MakeEtcdIdentityStore(node->etcd(), node->name(), store)   (single server:
+//              server::MakeLocalIdentityStore(store))
+//   auth = Authenticator::Load(identity, ...); tenants = TenantRegistry::Load(identity, ...)
+//   sync = server::IdentitySync::Start(identity, auth, tenants)     (watches; no-op if local)
+//   ... Catalog::Load counts the datasets ...  sync->StartPublishing()
+//   at shutdown: sync.reset() before the EtcdClient, auth and tenants go; identity after them.
 absl::StatusOr<std::unique_ptr<EtcdIdentityStore>> MakeEtcdIdentityStore(EtcdClient* etcd,
                                                                          const std::string& member,
                                                                          store::Store* seed_from);
