@@ -157,8 +157,9 @@ void TenantRegistry::ApplyTenant(const v1::Tenant& tenant, int64_t revision) {
       tenant.quotas().ingest_records_per_second() !=
           state->tenant.quotas().ingest_records_per_second() ||
       tenant.quotas().ingest_burst_records() != state->tenant.quotas().ingest_burst_records();
-  state->tenant = tenant;
-  state->tenant.clear_usage();
+  // The name stays as it is: it never changes, and Reject reads it without the lock.
+  *state->tenant.mutable_quotas() = tenant.quotas();
+  *state->tenant.mutable_create_time() = tenant.create_time();
   state->revision = revision;
   if (new_rate) state->bucket = -1;  // a new rate starts with a full bucket
 }
