@@ -63,7 +63,7 @@ grpc::Status AdminService::GetTenant(grpc::ServerContext* context,
   if (auto caller = auth_->AuthorizeAdmin(*context); !caller.ok()) return ToGrpc(caller.status());
   auto state = tenants_->Find(request->name());
   if (!state.ok()) return ToGrpc(state.status());
-  *response = (*state)->View();
+  *response = (*state)->ClusterView();
   return grpc::Status::OK;
 }
 
@@ -74,7 +74,7 @@ grpc::Status AdminService::ListTenants(grpc::ServerContext* context,
   if (request->page_size() < 0) return ToGrpc(InvalidField("page_size", "must not be negative"));
   const size_t page_size = request->page_size() == 0 ? 100 : std::min(request->page_size(), 1000);
   // Tenants are few (teams, not users); the token is simply the last name listed.
-  for (v1::Tenant& tenant : tenants_->List()) {
+  for (v1::Tenant& tenant : tenants_->ClusterList()) {
     if (!request->page_token().empty() && tenant.name() <= request->page_token()) continue;
     if (static_cast<size_t>(response->tenants_size()) == page_size) {
       response->set_next_page_token(response->tenants(response->tenants_size() - 1).name());

@@ -35,8 +35,17 @@ std::string RandomBytes(int n) {
 
 absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Load(
     store::Store* store, bool enabled, const std::string& bootstrap_admin_token) {
-  auto auth = std::unique_ptr<Authenticator>(new Authenticator(store, enabled));
-  auto tokens = store->ListTokens();
+  std::unique_ptr<IdentityStore> identity = MakeLocalIdentityStore(store);
+  auto auth = Load(identity.get(), enabled, bootstrap_admin_token);
+  if (!auth.ok()) return auth.status();
+  (*auth)->owned_identity_ = std::move(identity);
+  return auth;
+}
+
+absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Load(
+    IdentityStore* identity, bool enabled, const std::string& bootstrap_admin_token) {
+  auto auth = std::unique_ptr<Authenticator>(new Authenticator(identity, enabled));
+  auto tokens = identity->ListTokens();
   if (!tokens.ok()) return tokens.status();
   for (storage::TokenRecord& record : *tokens) {
     if (!record.token().revoked()) auth->by_hash_[record.secret_hash()] = record.token();
@@ -124,10 +133,8 @@ absl::StatusOr<v1::CreateTokenResponse> Authenticator::CreateToken(
   absl::WebSafeBase64Escape(RandomBytes(32), &secret_part);
   const std::string secret = absl::StrCat("cur_", token->id(), "_", secret_part);
   record.set_secret_hash(Sha256(secret));
-  if (absl::Status s = store_->PutToken(record); !s.ok()) return s;
-  std::unique_lock lock(mu_);
-  by_hash_[record.secret_hash()] = *token;
-  by_id_[token->id()] = record;
+  if (auto stored = identity_->PutToken(record); !stored.ok()) return stored.status();
+  ApplyToken(record);
   v1::CreateTokenResponse response;
   *response.mutable_token() = *token;
   response.set_secret(secret);
@@ -135,15 +142,41 @@ absl::StatusOr<v1::CreateTokenResponse> Authenticator::CreateToken(
 }
 
 absl::StatusOr<v1::Token> Authenticator::RevokeToken(const std::string& id) {
+  storage::TokenRecord record;
+  {
+    std::shared_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return absl::NotFoundError(absl::StrCat("token '", id, "' not found"));
+    record = it->second;
+  }
+  record.mutable_token()->set_revoked(true);
+  // Unlocked while it is stored: authentication must not wait for an unreachable etcd.
+  if (auto stored = identity_->PutToken(record); !stored.ok()) return stored.status();
+  ApplyToken(record);
+  return record.token();
+}
+
+void Authenticator::ApplyToken(const storage::TokenRecord& record) {
+  std::unique_lock lock(mu_);
+  auto it = by_id_.find(record.token().id());
+  if (it != by_id_.end()) {
+    if (it->second.token().revoked()) return;
+    if (it->second.secret_hash() != record.secret_hash()) by_hash_.erase(it->second.secret_hash());
+  }
+  if (record.token().revoked()) {
+    by_hash_.erase(record.secret_hash());
+  } else {
+    by_hash_[record.secret_hash()] = record.token();
+  }
+  by_id_[record.token().id()] = record;
+}
+
+void Authenticator::RemoveToken(const std::string& id) {
   std::unique_lock lock(mu_);
   auto it = by_id_.find(id);
-  if (it == by_id_.end()) return absl::NotFoundError(absl::StrCat("token '", id, "' not found"));
-  storage::TokenRecord record = it->second;
-  record.mutable_token()->set_revoked(true);
-  if (absl::Status s = store_->PutToken(record); !s.ok()) return s;
-  by_hash_.erase(record.secret_hash());
-  it->second = record;
-  return record.token();
+  if (it == by_id_.end()) return;
+  by_hash_.erase(it->second.secret_hash());
+  by_id_.erase(it);
 }
 
 std::vector<v1::Token> Authenticator::ListTokens(const std::string& tenant) const {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "curation/storage/records.pb.h"
 #include "curation/v1/admin.pb.h"
+#include "server/identity_store.h"
 #include "store/store.h"
 
 namespace grpc {
@@ -36,8 +37,12 @@ absl::Status TooManyAuthorizationHeaders();
 
 class Authenticator {
  public:
-  // With `enabled` false every call is an admin of kDefaultTenant. `bootstrap_admin_token`,
-  // if not empty, is accepted as an admin token.
+  // Loads the tokens of `identity` (not owned; it must outlive the authenticator). With
+  // `enabled` false every call is an admin of kDefaultTenant. `bootstrap_admin_token`, if not
+  // empty, is accepted as an admin token.
+  static absl::StatusOr<std::unique_ptr<Authenticator>> Load(
+      IdentityStore* identity, bool enabled, const std::string& bootstrap_admin_token);
+  // The same over the server's own store (a single server).
   static absl::StatusOr<std::unique_ptr<Authenticator>> Load(
       store::Store* store, bool enabled, const std::string& bootstrap_admin_token);
 
@@ -56,15 +61,24 @@ class Authenticator {
   // For admin RPCs: OK only for admin callers.
   absl::StatusOr<Caller> AuthorizeAdmin(const grpc::ServerContext& context) const;
 
-  // Creates and stores a token; returns it with its secret (shown once).
+  // Creates and stores a token; returns it with its secret (shown once). The identity
+  // store's errors pass through (UNAVAILABLE when etcd is down); nothing changes then.
   absl::StatusOr<v1::CreateTokenResponse> CreateToken(const v1::CreateTokenRequest& request);
+  // Stores the token as revoked, then stops accepting it. NOT_FOUND if unknown here.
   absl::StatusOr<v1::Token> RevokeToken(const std::string& id);
   std::vector<v1::Token> ListTokens(const std::string& tenant) const;
 
- private:
-  Authenticator(store::Store* store, bool enabled) : store_(store), enabled_(enabled) {}
+  // Changes made elsewhere (IdentitySync). A token created or revoked; a revocation is
+  // final, so a late copy of the token from before it changes nothing.
+  void ApplyToken(const storage::TokenRecord& record);
+  // A token whose record was deleted: it stops authenticating.
+  void RemoveToken(const std::string& id);
 
-  store::Store* store_;
+ private:
+  Authenticator(IdentityStore* identity, bool enabled) : identity_(identity), enabled_(enabled) {}
+
+  std::unique_ptr<IdentityStore> owned_identity_;  // for Load(store::Store*)
+  IdentityStore* identity_;
   const bool enabled_;
   mutable std::shared_mutex mu_;
   std::map<std::string, v1::Token> by_hash_;           // SHA-256(token) -> token

@@ -11,12 +11,26 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status.h"
 #include "server/auth.h"
 
 namespace curation::server {
+namespace {
+
+// "N are stored", with the other members' part when a cluster shares the quota.
+std::string Stored(int64_t here, int64_t others) {
+  if (others == 0) return absl::StrCat(here, " are stored");
+  return absl::StrCat(here + others, " are stored (", others, " on other members)");
+}
+
+}  // namespace
 
 v1::Tenant TenantState::View() {
   std::lock_guard<std::mutex> lock(mu);
+  return ViewLocked();
+}
+
+v1::Tenant TenantState::ViewLocked() const {
   v1::Tenant view = tenant;
   v1::TenantUsage* usage = view.mutable_usage();
   usage->set_examples(examples);
@@ -27,23 +41,57 @@ v1::Tenant TenantState::View() {
   return view;
 }
 
+v1::Tenant TenantState::ClusterView() {
+  std::lock_guard<std::mutex> lock(mu);
+  v1::Tenant view = ViewLocked();
+  v1::TenantUsage* usage = view.mutable_usage();
+  usage->set_examples(usage->examples() + others.examples());
+  usage->set_stored_bytes(usage->stored_bytes() + others.stored_bytes());
+  usage->set_datasets(usage->datasets() + others.datasets());
+  return view;
+}
+
 absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(store::Store* store,
                                                                      bool ensure_default) {
-  auto registry = std::unique_ptr<TenantRegistry>(new TenantRegistry(store));
+  std::unique_ptr<IdentityStore> identity = MakeLocalIdentityStore(store);
+  ASSIGN_OR_RETURN(auto registry, Load(identity.get(), ensure_default));
+  registry->owned_identity_ = std::move(identity);
+  return registry;
+}
+
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(IdentityStore* identity,
+                                                                     bool ensure_default) {
+  auto registry = std::unique_ptr<TenantRegistry>(new TenantRegistry(identity));
   registry->set_ingest_sharing(IngestSharing{});
-  auto tenants = store->ListTenants();
-  if (!tenants.ok()) return tenants.status();
-  for (v1::Tenant& tenant : *tenants) {
+  ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, identity->ListTenants());
+  for (v1::Tenant& tenant : tenants) {
     auto state = std::make_shared<TenantState>();
     state->tenant = std::move(tenant);
+    state->tenant.clear_usage();
     registry->tenants_[state->tenant.name()] = state;
   }
   if (ensure_default && !registry->tenants_.count(kDefaultTenant)) {
     v1::Tenant tenant;
     tenant.set_name(kDefaultTenant);
-    if (auto created = registry->Create(tenant); !created.ok()) return created.status();
+    auto created = registry->Create(tenant);
+    // Another member of a cluster may have created it since the list: it is known soon.
+    if (!created.ok() && !absl::IsAlreadyExists(created.status())) return created.status();
+    if (!created.ok()) registry->ApplyTenant(tenant, 0);
   }
   return registry;
+}
+
+std::shared_ptr<TenantState> TenantRegistry::NewStateLocked(const v1::Tenant& tenant,
+                                                            int64_t revision) {
+  auto state = std::make_shared<TenantState>();
+  state->tenant = tenant;
+  state->tenant.clear_usage();
+  state->revision = revision;
+  if (auto it = orphan_others_.find(tenant.name()); it != orphan_others_.end()) {
+    state->others = it->second;
+    orphan_others_.erase(it);
+  }
+  return state;
 }
 
 absl::StatusOr<std::shared_ptr<TenantState>> TenantRegistry::Find(const std::string& name) const {
@@ -55,30 +103,97 @@ absl::StatusOr<std::shared_ptr<TenantState>> TenantRegistry::Find(const std::str
 }
 
 absl::StatusOr<v1::Tenant> TenantRegistry::Create(const v1::Tenant& tenant) {
-  auto state = std::make_shared<TenantState>();
-  state->tenant.set_name(tenant.name());
-  *state->tenant.mutable_quotas() = tenant.quotas();
-  *state->tenant.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  std::unique_lock lock(mu_);
-  if (absl::Status s = store_->CreateTenant(state->tenant); !s.ok()) return s;
-  tenants_[tenant.name()] = state;
-  lock.unlock();
-  return state->View();
+  v1::Tenant record;
+  record.set_name(tenant.name());
+  *record.mutable_quotas() = tenant.quotas();
+  *record.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  std::lock_guard<std::mutex> write(write_mu_);
+  ASSIGN_OR_RETURN(const int64_t revision, identity_->CreateTenant(record));
+  std::shared_ptr<TenantState> state;
+  {
+    std::unique_lock lock(mu_);
+    auto& slot = tenants_[tenant.name()];
+    // A cluster's watch may have brought our own creation in already.
+    if (slot == nullptr) slot = NewStateLocked(record, revision);
+    state = slot;
+  }
+  return state->ClusterView();
 }
 
 absl::StatusOr<v1::Tenant> TenantRegistry::UpdateQuotas(const std::string& name,
                                                         const v1::Quotas& quotas) {
-  auto state = Find(name);
-  if (!state.ok()) return state.status();
+  ASSIGN_OR_RETURN(std::shared_ptr<TenantState> state, Find(name));
+  std::lock_guard<std::mutex> write(write_mu_);
+  v1::Tenant updated;
   {
-    std::lock_guard<std::mutex> lock((*state)->mu);
-    v1::Tenant updated = (*state)->tenant;
-    *updated.mutable_quotas() = quotas;
-    if (absl::Status s = store_->PutTenant(updated); !s.ok()) return s;
-    (*state)->tenant = std::move(updated);
-    (*state)->bucket = -1;  // a new rate starts with a full bucket
+    std::lock_guard<std::mutex> lock(state->mu);
+    updated = state->tenant;
   }
-  return (*state)->View();
+  *updated.mutable_quotas() = quotas;
+  // Not under the tenant's lock: its admission checks must not wait for etcd.
+  ASSIGN_OR_RETURN(const int64_t revision, identity_->PutTenant(updated));
+  ApplyTenant(updated, revision);
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->bucket = -1;  // an admin's update starts the rate afresh, whatever changed
+  }
+  return state->ClusterView();
+}
+
+void TenantRegistry::ApplyTenant(const v1::Tenant& tenant, int64_t revision) {
+  std::shared_ptr<TenantState> state;
+  {
+    std::unique_lock lock(mu_);
+    auto& slot = tenants_[tenant.name()];
+    if (slot == nullptr) {
+      slot = NewStateLocked(tenant, revision);
+      return;
+    }
+    state = slot;
+  }
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (revision != 0 && revision <= state->revision) return;
+  const bool new_rate =
+      tenant.quotas().ingest_records_per_second() !=
+          state->tenant.quotas().ingest_records_per_second() ||
+      tenant.quotas().ingest_burst_records() != state->tenant.quotas().ingest_burst_records();
+  // The name stays as it is: it never changes, and Reject reads it without the lock.
+  *state->tenant.mutable_quotas() = tenant.quotas();
+  *state->tenant.mutable_create_time() = tenant.create_time();
+  state->revision = revision;
+  if (new_rate) state->bucket = -1;  // a new rate starts with a full bucket
+}
+
+void TenantRegistry::SetOthersUsage(const std::string& tenant, const v1::TenantUsage& others) {
+  std::shared_ptr<TenantState> state;
+  {
+    std::unique_lock lock(mu_);
+    auto it = tenants_.find(tenant);
+    if (it == tenants_.end()) {
+      orphan_others_[tenant] = others;
+      return;
+    }
+    state = it->second;
+  }
+  std::lock_guard<std::mutex> lock(state->mu);
+  state->others = others;
+}
+
+std::map<std::string, v1::TenantUsage> TenantRegistry::LocalUsage() const {
+  std::vector<std::shared_ptr<TenantState>> states;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [name, state] : tenants_) states.push_back(state);
+  }
+  std::map<std::string, v1::TenantUsage> out;
+  for (auto& state : states) {
+    std::lock_guard<std::mutex> lock(state->mu);
+    v1::TenantUsage& usage = out[state->tenant.name()];
+    usage.set_examples(state->examples);
+    usage.set_stored_bytes(state->stored_bytes);
+    usage.set_datasets(state->datasets);
+  }
+  return out;
 }
 
 std::vector<v1::Tenant> TenantRegistry::List() const {
@@ -92,16 +207,29 @@ std::vector<v1::Tenant> TenantRegistry::List() const {
   return out;
 }
 
+std::vector<v1::Tenant> TenantRegistry::ClusterList() const {
+  std::vector<std::shared_ptr<TenantState>> states;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [name, state] : tenants_) states.push_back(state);
+  }
+  std::vector<v1::Tenant> out;
+  for (auto& state : states) out.push_back(state->ClusterView());
+  return out;
+}
+
 void TenantRegistry::CountLoadedDataset(const std::string& tenant, int64_t examples,
                                         int64_t bytes) {
   std::unique_lock lock(mu_);
   auto& state = tenants_[tenant];
   if (state == nullptr) {
     // A dataset whose tenant record is missing (e.g. written with authentication off):
-    // give it an unlimited tenant so its data stays reachable.
-    state = std::make_shared<TenantState>();
-    state->tenant.set_name(tenant);
-    (void)store_->PutTenant(state->tenant);
+    // give it an unlimited tenant so its data stays reachable. Created, never put: in a
+    // cluster another member may hold the real record, which then arrives by the watch.
+    v1::Tenant record;
+    record.set_name(tenant);
+    state = NewStateLocked(record, 0);
+    (void)identity_->CreateTenant(record);
   }
   std::lock_guard<std::mutex> tlock(state->mu);
   state->examples += examples;
@@ -119,10 +247,10 @@ absl::Status TenantRegistry::AddStoredBytes(TenantState& t, int64_t bytes, bool 
   std::unique_lock<std::mutex> lock(t.mu);
   const v1::Quotas& q = t.tenant.quotas();
   if (enforce && bytes > 0 && q.max_stored_bytes() > 0 &&
-      t.stored_bytes + t.reserved_bytes + bytes > q.max_stored_bytes()) {
+      t.stored_bytes + t.others.stored_bytes() + t.reserved_bytes + bytes > q.max_stored_bytes()) {
     const std::string message = absl::StrCat(
         "quota max_stored_bytes of tenant '", t.tenant.name(), "' is ", q.max_stored_bytes(), "; ",
-        t.stored_bytes, " are stored and this result adds ", bytes,
+        Stored(t.stored_bytes, t.others.stored_bytes()), " and this result adds ", bytes,
         ". Delete selections or datasets, or ask an admin to raise the quota.");
     lock.unlock();
     return Reject(t, "max_stored_bytes", message);
@@ -143,20 +271,23 @@ absl::StatusOr<IngestReservation> TenantRegistry::AdmitIngest(TenantState& t, in
   std::unique_lock<std::mutex> lock(t.mu);
   const v1::Quotas& q = t.tenant.quotas();
   const std::string& name = t.tenant.name();
-  if (q.max_examples() > 0 && t.examples + t.reserved_examples + records > q.max_examples()) {
+  if (q.max_examples() > 0 &&
+      t.examples + t.others.examples() + t.reserved_examples + records > q.max_examples()) {
     lock.unlock();
-    return Reject(t, "max_examples",
-                  absl::StrCat("quota max_examples of tenant '", name, "' is ", q.max_examples(),
-                               "; ", t.examples, " are stored and this request adds up to ",
-                               records, ". Delete data or ask an admin to raise the quota."));
+    return Reject(
+        t, "max_examples",
+        absl::StrCat("quota max_examples of tenant '", name, "' is ", q.max_examples(), "; ",
+                     Stored(t.examples, t.others.examples()), " and this request adds up to ",
+                     records, ". Delete data or ask an admin to raise the quota."));
   }
   if (q.max_stored_bytes() > 0 &&
-      t.stored_bytes + t.reserved_bytes + bytes > q.max_stored_bytes()) {
+      t.stored_bytes + t.others.stored_bytes() + t.reserved_bytes + bytes > q.max_stored_bytes()) {
     lock.unlock();
     return Reject(
         t, "max_stored_bytes",
         absl::StrCat("quota max_stored_bytes of tenant '", name, "' is ", q.max_stored_bytes(),
-                     "; ", t.stored_bytes, " are stored and this request adds about ", bytes,
+                     "; ", Stored(t.stored_bytes, t.others.stored_bytes()),
+                     " and this request adds about ", bytes,
                      ". Delete data or ask an admin to raise the quota."));
   }
   if (q.ingest_records_per_second() > 0) {
@@ -235,7 +366,7 @@ void TenantRegistry::RunIngest(const std::string& tenant, int64_t records, int64
 absl::Status TenantRegistry::AdmitDataset(TenantState& t) {
   std::unique_lock<std::mutex> lock(t.mu);
   const int64_t max = t.tenant.quotas().max_datasets();
-  if (max > 0 && t.datasets >= max) {
+  if (max > 0 && t.datasets + t.others.datasets() >= max) {
     lock.unlock();
     return Reject(t, "max_datasets",
                   absl::StrCat("quota max_datasets of tenant '", t.tenant.name(), "' is ", max,

@@ -1,6 +1,12 @@
 // Tenants, their quotas and their live usage, and the admission checks that keep one team
 // from starving the others. Usage is derived from the datasets at start-up and kept current
-// by every write; nothing here is on disk except the tenants' quotas.
+// by every write; nothing here is on disk except the tenants' quotas, kept by an
+// IdentityStore (this server's RocksDB, or etcd for a cluster's members).
+//
+// In a cluster each member counts its own datasets and learns the others' usage from what
+// they publish (IdentitySync); quotas apply to the sum. The others' part lags by up to their
+// publication interval, so the cluster can overshoot a quota by what the other members admit
+// within that lag (see identity_sync.h).
 #pragma once
 
 #include <chrono>
@@ -14,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "curation/v1/admin.pb.h"
 #include "server/fair_queue.h"
+#include "server/identity_store.h"
 #include "server/worker_pool.h"
 #include "store/store.h"
 
@@ -33,8 +40,20 @@ struct TenantState {
   // Ingest token bucket.
   double bucket = -1;  // < 0: not started (full)
   std::chrono::steady_clock::time_point bucket_time;
+  // The identity store's revision of `tenant` (0: never told), so that an older change
+  // delivered late never replaces a newer one.
+  int64_t revision = 0;
+  // What the other members of a cluster last published for this tenant (examples,
+  // stored_bytes, datasets); zeros on a single server.
+  v1::TenantUsage others;
 
+  // The tenant with this process's usage (what its metrics report).
   v1::Tenant View();
+  // The tenant with the cluster's usage: this process's plus the others' published usage.
+  v1::Tenant ClusterView();
+
+ private:
+  v1::Tenant ViewLocked() const;
 };
 
 // How the ingests of all tenants share the process's cores. Embedding is the costly step of
@@ -72,8 +91,12 @@ class TenantRegistry {
   // Called with (tenant, limit name) each time a quota or rate limit refuses a request.
   using RejectionHook = std::function<void(const std::string& tenant, const std::string& limit)>;
 
-  // Loads the stored tenants. When `ensure_default` (authentication off) the default tenant
-  // is created if missing, with no limits.
+  // Loads the stored tenants from `identity` (not owned; it must outlive the registry). When
+  // `ensure_default` (authentication off) the default tenant is created if missing, with no
+  // limits.
+  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(IdentityStore* identity,
+                                                              bool ensure_default);
+  // The same over the server's own store (a single server).
   static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(store::Store* store,
                                                               bool ensure_default);
 
@@ -81,9 +104,22 @@ class TenantRegistry {
 
   // NOT_FOUND if absent.
   absl::StatusOr<std::shared_ptr<TenantState>> Find(const std::string& name) const;
+  // Both store the change first and return the tenant with the cluster's usage. The
+  // identity store's errors pass through (ALREADY_EXISTS, UNAVAILABLE when etcd is down).
   absl::StatusOr<v1::Tenant> Create(const v1::Tenant& tenant);
   absl::StatusOr<v1::Tenant> UpdateQuotas(const std::string& name, const v1::Quotas& quotas);
+  // Every tenant, in name order, with this process's usage.
   std::vector<v1::Tenant> List() const;
+  // Every tenant, in name order, with the cluster's usage.
+  std::vector<v1::Tenant> ClusterList() const;
+
+  // Changes made elsewhere (IdentitySync). ApplyTenant creates the tenant or replaces its
+  // record, unless `revision` is not newer than the one held (0 always applies).
+  void ApplyTenant(const v1::Tenant& tenant, int64_t revision);
+  // The other members' usage of `tenant`, kept until the tenant is known if it is not yet.
+  void SetOthersUsage(const std::string& tenant, const v1::TenantUsage& others);
+  // This process's usage (examples, stored_bytes, datasets) of every tenant, for publication.
+  std::map<std::string, v1::TenantUsage> LocalUsage() const;
 
   // Start-up: counts an existing dataset into its tenant's usage.
   void CountLoadedDataset(const std::string& tenant, int64_t examples, int64_t bytes);
@@ -116,12 +152,19 @@ class TenantRegistry {
   void ReleaseDataset(TenantState& t, int64_t examples, int64_t bytes);
 
  private:
-  explicit TenantRegistry(store::Store* store) : store_(store) {}
+  explicit TenantRegistry(IdentityStore* identity) : identity_(identity) {}
   absl::Status Reject(const TenantState& t, const std::string& limit, const std::string& message);
+  // A new state for `tenant`, with the others' usage seen before it was known. Needs mu_.
+  std::shared_ptr<TenantState> NewStateLocked(const v1::Tenant& tenant, int64_t revision);
 
-  store::Store* store_;
+  std::unique_ptr<IdentityStore> owned_identity_;  // for Load(store::Store*)
+  IdentityStore* identity_;
+  // Serialises this process's writes of tenants. Not mu_: a write may wait seconds for an
+  // unreachable etcd, and every call looks its tenant up under mu_.
+  std::mutex write_mu_;
   mutable std::shared_mutex mu_;
   std::map<std::string, std::shared_ptr<TenantState>> tenants_;
+  std::map<std::string, v1::TenantUsage> orphan_others_;  // others' usage of unknown tenants
   RejectionHook on_reject_;
   IngestSharing sharing_;
   std::unique_ptr<FairQueue> ingest_queue_;

@@ -120,7 +120,8 @@ bool EtcdProcess::Launch() {
     return false;
   }
   if (pid == 0) {
-    // Dies with the test rather than outliving a crashed one.
+    // Dies with the test rather than outliving a crashed one. (The signal comes when the
+    // thread that forked exits: start etcd from a thread that lives as long as it.)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);

@@ -13,7 +13,9 @@ class EtcdProcess {
  public:
   // Starts a one-member etcd on 127.0.0.1 with OS-chosen free client and peer ports, its data
   // in `data_dir` (created if missing), and waits until it answers (at most ~20 s). nullptr
-  // (with the reason on stderr) if it does not start.
+  // (with the reason on stderr) if it does not start. etcd's log is data_dir/etcd.log. etcd
+  // gets SIGKILL when the thread that started it exits (so a crashed test leaves none
+  // behind): start it from a thread that outlives it, such as the test's main thread.
   static std::unique_ptr<EtcdProcess> Start(const std::string& data_dir);
   // Kills the process if it still runs.
   ~EtcdProcess();
