@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cluster/etcd_identity_store.h"
 #include "common/flag_names.h"
 #include "console/console.h"
 #include "embedding/embedder.h"
@@ -30,6 +31,8 @@
 #include "server/cluster_node.h"
 #include "server/curation_service.h"
 #include "server/dataset_move.h"
+#include "server/identity_store.h"
+#include "server/identity_sync.h"
 #include "server/job_runner.h"
 #include "server/routing_service.h"
 #include "server/scheduling.h"
@@ -229,10 +232,25 @@ int Run() {
     LogEvent("info", "joined the cluster",
              {{"member", options.member}, {"advertise", options.advertise}, {"etcd", etcd}});
   }
-  auto auth = Authenticator::Load(store->get(), auth_enabled, admin_token);
+  // Tenants and tokens: the server's own store, or a cluster's etcd (seeded once from the
+  // first member's store, so a single server turned member keeps its tenants and tokens).
+  std::unique_ptr<curation::server::IdentityStore> identity;
+  if (cluster) {
+    auto shared =
+        curation::cluster::MakeEtcdIdentityStore(cluster->etcd(), cluster->name(), store->get());
+    if (!shared.ok()) return Fatal("sharing tenants and tokens through etcd", shared.status());
+    identity = std::move(*shared);
+  } else {
+    identity = curation::server::MakeLocalIdentityStore(store->get());
+  }
+  auto auth = Authenticator::Load(identity.get(), auth_enabled, admin_token);
   if (!auth.ok()) return Fatal("loading tokens", auth.status());
-  auto tenants = TenantRegistry::Load(store->get(), /*ensure_default=*/!auth_enabled);
+  auto tenants = TenantRegistry::Load(identity.get(), /*ensure_default=*/!auth_enabled);
   if (!tenants.ok()) return Fatal("loading tenants", tenants.status());
+  // Other members' changes (tokens, revocations, quotas, usage) reach this one; no-op alone.
+  auto identity_sync =
+      curation::server::IdentitySync::Start(identity.get(), auth->get(), tenants->get());
+  if (!identity_sync.ok()) return Fatal("following tenants and tokens", identity_sync.status());
   if (auth_enabled && admin_token.empty() && (*auth)->ListTokens("").empty()) {
     LogEvent("warn",
              "authentication is on but there is no admin token; pass --admin-token-file to "
@@ -384,6 +402,8 @@ int Run() {
       return Fatal("recording the local datasets in the cluster", s);
     }
   }
+  // Usage counts the loaded datasets now: the other members' quota checks may see it.
+  (*identity_sync)->StartPublishing();
   service.SetReady(catalog->get());
   metrics.SetCatalog(catalog->get());
   // Operations that were queued or running when the server stopped run again.
@@ -429,8 +449,12 @@ int Run() {
   operations.reset();
   scheduler->reset();
   owned_metrics.reset();  // no scrape may read the store or the catalog from here on
-  cluster.reset();        // leaves the cluster: the others see this member down at once
-  store->reset();         // flushes the WAL and closes RocksDB
+  // The identity's watches and usage publisher call etcd through the cluster's client: they
+  // stop before it goes.
+  identity_sync->reset();
+  identity->Unsubscribe();
+  cluster.reset();  // leaves the cluster: the others see this member down at once
+  store->reset();   // flushes the WAL and closes RocksDB
   LogEvent("info", "stopped");
   return 0;
 }
