@@ -4,6 +4,7 @@
 #include "server/admin_service.h"
 #include "server/curation_service.h"
 #include "server/dataset_move.h"
+#include "server/validation.h"
 
 namespace curation::server {
 namespace {
@@ -33,9 +34,17 @@ grpc::Status AdminService::MoveDataset(grpc::ServerContext* context,
     return ToGrpc(caller.status());
   }
   if (cluster_ == nullptr) return NotACluster();
-  if (request->tenant().empty()) return ToGrpc(InvalidField("tenant", "required"));
-  if (request->dataset().empty()) return ToGrpc(InvalidField("dataset", "required"));
+  // Tenant names follow the rule of dataset names.
+  if (auto e = CheckDatasetName("tenant", request->tenant())) {
+    return ToGrpc(InvalidField(e->field, e->reason));
+  }
+  if (auto e = CheckDatasetName("dataset", request->dataset())) {
+    return ToGrpc(InvalidField(e->field, e->reason));
+  }
   if (request->to_member().empty()) return ToGrpc(InvalidField("to_member", "required"));
+  if (request->to_member().size() > kMaxMemberName) {
+    return ToGrpc(InvalidField("to_member", absl::StrCat("at most ", kMaxMemberName, " bytes")));
+  }
   auto placement = cluster_->directory()->Find(request->tenant(), request->dataset());
   if (!placement) {
     return grpc::Status(

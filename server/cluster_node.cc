@@ -31,6 +31,9 @@ int64_t NowUnixMs() {
 absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Join(const Options& options,
                                                                store::Store* store) {
   if (options.member.empty()) return InvalidField("--member", "required with --cluster-etcd");
+  if (options.member.size() > kMaxMemberName || options.member.find('/') != std::string::npos) {
+    return InvalidField("--member", absl::StrCat("at most ", kMaxMemberName, " bytes, no '/'"));
+  }
   if (options.advertise.empty()) {
     return InvalidField("--advertise", "required with --cluster-etcd");
   }

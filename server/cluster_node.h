@@ -26,6 +26,9 @@ namespace curation::server {
 
 class Catalog;
 
+// The longest member name (--member, and where a request names a member).
+inline constexpr size_t kMaxMemberName = 128;
+
 class ClusterNode {
  public:
   struct Options {

@@ -6,8 +6,10 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/cluster_node.h"
 #include "server/limits.h"
 #include "server/selection_ids.h"
+#include "server/validation.h"
 
 namespace curation::server {
 namespace {
@@ -183,6 +185,9 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
   const auto members = membership_->Members();
   std::string member = request->member();
   if (!member.empty()) {
+    if (member.size() > kMaxMemberName) {
+      return ToGrpc(InvalidField("member", absl::StrCat("at most ", kMaxMemberName, " bytes")));
+    }
     if (!members.count(member)) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("member: no registered member is named ", member));

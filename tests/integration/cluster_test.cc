@@ -460,5 +460,106 @@ TEST_F(ClusterTest, ADatasetMovedWhileAClientIngestsLosesNothing) {
   std::printf("writes retried during the move: %d\n", retries.load());
 }
 
+TEST_F(ClusterTest, CallsNamingMembersAreCheckedAndChangeNothing) {
+  StartCluster();
+  grpc::Status s = Create(0, "d", "nope");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message().rfind("member:", 0), 0u) << s.error_message();
+  s = Create(0, "d", std::string(200, 'm'));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  v1::Dataset d;
+  EXPECT_EQ(Get(1, "d", &d).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(Create(0, "d", "m2").ok());
+
+  auto move = [&](const std::string& token, const std::string& tenant, const std::string& dataset,
+                  const std::string& to) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::MoveDatasetRequest request;
+    request.set_tenant(tenant);
+    request.set_dataset(dataset);
+    request.set_to_member(to);
+    v1::MoveDatasetResponse reply;
+    return cluster_->Admin(0)->MoveDataset(&context, request, &reply);
+  };
+  const std::string& admin = cluster_->admin_token();
+  struct Case {
+    std::string tenant, dataset, to;
+    grpc::StatusCode code;
+    std::string field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"", "d", "m3", grpc::StatusCode::INVALID_ARGUMENT, "tenant"},
+           {"team", std::string(65, 'x'), "m3", grpc::StatusCode::INVALID_ARGUMENT, "dataset"},
+           {"team", "d", "", grpc::StatusCode::INVALID_ARGUMENT, "to_member"},
+           {"team", "d", std::string(129, 'm'), grpc::StatusCode::INVALID_ARGUMENT, "to_member"},
+           {"team", "d", "nope", grpc::StatusCode::INVALID_ARGUMENT, "to_member"},
+           {"team", "d", "m2", grpc::StatusCode::INVALID_ARGUMENT, "to_member"},
+           {"team", "absent", "m3", grpc::StatusCode::NOT_FOUND, ""},
+           {"other", "d", "m3", grpc::StatusCode::NOT_FOUND, ""},
+       }) {
+    s = move(admin, c.tenant, c.dataset, c.to);
+    EXPECT_EQ(s.error_code(), c.code)
+        << c.tenant << "/" << c.dataset << " -> " << c.to << ": " << s.error_message();
+    if (!c.field.empty()) {
+      EXPECT_EQ(s.error_message().rfind(c.field + ":", 0), 0u) << s.error_message();
+    }
+  }
+  // Only admins move datasets and list members.
+  EXPECT_EQ(move(token_, "team", "d", "m3").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  {
+    grpc::ClientContext context;
+    Authorize(&context, token_);
+    v1::ListMembersResponse reply;
+    EXPECT_EQ(cluster_->Admin(2)->ListMembers(&context, {}, &reply).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  ASSERT_TRUE(Get(0, "d", &d).ok());
+  EXPECT_EQ(d.member(), "m2");
+}
+
+TEST_F(ClusterTest, ASecondProcessCannotTakeALiveMembersName) {
+  StartCluster({"--cluster-lease-seconds=2"});
+  const std::string dir = ScratchDir("impostor");
+  try {
+    ServerProcess::Start(dir,
+                         {"--listen=127.0.0.1:" + std::to_string(FreePort()),
+                          "--cluster-etcd=http://" + cluster_->etcd().endpoint(), "--member=m1",
+                          "--advertise=127.0.0.1:1", "--cluster-lease-seconds=2"});
+    ADD_FAILURE() << "a second m1 started";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("member name m1 is held by a live process"),
+              std::string::npos)
+        << e.what();
+  }
+  // The real m1 still serves as m1.
+  grpc::ClientContext context;
+  Authorize(&context, cluster_->admin_token());
+  v1::ListMembersResponse members;
+  ASSERT_TRUE(cluster_->Admin(1)->ListMembers(&context, {}, &members).ok());
+  ASSERT_EQ(members.members_size(), 3);
+  EXPECT_EQ(members.members(0).address(), cluster_->address(0));
+  EXPECT_TRUE(members.members(0).healthy());
+}
+
+TEST(SingleServerTest, ClusterFieldsAndCallsAreRefusedWithoutACluster) {
+  auto server = ServerProcess::Start(ScratchDir("single"));
+  auto stub = server->Stub();
+  grpc::ClientContext context;
+  v1::CreateDatasetRequest request;
+  *request.mutable_dataset() = MakeDataset("d", v1::DATASET_KIND_PAIRS, 0);
+  request.set_member("m1");
+  v1::Dataset reply;
+  grpc::Status s = stub->CreateDataset(&context, request, &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message().rfind("member:", 0), 0u) << s.error_message();
+  auto admin = v1::AdminService::NewStub(
+      grpc::CreateChannel(server->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext list_context;
+  v1::ListMembersResponse members;
+  EXPECT_EQ(admin->ListMembers(&list_context, {}, &members).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
 }  // namespace
 }  // namespace curation::testing
