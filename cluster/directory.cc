@@ -113,6 +113,16 @@ std::optional<Placement> Directory::Find(const std::string& tenant, const std::s
   return p;
 }
 
+absl::StatusOr<std::optional<Placement>> Directory::Fetch(const std::string& tenant,
+                                                          const std::string& name) {
+  const std::string key = PlacementKey(tenant, name);
+  ASSIGN_OR_RETURN(std::optional<KeyValue> kv, etcd_->Get(kDatasetsPrefix + key));
+  if (!kv) return std::optional<Placement>();
+  auto p = Parse(*kv);
+  Apply(key, p);
+  return p;
+}
+
 std::optional<Placement> Directory::FindByInternalId(uint64_t internal_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = key_by_id_.find(internal_id);

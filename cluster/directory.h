@@ -38,6 +38,10 @@ class Directory {
   // another member a moment ago may not have reached the watch yet). nullopt if there is none
   // or etcd cannot say.
   std::optional<Placement> Find(const std::string& tenant, const std::string& name);
+  // The placement as etcd holds it now (no cache): for decisions a stale cache would get
+  // wrong. nullopt if there is none; UNAVAILABLE if etcd cannot say.
+  absl::StatusOr<std::optional<Placement>> Fetch(const std::string& tenant,
+                                                 const std::string& name);
   // By internal id, from the cache.
   std::optional<Placement> FindByInternalId(uint64_t internal_id) const;
   // The tenant's placements in name order (READY ones and those being created or deleted).

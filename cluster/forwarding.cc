@@ -40,11 +40,10 @@ void CopyIdentity(const grpc::ServerContext& incoming, grpc::ClientContext* out,
 
 std::unique_ptr<grpc::ClientContext> Channels::ForwardContext(
     const grpc::ServerContext& incoming) const {
-  auto out = std::make_unique<grpc::ClientContext>();
+  // A child of the incoming call: its deadline, and its cancellation (a caller who leaves a
+  // forwarded Select stops the job on the owner, as it would have here).
+  auto out = grpc::ClientContext::FromServerContext(incoming);
   CopyIdentity(incoming, out.get(), self_);
-  if (incoming.deadline() != std::chrono::system_clock::time_point::max()) {
-    out->set_deadline(incoming.deadline());
-  }
   return out;
 }
 

@@ -29,8 +29,8 @@ class Channels {
   std::shared_ptr<grpc::Channel> Get(const std::string& address);
 
   // A context for forwarding `incoming`: the caller's "authorization" (the owner checks the
-  // same token: tokens are the cluster's), the caller's remaining deadline, and
-  // kForwardedByHeader. Calls without a deadline get none.
+  // same token: tokens are the cluster's), the caller's remaining deadline and cancellation,
+  // and kForwardedByHeader. Calls without a deadline get none.
   std::unique_ptr<grpc::ClientContext> ForwardContext(const grpc::ServerContext& incoming) const;
   // A context for a member's own call to another (lists and lookups fanned out), carrying the
   // caller's authorization and a deadline of at most `timeout`.

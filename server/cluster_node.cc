@@ -17,8 +17,9 @@ namespace curation::server {
 namespace {
 
 constexpr char kSelectionKeyKey[] = "/curation/config/selection_id_key";
-// CREATING placements younger than this may still be finishing their create.
-constexpr int64_t kStaleCreateMs = 60'000;
+// CREATING and DELETING placements younger than this may still be finishing their create or
+// delete, and are left to it.
+constexpr int64_t kStaleMs = 60'000;
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -156,14 +157,16 @@ void ClusterNode::Sweep() {
   for (const cluster::Placement& p : directory_->All()) {
     const storage::PlacementRecord& r = p.record;
     if (r.member() != options_.member || r.state() == storage::PlacementRecord::READY) continue;
+    // Only what is old enough to be no create's or delete's in flight: those settle their
+    // entries themselves within milliseconds.
+    if (NowUnixMs() - r.update_unix_ms() < kStaleMs) continue;
     const bool held = catalog->Find(r.tenant(), r.name()) != nullptr;
     if (held) {
       // Created (or not deleted after all) here: its placement only missed the last step.
       storage::PlacementRecord ready = r;
       ready.set_state(storage::PlacementRecord::READY);
       (void)directory_->Update(p, ready);
-    } else if (r.state() == storage::PlacementRecord::DELETING ||
-               NowUnixMs() - r.update_unix_ms() > kStaleCreateMs) {
+    } else {
       // A create whose member never made the dataset, or a delete that a crash interrupted
       // after the rows went: the name is free again.
       (void)directory_->Remove(p);
@@ -173,7 +176,8 @@ void ClusterNode::Sweep() {
 
 absl::StatusOr<uint64_t> ClusterNode::ReservedInternalId(const std::string& tenant,
                                                          const std::string& name) {
-  auto p = directory_->Find(tenant, name);
+  // From etcd itself: this member's cache may still hold an older entry of the name.
+  ASSIGN_OR_RETURN(std::optional<cluster::Placement> p, directory_->Fetch(tenant, name));
   if (!p || p->record.member() != options_.member ||
       p->record.state() != storage::PlacementRecord::CREATING) {
     return absl::FailedPreconditionError(

@@ -98,7 +98,8 @@ RoutingService::Target RoutingService::ByDataset(grpc::ServerContext* context,
                                                  const std::string& dataset) {
   MarkAnswered(context, membership_->name());
   const std::string tenant = TenantOf(*context);
-  if (tenant.empty() || dataset.empty()) return Target{};
+  // A malformed name is the local handler's to refuse, before etcd is asked about it.
+  if (tenant.empty() || CheckDatasetName("dataset", dataset)) return Target{};
   auto placement = directory_->Find(tenant, dataset);
   if (!placement) return Target{};  // the local handler answers NOT_FOUND (or the real error)
   return ToMember(*context, placement->record.member(), "dataset " + placement->record.name());
@@ -297,6 +298,12 @@ grpc::Status RoutingService::ListDatasets(grpc::ServerContext* context,
       merged.push_back(std::move(d));
     }
   }
+  // A copy the directory does not place where it is (the destination's, during a move) is
+  // not the dataset.
+  std::erase_if(merged, [&](const v1::Dataset& d) {
+    auto p = directory_->Find(tenant, d.name());
+    return p && p->record.member() != d.member();
+  });
   std::sort(merged.begin(), merged.end(),
             [](const v1::Dataset& a, const v1::Dataset& b) { return a.name() < b.name(); });
   const size_t take = std::min(merged.size(), PageSizeOf(request->page_size()));
@@ -552,6 +559,12 @@ grpc::Status RoutingService::ListOperations(grpc::ServerContext* context,
   }
   std::sort(merged.begin(), merged.end(),
             [](const v1::Operation& a, const v1::Operation& b) { return a.name() > b.name(); });
+  // During a move, source and destination both hold the dataset's operations.
+  merged.erase(std::unique(merged.begin(), merged.end(),
+                           [](const v1::Operation& a, const v1::Operation& b) {
+                             return a.name() == b.name();
+                           }),
+               merged.end());
   const size_t take = std::min(merged.size(), PageSizeOf(request->page_size()));
   for (size_t i = 0; i < take; ++i) *response->add_operations() = std::move(merged[i]);
   if (take > 0 && (more || merged.size() > take)) {
