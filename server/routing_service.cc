@@ -45,13 +45,13 @@ class PeekedReader final : public grpc::ServerReaderInterface<v1::IngestExamples
   grpc::ServerReader<v1::IngestExamplesRequest>* rest_;
 };
 
-// A forwarded call is answered here whatever happens: say so, so that the forwarding member
-// passes an UNAVAILABLE of ours through instead of blaming an unreachable owner.
 // A list's page size as the local handler, which validated it, reads it.
 size_t PageSizeOf(int32_t asked) {
   return asked > 0 ? static_cast<size_t>(std::min<int64_t>(asked, Limits{}.max_page_size)) : 100;
 }
 
+// A forwarded call is answered here whatever happens: say so, so that the forwarding member
+// passes an UNAVAILABLE of ours through instead of blaming an unreachable owner.
 void MarkAnswered(grpc::ServerContext* context, const std::string& self) {
   if (cluster::IsForwarded(*context)) {
     context->AddTrailingMetadata(cluster::kAnsweredByTrailer, self);
@@ -111,7 +111,9 @@ RoutingService::Target RoutingService::BySelectionId(grpc::ServerContext* contex
   auto parts = ParseSelectionId(id);
   if (!parts) return Target{};
   auto placement = directory_->FindByInternalId(parts->dataset_id);
-  if (!placement) return Target{};
+  // Another tenant's selection is answered here, NOT_FOUND like a missing one, so that not
+  // even its dataset's name or member shows.
+  if (!placement || placement->record.tenant() != TenantOf(*context)) return Target{};
   return ToMember(*context, placement->record.member(), "dataset " + placement->record.name());
 }
 
@@ -286,7 +288,7 @@ grpc::Status RoutingService::ListDatasets(grpc::ServerContext* context,
   }
   for (const std::string& member : MembersOf(tenant)) {
     if (member == membership_->name()) continue;
-    const Target t = ToMember(*context, member, "some of the tenant's datasets");
+    const Target t = ToMember(*context, member, "a dataset of this list");
     if (!t.error.ok()) return t.error;
     v1::ListDatasetsResponse theirs;
     if (grpc::Status s = Forward(t, context, &Stub::ListDatasets, *request, &theirs); !s.ok()) {
@@ -480,7 +482,7 @@ grpc::Status RoutingService::LocateOperation(grpc::ServerContext* context, const
   grpc::Status unreachable = grpc::Status::OK;
   for (const std::string& member : MembersOf(tenant)) {
     if (member == membership_->name()) continue;
-    Target t = ToMember(*context, member, "some of the tenant's operations");
+    Target t = ToMember(*context, member, "possibly operation " + name);
     grpc::Status s = t.error;
     if (s.ok()) s = Forward(t, context, &Stub::GetOperation, get, found);
     if (s.ok()) {
@@ -548,7 +550,7 @@ grpc::Status RoutingService::ListOperations(grpc::ServerContext* context,
   bool more = !mine.next_page_token().empty();
   for (const std::string& member : MembersOf(tenant)) {
     if (member == membership_->name()) continue;
-    const Target t = ToMember(*context, member, "some of the tenant's operations");
+    const Target t = ToMember(*context, member, "an operation of this list");
     if (!t.error.ok()) return t.error;
     v1::ListOperationsResponse theirs;
     if (grpc::Status s = Forward(t, context, &Stub::ListOperations, *request, &theirs); !s.ok()) {
