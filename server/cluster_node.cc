@@ -131,9 +131,9 @@ absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations) 
       }
     }
     if (!s.ok()) {
-      // Two members hold a dataset of one name (a data directory copied, or a move that a
-      // crash cut between its switch and its delete): the directory's owner serves it, and
-      // this copy is left for an operator to inspect.
+      // Another dataset of this name is placed elsewhere (a data directory copied or restored
+      // under another member's name): the directory's owner serves the name, and this copy is
+      // left for an operator to inspect.
       LogEvent("error", "a local dataset is placed on another member; not serving this copy",
                {{"tenant", r.tenant()}, {"dataset", r.dataset().name()}, {"error", s.ToString()}});
     }
