@@ -12,12 +12,6 @@ namespace {
 
 constexpr char kNextIdKey[] = "/curation/next_dataset_id";
 
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::optional<Placement> Parse(const KeyValue& kv) {
   Placement p;
   if (!FromJson(kv.value, &p.record).ok()) return std::nullopt;

@@ -6,15 +6,11 @@
 #include "common/status.h"
 
 namespace curation::cluster {
-namespace {
-
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-}  // namespace
 
 std::string ToJson(const google::protobuf::Message& message) {
   std::string out;
@@ -37,7 +33,6 @@ absl::Status FromJson(const std::string& json, google::protobuf::Message* messag
 absl::StatusOr<std::unique_ptr<Membership>> Membership::Join(EtcdClient* etcd, Options options) {
   if (options.lease_seconds < 2) options.lease_seconds = 2;
   std::unique_ptr<Membership> m(new Membership(etcd, std::move(options)));
-  const_cast<int64_t&>(m->start_unix_ms_) = NowUnixMs();
   RETURN_IF_ERROR(m->Register(std::chrono::steady_clock::now() +
                               std::chrono::seconds(2 * m->options_.lease_seconds)));
   RETURN_IF_ERROR(m->Resync());

@@ -27,6 +27,9 @@ namespace curation::cluster {
 
 inline constexpr char kMembersPrefix[] = "/curation/members/";
 
+// Wall-clock milliseconds since the epoch, as records in etcd carry them.
+int64_t NowUnixMs();
+
 // What a member publishes about its load.
 struct MemberLoad {
   int64_t datasets = 0;
@@ -67,7 +70,8 @@ class Membership {
   void PublishLoad();
 
  private:
-  Membership(EtcdClient* etcd, Options options) : etcd_(etcd), options_(std::move(options)) {}
+  Membership(EtcdClient* etcd, Options options)
+      : etcd_(etcd), options_(std::move(options)), start_unix_ms_(NowUnixMs()) {}
   absl::Status Register(std::chrono::steady_clock::time_point give_up);
   void KeepAliveLoop();
   void ApplyEvents(const std::vector<WatchEvent>& events);
@@ -76,7 +80,7 @@ class Membership {
 
   EtcdClient* etcd_;
   const Options options_;
-  const int64_t start_unix_ms_ = 0;
+  const int64_t start_unix_ms_;
 
   mutable std::mutex mu_;
   std::condition_variable stop_cv_;

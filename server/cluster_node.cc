@@ -21,12 +21,6 @@ constexpr char kSelectionKeyKey[] = "/curation/config/selection_id_key";
 // delete, and are left to it.
 constexpr int64_t kStaleMs = 60'000;
 
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Join(const Options& options,
@@ -159,7 +153,7 @@ void ClusterNode::Sweep() {
     if (r.member() != options_.member || r.state() == storage::PlacementRecord::READY) continue;
     // Only what is old enough to be no create's or delete's in flight: those settle their
     // entries themselves within milliseconds.
-    if (NowUnixMs() - r.update_unix_ms() < kStaleMs) continue;
+    if (cluster::NowUnixMs() - r.update_unix_ms() < kStaleMs) continue;
     const bool held = catalog->Find(r.tenant(), r.name()) != nullptr;
     if (held) {
       // Created (or not deleted after all) here: its placement only missed the last step.

@@ -12,21 +12,10 @@
 #include <thread>
 
 #include "tests/integration/server_process.h"
+#include "tests/support/etcd_process.h"  // FreePort
 
 namespace curation::testing {
 namespace {
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 TEST(ClientTest, RetriesUntilTheServerIsUp) {
   const std::string dir = MakeTempDir("client-retry");

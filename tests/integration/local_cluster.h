@@ -17,9 +17,6 @@
 
 namespace curation::testing {
 
-// A port no one listens on now (bound and released).
-int FreePort();
-
 class LocalCluster {
  public:
   // Starts etcd and `members` members named m1..mN under `dir`. `extra_flags` go to every

@@ -24,6 +24,8 @@ namespace {
 constexpr const char* kEtcdBin = "/usr/bin/etcd";
 constexpr auto kStartTimeout = std::chrono::seconds(20);
 
+}  // namespace
+
 // A port the OS says is free now. Another process may take it before etcd binds it; etcd
 // then fails to start and Start reports it, which is rare enough for tests.
 int FreePort() {
@@ -43,11 +45,9 @@ int FreePort() {
   return port;
 }
 
-// GET /health on the client port: etcd answers {"health":"true"} once it has a leader and
-// serves requests.
-bool Healthy(int port) {
+std::string HttpExchange(int port, const std::string& request) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return "";
   timeval timeout{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
@@ -56,17 +56,24 @@ bool Healthy(int port) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
   std::string reply;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request =
-        "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(request.size())) {
-      char buffer[1024];
-      ssize_t n;
-      while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) reply.append(buffer, n);
-    }
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    char buffer[1024];
+    ssize_t n;
+    while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) reply.append(buffer, n);
   }
   close(fd);
+  return reply;
+}
+
+namespace {
+
+// GET /health on the client port: etcd answers {"health":"true"} once it has a leader and
+// serves requests.
+bool Healthy(int port) {
+  const std::string reply =
+      HttpExchange(port, "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   return reply.find("\"health\":\"true\"") != std::string::npos;
 }
 

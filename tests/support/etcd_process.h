@@ -9,6 +9,14 @@
 
 namespace curation::testing {
 
+// A loopback port the OS says is free now (0 if none). Another process may take it before
+// the caller binds it; rare enough for tests.
+int FreePort();
+
+// Sends a raw HTTP/1.0 `request` to 127.0.0.1:`port` and returns the whole reply ("" if it
+// cannot connect): etcd's JSON gateway and /health, for what the gRPC client does not do.
+std::string HttpExchange(int port, const std::string& request);
+
 class EtcdProcess {
  public:
   // Starts a one-member etcd on 127.0.0.1 with OS-chosen free client and peer ports, its data

@@ -43,27 +43,12 @@ class EtcdClientTest : public ::testing::Test {
 // out the Compact call, which the client has no use for.
 bool Compact(const std::string& endpoint, int64_t revision) {
   const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  std::string reply;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string body =
-        "{\"revision\":\"" + std::to_string(revision) + "\",\"physical\":true}";
-    const std::string request =
-        "POST /v3/kv/compaction HTTP/1.0\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: application/json\r\nContent-Length: " +
-        std::to_string(body.size()) + "\r\n\r\n" + body;
-    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(request.size())) {
-      char buffer[1024];
-      ssize_t n;
-      while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) reply.append(buffer, n);
-    }
-  }
-  close(fd);
+  const std::string body = "{\"revision\":\"" + std::to_string(revision) + "\",\"physical\":true}";
+  const std::string reply =
+      testing::HttpExchange(port,
+                            "POST /v3/kv/compaction HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                            "Content-Type: application/json\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body);
   return reply.rfind("HTTP/1.0 200", 0) == 0 || reply.rfind("HTTP/1.1 200", 0) == 0;
 }
 
