@@ -544,6 +544,35 @@ TEST_F(ClusterTest, ASecondProcessCannotTakeALiveMembersName) {
   EXPECT_TRUE(members.members(0).healthy());
 }
 
+TEST_F(ClusterTest, TheCliListsMembersPlacesAndMovesDatasets) {
+  StartCluster();
+  CommandResult r = RunCli(cluster_->address(1),
+                           {"--token", token_, "datasets", "create", "cli", "--member", "m1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("on cluster member m1"), std::string::npos) << r.out;
+  r = RunCli(cluster_->address(2), {"--token", token_, "ingest", "cli",
+                                    TestDataPath("hh-rlhf-harmless-sample.jsonl.gz")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = RunCli(cluster_->address(0), {"--token", cluster_->admin_token(), "admin", "datasets", "move",
+                                    "cli", "--tenant", "team", "--to", "m2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("moved team/cli from m1 to m2: 499 examples"), std::string::npos) << r.out;
+  r = RunCli(cluster_->address(2), {"--token", cluster_->admin_token(), "cluster", "members"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (int m = 0; m < 3; ++m) {
+    EXPECT_NE(r.out.find(cluster_->address(m)), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(r.out.find("DOWN"), std::string::npos) << r.out;
+  r = RunCli(cluster_->address(0), {"--token", token_, "datasets", "get", "cli"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("cli: 499 pairs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("on cluster member m2"), std::string::npos) << r.out;
+  // Moving it without the --to is a usage error, not a call.
+  r = RunCli(cluster_->address(0), {"--token", cluster_->admin_token(), "admin", "datasets", "move",
+                                    "cli", "--tenant", "team"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+}
+
 TEST(SingleServerTest, ClusterFieldsAndCallsAreRefusedWithoutACluster) {
   auto server = ServerProcess::Start(ScratchDir("single"));
   auto stub = server->Stub();
