@@ -50,23 +50,31 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
             {"dataset", dataset},
             {"to", to},
             {"examples", std::to_string(record.dataset().example_count())}});
+  // Drops the destination's copy of this dataset, if it has one: a copy an earlier move left
+  // when it failed and could not drop it (the destination refuses while the directory names it
+  // as the holder, so this never drops the dataset itself).
+  auto drop_at_destination = [&] {
+    auto stub = cluster::v1::MemberService::NewStub(node.channels()->Get(destination->address()));
+    auto context = node.channels()->FanOutContext(call, std::chrono::seconds(30));
+    cluster::v1::DropDatasetRequest drop;
+    drop.set_tenant(tenant);
+    drop.set_dataset(dataset);
+    drop.set_internal_id(record.internal_id());
+    cluster::v1::DropDatasetResponse dropped;
+    return stub->DropDataset(context.get(), drop, &dropped);
+  };
   // From here on, every failure unfreezes the dataset here.
-  auto undo = [&](const absl::Status& why, bool drop_at_destination) {
-    if (drop_at_destination) {
-      auto stub = cluster::v1::MemberService::NewStub(node.channels()->Get(destination->address()));
-      auto context = node.channels()->FanOutContext(call, std::chrono::seconds(30));
-      cluster::v1::DropDatasetRequest drop;
-      drop.set_tenant(tenant);
-      drop.set_dataset(dataset);
-      drop.set_internal_id(record.internal_id());
-      cluster::v1::DropDatasetResponse dropped;
-      (void)stub->DropDataset(context.get(), drop, &dropped);
-    }
+  auto undo = [&](const absl::Status& why, bool drop) {
+    if (drop) (void)drop_at_destination();
     (void)catalog->EndMove(tenant, dataset, /*moved=*/false);
     LogEvent("warn", "a dataset move failed; the dataset stays here",
              {{"tenant", tenant}, {"dataset", dataset}, {"error", why.ToString()}});
     return why;
   };
+  if (grpc::Status s = drop_at_destination();
+      !s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND) {
+    return undo(FromGrpc(s), /*drop=*/false);
+  }
 
   auto stub = cluster::v1::MemberService::NewStub(node.channels()->Get(destination->address()));
   auto context = node.channels()->ForwardContext(call);
@@ -88,7 +96,7 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
   if (!exported.ok() || !finished.ok()) {
     // The destination's answer says more than our write's failure.
     const absl::Status why = !finished.ok() ? FromGrpc(finished) : exported;
-    return undo(why, /*drop_at_destination=*/true);
+    return undo(why, /*drop=*/true);
   }
 
   // The switch: one transaction on the entry as we read it.
@@ -96,7 +104,7 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
   moved.set_member(to);
   moved.set_state(storage::PlacementRecord::READY);
   if (auto switched = node.directory()->Update(*placement, moved); !switched.ok()) {
-    return undo(switched.status(), /*drop_at_destination=*/true);
+    return undo(switched.status(), /*drop=*/true);
   }
   // The destination holds it now; the local copy goes.
   if (absl::Status s = catalog->EndMove(tenant, dataset, /*moved=*/true); !s.ok()) {
