@@ -184,19 +184,17 @@ absl::StatusOr<Placement> Directory::Reserve(const std::string& tenant, const st
   ASSIGN_OR_RETURN(bool wrote, etcd_->PutIf(key, value, 0, 0, &current));
   // A retried write whose first reply was lost meets itself.
   if (!wrote && current && current->value == value) wrote = true;
-  if (!wrote && current) {
-    auto held = Parse(*current);
-    // A name being deleted is free (the delete's last step compares revisions, so it cannot
-    // remove the new entry). One being created is not, however old: its creator may have made
-    // the dataset and acknowledged it; only its member's sweep settles it (ClusterNode).
-    const bool free = held && held->record.state() == storage::PlacementRecord::DELETING;
-    if (!free) {
-      if (held) Apply(PlacementKey(tenant, name), held);
-      return absl::AlreadyExistsError(absl::StrCat("dataset ", name, " exists"));
-    }
-    ASSIGN_OR_RETURN(wrote, etcd_->PutIf(key, ToJson(record), current->mod_revision));
+  if (!wrote) {
+    // Taken, whatever its state. One being created may have been made and acknowledged by its
+    // creator; one being deleted may yet be restored (its delete failed): only the holding
+    // member settles either (ClusterNode's sweep).
+    auto held = current ? Parse(*current) : std::nullopt;
+    if (held) Apply(PlacementKey(tenant, name), held);
+    return absl::AlreadyExistsError(
+        held && held->record.state() == storage::PlacementRecord::DELETING
+            ? absl::StrCat("dataset ", name, " is being deleted; retry shortly")
+            : absl::StrCat("dataset ", name, " exists"));
   }
-  if (!wrote) return absl::AlreadyExistsError(absl::StrCat("dataset ", name, " exists"));
   ASSIGN_OR_RETURN(std::optional<KeyValue> kv, etcd_->Get(key));
   auto p = kv ? Parse(*kv) : std::nullopt;
   if (!p || p->record.SerializeAsString() != record.SerializeAsString()) {

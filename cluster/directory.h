@@ -56,7 +56,7 @@ class Directory {
   absl::Status ReserveInternalIdsThrough(uint64_t id);
 
   // Reserves tenant/name on `member` (state CREATING) with `internal_id`. ALREADY_EXISTS if
-  // the name is taken (READY or CREATING); a DELETING entry's name is taken over.
+  // the name has an entry in any state.
   absl::StatusOr<Placement> Reserve(const std::string& tenant, const std::string& name,
                                     const std::string& member, uint64_t internal_id);
   // Replaces `placement`'s record with `updated` if nobody changed it since it was read.

@@ -171,9 +171,12 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
                                            const v1::CreateDatasetRequest* request,
                                            v1::Dataset* response) {
   MarkAnswered(context, membership_->name());
-  const std::string tenant = TenantOf(*context);
+  // Only a writer with a well-formed name reserves anything in etcd; the local handler gives
+  // everyone else their precise error.
+  auto writer = auth_->Authorize(*context, v1::ROLE_WRITER);
   const std::string& name = request->dataset().name();
-  if (cluster::IsForwarded(*context) || tenant.empty() || name.empty()) {
+  if (cluster::IsForwarded(*context) || !writer.ok() || writer->tenant.empty() ||
+      CheckDatasetName("dataset.name", name)) {
     // The forwarding member reserved the name for us (or the handler refuses the call).
     if (grpc::Status w = Writable(); !w.ok()) return w;
     grpc::Status s = local_->CreateDataset(context, request, response);
@@ -207,7 +210,7 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
   }
   auto id = directory_->AllocateInternalId();
   if (!id.ok()) return ToGrpc(id.status());
-  auto placement = directory_->Reserve(tenant, name, member, *id);
+  auto placement = directory_->Reserve(writer->tenant, name, member, *id);
   if (!placement.ok()) return ToGrpc(placement.status());
   Target t = ToMember(*context, member, "dataset " + name);
   grpc::Status s;
@@ -241,12 +244,13 @@ grpc::Status RoutingService::DeleteDataset(grpc::ServerContext* context,
   if (!t.error.ok()) return t.error;
   if (!t.local) return Forward(t, context, &Stub::DeleteDataset, *request, response);
   if (grpc::Status w = Writable(); !w.ok()) return w;
-  const std::string tenant = TenantOf(*context);
+  // Only a writer's delete marks the entry (the local handler refuses the others).
+  auto writer = auth_->Authorize(*context, v1::ROLE_WRITER);
   std::optional<cluster::Placement> deleting;
-  if (!tenant.empty()) {
-    if (auto p = directory_->Find(tenant, request->name())) {
-      // Marked first, so that a delete needs etcd like every metadata change, and a create of
-      // the same name cannot land while the rows go.
+  if (writer.ok() && !writer->tenant.empty()) {
+    if (auto p = directory_->Find(writer->tenant, request->name())) {
+      // Marked first, so that a delete needs etcd like every metadata change, and no move or
+      // create of the name lands while the rows go.
       storage::PlacementRecord record = p->record;
       record.set_state(storage::PlacementRecord::DELETING);
       auto marked = directory_->Update(*p, record);

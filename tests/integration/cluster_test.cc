@@ -520,6 +520,41 @@ TEST_F(ClusterTest, CallsNamingMembersAreCheckedAndChangeNothing) {
   EXPECT_EQ(d.member(), "m2");
 }
 
+TEST_F(ClusterTest, AReadersCreateAndDeleteLeaveNoTraceInTheDirectory) {
+  StartCluster();
+  std::string reader;
+  {
+    grpc::ClientContext context;
+    Authorize(&context, cluster_->admin_token());
+    v1::CreateTokenRequest request;
+    request.set_tenant("team");
+    request.set_role(v1::ROLE_READER);
+    v1::CreateTokenResponse reply;
+    ASSERT_TRUE(cluster_->Admin(0)->CreateToken(&context, request, &reply).ok());
+    reader = reply.secret();
+  }
+  ASSERT_TRUE(Create(0, "kept", "m2").ok());
+  const std::string writer = token_;
+  token_ = reader;
+  EXPECT_EQ(Create(0, "fresh", "m3").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  for (int via : {0, 1}) {  // forwarded to m2, and on m2 itself
+    auto stub = cluster_->Data(via);
+    grpc::ClientContext context;
+    Authorize(&context, reader);
+    v1::DeleteDatasetRequest request;
+    request.set_name("kept");
+    v1::DeleteDatasetResponse reply;
+    EXPECT_EQ(stub->DeleteDataset(&context, request, &reply).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  token_ = writer;
+  // The reader's create reserved nothing; its delete marked nothing.
+  EXPECT_TRUE(Create(2, "fresh").ok());
+  grpc::Status again = Create(2, "kept");
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(again.error_message().find("deleted"), std::string::npos) << again.error_message();
+}
+
 TEST_F(ClusterTest, ASecondProcessCannotTakeALiveMembersName) {
   StartCluster({"--cluster-lease-seconds=2"});
   const std::string dir = ScratchDir("impostor");
