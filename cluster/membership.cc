@@ -66,7 +66,7 @@ absl::Status Membership::Register(std::chrono::steady_clock::time_point give_up)
   const std::string key = kMembersPrefix + options_.name;
   const MemberLoad load = options_.load ? options_.load() : MemberLoad{};
   ASSIGN_OR_RETURN(const int64_t lease, etcd_->GrantLease(options_.lease_seconds));
-  const auto granted = std::chrono::steady_clock::now();
+  auto renewed = std::chrono::steady_clock::now();
   while (true) {
     std::optional<KeyValue> holder;
     auto wrote = etcd_->PutIf(key, Record(load), 0, lease, &holder);
@@ -83,16 +83,25 @@ absl::Status Membership::Register(std::chrono::steady_clock::time_point give_up)
           absl::StrCat("member name ", options_.name, " is held by a live process at ",
                        other.address(), "; names must be unique in the cluster"));
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stop_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; })) {
-      lock.unlock();
-      (void)etcd_->RevokeLease(lease);
-      return absl::CancelledError("stopping");
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stop_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; })) {
+        lock.unlock();
+        (void)etcd_->RevokeLease(lease);
+        return absl::CancelledError("stopping");
+      }
     }
+    // Our own lease must outlive the wait for the holder's to expire, which may take longer.
+    const auto asked = std::chrono::steady_clock::now();
+    if (absl::StatusOr<int64_t> ttl = etcd_->KeepAlive(lease); !ttl.ok()) {
+      (void)etcd_->RevokeLease(lease);
+      return ttl.status();
+    }
+    renewed = asked;
   }
   std::lock_guard<std::mutex> lock(mu_);
   lease_ = lease;
-  lease_valid_until_ = granted + std::chrono::seconds(options_.lease_seconds);
+  lease_valid_until_ = renewed + std::chrono::seconds(options_.lease_seconds);
   why_not_writable_.clear();
   published_ = load;
   return absl::OkStatus();
