@@ -1,6 +1,7 @@
 #include "server/dataset_move.h"
 
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -104,7 +105,27 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
   moved.set_member(to);
   moved.set_state(storage::PlacementRecord::READY);
   if (auto switched = node.directory()->Update(*placement, moved); !switched.ok()) {
-    return undo(switched.status(), /*drop=*/true);
+    // Did the switch land? A reply lost on the way back may hide one that did. Ask etcd until
+    // it answers: undoing a switch that landed would lose every write acknowledged here after
+    // it, and dropping the destination's copy would lose the dataset.
+    absl::StatusOr<std::optional<cluster::Placement>> now = absl::UnavailableError("not asked");
+    for (int attempt = 0; attempt < 30 && !now.ok(); ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+      now = node.directory()->Fetch(tenant, dataset);
+    }
+    if (!now.ok()) {
+      // Unknown: the dataset stays frozen here (reads go on), and the next start of this
+      // member settles it from the directory (ClusterNode::Adopt).
+      LogEvent("error", "a dataset move's switch has an unknown outcome; the dataset stays frozen",
+               {{"tenant", tenant}, {"dataset", dataset}, {"error", now.status().ToString()}});
+      return absl::UnavailableError(
+          absl::StrCat("the move of dataset ", dataset, " may or may not have switched to ", to,
+                       " (etcd did not answer); it stays frozen on ", node.name(),
+                       " until etcd answers and that member restarts"));
+    }
+    const bool landed = now->has_value() && (*now)->record.member() == to &&
+                        (*now)->record.internal_id() == record.internal_id();
+    if (!landed) return undo(switched.status(), /*drop=*/true);
   }
   // The destination holds it now; the local copy goes.
   if (absl::Status s = catalog->EndMove(tenant, dataset, /*moved=*/true); !s.ok()) {
@@ -163,8 +184,11 @@ grpc::Status MemberService::DropDataset(grpc::ServerContext* context,
   if (auto caller = auth_->AuthorizeAdmin(*context); !caller.ok()) {
     return ToGrpc(caller.status());
   }
-  auto placement = node_->directory()->Find(request->tenant(), request->dataset());
-  if (placement && placement->record.member() == node_->name()) {
+  // From etcd itself, never the cache: a switch to this member that the watch has not
+  // delivered yet must not be mistaken for a failed move.
+  auto placement = node_->directory()->Fetch(request->tenant(), request->dataset());
+  if (!placement.ok()) return ToGrpc(placement.status());
+  if (placement->has_value() && (*placement)->record.member() == node_->name()) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "the directory names this member as the dataset's holder");
   }
