@@ -51,6 +51,10 @@ grpc::Status AdminService::MoveDataset(grpc::ServerContext* context,
         grpc::StatusCode::NOT_FOUND,
         absl::StrCat("tenant ", request->tenant(), " has no dataset ", request->dataset()));
   }
+  // A forwarded move is answered here, whatever the answer (see RoutingService).
+  if (cluster::IsForwarded(*context)) {
+    context->AddTrailingMetadata(cluster::kAnsweredByTrailer, cluster_->name());
+  }
   const std::string& owner = placement->record.member();
   if (owner != cluster_->name()) {
     // The holder moves it; forwarded once, like every call.
@@ -71,9 +75,6 @@ grpc::Status AdminService::MoveDataset(grpc::ServerContext* context,
     grpc::Status s = stub->MoveDataset(forwarded.get(), *request, response);
     return cluster::ForwardFailure(s, *forwarded, "dataset " + request->dataset(), owner,
                                    record->address());
-  }
-  if (cluster::IsForwarded(*context)) {
-    context->AddTrailingMetadata(cluster::kAnsweredByTrailer, cluster_->name());
   }
   auto moved = server::MoveDataset(*cluster_, *context, request->tenant(), request->dataset(),
                                    request->to_member());
