@@ -33,52 +33,53 @@ absl::StatusOr<std::unique_ptr<Directory>> Directory::Open(EtcdClient* etcd) {
 
 Directory::~Directory() { watch_.reset(); }
 
-absl::Status Directory::Load() {
+absl::StatusOr<int64_t> Directory::ReadAll() {
   int64_t revision = 0;
   ASSIGN_OR_RETURN(std::vector<KeyValue> kvs, etcd_->GetPrefix(kDatasetsPrefix, &revision));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    by_key_.clear();
-    key_by_id_.clear();
-  }
+  std::map<std::string, Placement> by_key;
+  std::map<uint64_t, std::string> key_by_id;
   for (const KeyValue& kv : kvs) {
-    Apply(kv.key.substr(std::string(kDatasetsPrefix).size()), Parse(kv));
+    if (auto p = Parse(kv)) {
+      const std::string key = kv.key.substr(std::string(kDatasetsPrefix).size());
+      key_by_id[p->record.internal_id()] = key;
+      by_key[key] = *std::move(p);
+    }
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  by_key_ = std::move(by_key);
+  key_by_id_ = std::move(key_by_id);
+  return revision;
+}
+
+absl::Status Directory::Load() {
+  ASSIGN_OR_RETURN(const int64_t revision, ReadAll());
   watch_ = etcd_->WatchPrefix(
       kDatasetsPrefix, revision + 1,
       [this](const std::vector<WatchEvent>& events) {
         for (const WatchEvent& e : events) {
           const std::string key = e.kv.key.substr(std::string(kDatasetsPrefix).size());
           if (e.type == WatchEvent::Type::kDelete) {
-            std::lock_guard<std::mutex> lock(mu_);
-            auto it = by_key_.find(key);
-            // A delete older than what we hold (our own later write, applied already) is stale.
-            if (it != by_key_.end() && it->second.mod_revision <= e.kv.mod_revision) {
-              key_by_id_.erase(it->second.record.internal_id());
-              by_key_.erase(it);
-            }
+            Forget(key, e.kv.mod_revision);
           } else {
             Apply(key, Parse(e.kv));
           }
         }
       },
       [this](const absl::Status& s) {
-        if (!absl::IsOutOfRange(s)) return;
         // Compacted past what we saw: re-read the whole directory.
-        auto kvs = etcd_->GetPrefix(kDatasetsPrefix);
-        if (!kvs.ok()) return;
-        std::lock_guard<std::mutex> lock(mu_);
-        by_key_.clear();
-        key_by_id_.clear();
-        for (const KeyValue& kv : *kvs) {
-          if (auto p = Parse(kv)) {
-            const std::string key = kv.key.substr(std::string(kDatasetsPrefix).size());
-            key_by_id_[p->record.internal_id()] = key;
-            by_key_[key] = *p;
-          }
-        }
+        if (absl::IsOutOfRange(s)) (void)ReadAll();
       });
   return absl::OkStatus();
+}
+
+void Directory::Forget(const std::string& key, int64_t mod_revision) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_key_.find(key);
+  // An entry newer than the removal (a later write, applied already) stays.
+  if (it != by_key_.end() && it->second.mod_revision <= mod_revision) {
+    key_by_id_.erase(it->second.record.internal_id());
+    by_key_.erase(it);
+  }
 }
 
 void Directory::Apply(const std::string& key, const std::optional<Placement>& placement) {
@@ -237,12 +238,7 @@ absl::Status Directory::Remove(const Placement& placement) {
     return absl::AbortedError(
         absl::StrCat("dataset ", placement.record.name(), "'s placement changed meanwhile"));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = by_key_.find(key);
-  if (it != by_key_.end() && it->second.mod_revision <= placement.mod_revision) {
-    key_by_id_.erase(it->second.record.internal_id());
-    by_key_.erase(it);
-  }
+  Forget(key, placement.mod_revision);
   return absl::OkStatus();
 }
 

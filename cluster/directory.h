@@ -72,7 +72,12 @@ class Directory {
  private:
   explicit Directory(EtcdClient* etcd) : etcd_(etcd) {}
   void Apply(const std::string& key, const std::optional<Placement>& placement);
+  // Replaces the cache with what etcd holds now; returns the revision it was read at.
+  absl::StatusOr<int64_t> ReadAll();
+  // ReadAll, then a watch from there on.
   absl::Status Load();
+  // Drops `key` from the cache unless the cached entry is newer than `mod_revision`.
+  void Forget(const std::string& key, int64_t mod_revision);
 
   EtcdClient* etcd_;
   mutable std::mutex mu_;

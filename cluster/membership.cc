@@ -192,36 +192,27 @@ void Membership::ApplyEvents(const std::vector<WatchEvent>& events) {
   }
 }
 
-absl::Status Membership::Resync() {
+absl::StatusOr<int64_t> Membership::ReadAll() {
   int64_t revision = 0;
   ASSIGN_OR_RETURN(std::vector<KeyValue> kvs, etcd_->GetPrefix(kMembersPrefix, &revision));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    members_.clear();
-    for (const KeyValue& kv : kvs) {
-      storage::MemberRecord record;
-      if (FromJson(kv.value, &record).ok()) {
-        members_[kv.key.substr(std::string(kMembersPrefix).size())] = record;
-      }
+  std::lock_guard<std::mutex> lock(mu_);
+  members_.clear();
+  for (const KeyValue& kv : kvs) {
+    storage::MemberRecord record;
+    if (FromJson(kv.value, &record).ok()) {
+      members_[kv.key.substr(std::string(kMembersPrefix).size())] = record;
     }
   }
+  return revision;
+}
+
+absl::Status Membership::Resync() {
+  ASSIGN_OR_RETURN(const int64_t revision, ReadAll());
   watch_ = etcd_->WatchPrefix(
       kMembersPrefix, revision + 1, [this](const std::vector<WatchEvent>& e) { ApplyEvents(e); },
       [this](const absl::Status& s) {
         // Compacted past our revision: the watch goes on from now; re-read what it missed.
-        if (absl::IsOutOfRange(s)) {
-          int64_t rev = 0;
-          auto kvs = etcd_->GetPrefix(kMembersPrefix, &rev);
-          if (!kvs.ok()) return;
-          std::lock_guard<std::mutex> lock(mu_);
-          members_.clear();
-          for (const KeyValue& kv : *kvs) {
-            storage::MemberRecord record;
-            if (FromJson(kv.value, &record).ok()) {
-              members_[kv.key.substr(std::string(kMembersPrefix).size())] = record;
-            }
-          }
-        }
+        if (absl::IsOutOfRange(s)) (void)ReadAll();
       });
   return absl::OkStatus();
 }

@@ -75,6 +75,9 @@ class Membership {
   absl::Status Register(std::chrono::steady_clock::time_point give_up);
   void KeepAliveLoop();
   void ApplyEvents(const std::vector<WatchEvent>& events);
+  // Replaces members_ with what etcd holds now; returns the revision it was read at.
+  absl::StatusOr<int64_t> ReadAll();
+  // ReadAll, then a watch from there on.
   absl::Status Resync();
   std::string Record(const MemberLoad& load) const;
 

@@ -12,6 +12,7 @@
 #include "server/catalog.h"
 #include "server/selection_ids.h"
 #include "server/telemetry.h"
+#include "server/tenants.h"
 
 namespace curation::server {
 namespace {
@@ -81,16 +82,19 @@ ClusterNode::~ClusterNode() {
 
 cluster::MemberLoad ClusterNode::Load() const {
   cluster::MemberLoad load;
-  (void)store_->ForEachDataset([&](storage::DatasetRecord record) {
-    ++load.datasets;
-    load.stored_bytes += record.dataset().stored_bytes();
-    return absl::OkStatus();
-  });
+  const TenantRegistry* tenants = tenants_.load();
+  if (tenants == nullptr) return load;
+  for (const auto& [tenant, usage] : tenants->LocalUsage()) {
+    load.datasets += usage.datasets();
+    load.stored_bytes += usage.stored_bytes();
+  }
   return load;
 }
 
-absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations) {
+absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations,
+                                TenantRegistry* tenants) {
   operations_ = operations;
+  tenants_.store(tenants);
   catalog_.store(catalog);
   uint64_t max_id = 0;
   std::vector<storage::DatasetRecord> records;

@@ -25,6 +25,7 @@
 namespace curation::server {
 
 class Catalog;
+class TenantRegistry;
 
 // The longest member name (--member, and where a request names a member).
 inline constexpr size_t kMaxMemberName = 128;
@@ -49,8 +50,9 @@ class ClusterNode {
 
   // After the catalog has loaded: records every local dataset in the directory (a single node
   // turned member keeps its datasets and their internal ids), then starts the sweeper.
-  // `operations` tells a move whether the dataset has jobs in flight.
-  absl::Status Adopt(Catalog* catalog, jobs::Operations* operations);
+  // `operations` tells a move whether the dataset has jobs in flight; `tenants`' local usage
+  // is the load the member publishes (nothing is published as load before this).
+  absl::Status Adopt(Catalog* catalog, jobs::Operations* operations, TenantRegistry* tenants);
 
   // CurationService::SetClusterPlacement's hook.
   absl::StatusOr<uint64_t> ReservedInternalId(const std::string& tenant, const std::string& name);
@@ -70,6 +72,8 @@ class ClusterNode {
 
  private:
   ClusterNode(const Options& options, store::Store* store) : options_(options), store_(store) {}
+  // The tenants' usage on this member, summed: kept current by every write, so publishing it
+  // every few seconds reads nothing from the store.
   cluster::MemberLoad Load() const;
   // Settles this member's placements that a crash left CREATING or DELETING.
   void Sweep();
@@ -78,6 +82,7 @@ class ClusterNode {
   store::Store* store_;
   std::atomic<Catalog*> catalog_{nullptr};
   jobs::Operations* operations_ = nullptr;
+  std::atomic<TenantRegistry*> tenants_{nullptr};
   std::unique_ptr<cluster::EtcdClient> etcd_;
   std::unique_ptr<cluster::Directory> directory_;
   std::unique_ptr<cluster::Membership> membership_;

@@ -154,5 +154,6 @@ class CurationService final : public v1::CurationService::Service {
 
 // absl and gRPC share the canonical status codes.
 grpc::Status ToGrpc(const absl::Status& status);
+absl::Status FromGrpc(const grpc::Status& status);
 
 }  // namespace curation::server

@@ -16,10 +16,6 @@ namespace {
 // million-pair dataset moves in a few hundred messages.
 constexpr int64_t kChunkBytes = 4 << 20;
 
-absl::Status FromGrpc(const grpc::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
-
 }  // namespace
 
 absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,

@@ -398,7 +398,8 @@ int Run() {
   if (!catalog.ok()) return Fatal("loading datasets", catalog.status());
   runner.SetCatalog(catalog->get());
   if (cluster) {
-    if (absl::Status s = cluster->Adopt(catalog->get(), operations.get()); !s.ok()) {
+    if (absl::Status s = cluster->Adopt(catalog->get(), operations.get(), tenants->get());
+        !s.ok()) {
       return Fatal("recording the local datasets in the cluster", s);
     }
   }

@@ -156,6 +156,21 @@ grpc::Status RoutingService::ForwardStream(const Target& target, grpc::ServerCon
                                  target.address);
 }
 
+template <typename Req, typename Resp, typename Take>
+grpc::Status RoutingService::ListOthers(grpc::ServerContext* context, const std::string& tenant,
+                                        UnaryMethod<Req, Resp> method, const Req& request,
+                                        const std::string& what, Take take) {
+  for (const std::string& member : MembersOf(tenant)) {
+    if (member == membership_->name()) continue;
+    const Target t = ToMember(*context, member, what);
+    if (!t.error.ok()) return t.error;
+    Resp theirs;
+    if (grpc::Status s = Forward(t, context, method, request, &theirs); !s.ok()) return s;
+    take(member, theirs);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status RoutingService::GetDataset(grpc::ServerContext* context,
                                         const v1::GetDatasetRequest* request,
                                         v1::Dataset* response) {
@@ -290,20 +305,16 @@ grpc::Status RoutingService::ListDatasets(grpc::ServerContext* context,
     d.set_member(membership_->name());
     merged.push_back(std::move(d));
   }
-  for (const std::string& member : MembersOf(tenant)) {
-    if (member == membership_->name()) continue;
-    const Target t = ToMember(*context, member, "a dataset of this list");
-    if (!t.error.ok()) return t.error;
-    v1::ListDatasetsResponse theirs;
-    if (grpc::Status s = Forward(t, context, &Stub::ListDatasets, *request, &theirs); !s.ok()) {
-      return s;
-    }
-    more = more || !theirs.next_page_token().empty();
-    for (v1::Dataset& d : *theirs.mutable_datasets()) {
-      d.set_member(member);
-      merged.push_back(std::move(d));
-    }
-  }
+  grpc::Status others =
+      ListOthers(context, tenant, &Stub::ListDatasets, *request, "a dataset of this list",
+                 [&](const std::string& member, v1::ListDatasetsResponse& theirs) {
+                   more = more || !theirs.next_page_token().empty();
+                   for (v1::Dataset& d : *theirs.mutable_datasets()) {
+                     d.set_member(member);
+                     merged.push_back(std::move(d));
+                   }
+                 });
+  if (!others.ok()) return others;
   // A copy the directory does not place where it is (the destination's, during a move) is
   // not the dataset.
   std::erase_if(merged, [&](const v1::Dataset& d) {
@@ -552,17 +563,13 @@ grpc::Status RoutingService::ListOperations(grpc::ServerContext* context,
   if (grpc::Status s = local_->ListOperations(context, request, &mine); !s.ok()) return s;
   std::vector<v1::Operation> merged(mine.operations().begin(), mine.operations().end());
   bool more = !mine.next_page_token().empty();
-  for (const std::string& member : MembersOf(tenant)) {
-    if (member == membership_->name()) continue;
-    const Target t = ToMember(*context, member, "an operation of this list");
-    if (!t.error.ok()) return t.error;
-    v1::ListOperationsResponse theirs;
-    if (grpc::Status s = Forward(t, context, &Stub::ListOperations, *request, &theirs); !s.ok()) {
-      return s;
-    }
-    more = more || !theirs.next_page_token().empty();
-    merged.insert(merged.end(), theirs.operations().begin(), theirs.operations().end());
-  }
+  grpc::Status others = ListOthers(
+      context, tenant, &Stub::ListOperations, *request, "an operation of this list",
+      [&](const std::string&, v1::ListOperationsResponse& theirs) {
+        more = more || !theirs.next_page_token().empty();
+        merged.insert(merged.end(), theirs.operations().begin(), theirs.operations().end());
+      });
+  if (!others.ok()) return others;
   std::sort(merged.begin(), merged.end(),
             [](const v1::Operation& a, const v1::Operation& b) { return a.name() > b.name(); });
   // During a move, source and destination both hold the dataset's operations.

@@ -2,7 +2,7 @@
 // holds the dataset it names, else forwarded to the member that does, with the caller's token
 // and remaining deadline (unary and streaming alike). Lists and operation lookups, which no
 // one dataset names, ask every member holding the tenant's datasets and merge the answers.
-// Only registered (on a single server, main.cc registers CurationService itself).
+// Registered only on a cluster member; a single server registers CurationService itself.
 //
 // Where the answer comes from is decided by cluster::Directory (the dataset's placement); what
 // the answer is stays CurationService's, on the owner: this class validates nothing a handler
@@ -108,6 +108,13 @@ class RoutingService final : public v1::CurationService::Service {
   grpc::Status ForwardStream(const Target& target, grpc::ServerContext* context,
                              StreamMethod<Req, Resp> method, const Req& request,
                              grpc::ServerWriter<Resp>* writer);
+  // Sends `request` (a list's page) to every other member holding the tenant's datasets and
+  // hands each reply to `take` with its member. UNAVAILABLE naming a member that cannot answer
+  // (`what`: what it holds, for the error).
+  template <typename Req, typename Resp, typename Take>
+  grpc::Status ListOthers(grpc::ServerContext* context, const std::string& tenant,
+                          UnaryMethod<Req, Resp> method, const Req& request,
+                          const std::string& what, Take take);
   // Finds which member holds operation `name` (asking each member of the tenant); OK with the
   // operation in `found`, NOT_FOUND, or UNAVAILABLE naming a member that could not say.
   grpc::Status LocateOperation(grpc::ServerContext* context, const std::string& name,
