@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,11 @@ struct SelectionResult {
 
 struct SelectOptions {
   uint64_t seed = 0;
+  // Optional: one stable key per row (the caller's hash of the row's id). Given, random
+  // selection and ISA's warm-start sample order rows by KeyedHash(seed, key) (distributed.h)
+  // instead of drawing row numbers, so that a pool split into partitions selects the same
+  // rows as the whole pool. Empty: row numbers are drawn as before. Must outlive the call.
+  std::span<const uint64_t> row_keys;
   // Called now and then with the share of the work done, in [0, 1]. Returning false cancels
   // the selection, which then returns a CANCELLED status. May be empty.
   std::function<bool(double done)> progress;

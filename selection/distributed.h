@@ -1,0 +1,160 @@
+// Selection over a pool split into partitions that live on different machines, without
+// gathering the pool's rows in one place.
+//
+// A coordinator holds one Partition per part of the pool and drives the method through a few
+// primitive steps, each answered by a partition from its own rows: sums, the rows with the
+// smallest keyed hashes, a local run of the method, EM sufficient statistics, the lowest
+// likelihoods. What crosses between them is O(k * dim) rows and O(K * dim) statistics, never
+// the pool. LocalPartition answers the steps in-process from a Rows; the server answers them
+// on the member that holds a partition (server/partition_service) and reaches them through
+// gRPC (server/remote_partition), so the same drivers run in tests, benchmarks and the service.
+//
+// The distributed form of each method, and how it relates to the same method on one node
+// (SelectDistributed):
+//   random             exact: the k rows with the smallest KeyedHash(seed, key) over all
+//                      partitions, the same rows as MakeRandomSelector on the whole pool given
+//                      the same row keys (SelectOptions::row_keys).
+//   isa                exact to float tolerance: the warm-start sample is the rows with the
+//                      smallest keyed hashes (as one node's with row keys), the initial fit runs
+//                      on the coordinator, EM on all rows sums the partitions' sufficient
+//                      statistics, the rows are scored on the partitions, and the global min and
+//                      max log-likelihood and a top-k merge give one node's Deltas and rows.
+//   herding            the global mean from the partitions' sums; each partition herds toward
+//                      that global target for its share of k, and the coordinator interleaves
+//                      the picks (one round). Exact herding would need k rounds (see
+//                      DistributedHerdingExactRounds in the cost model).
+//   facility_location  two-round GreeDi (Mirzasoleiman et al., NeurIPS 2013): greedy on each
+//                      partition for k candidates, greedy again on the union of candidates.
+//   kcenter            two-round farthest-first (Malkomes et al., NeurIPS 2015): farthest-first
+//                      on each partition, again on the union.
+//   dedup              each partition's duplicate-free rows in keyed-hash order, merged in that
+//                      order, a candidate dropped when it is a near-duplicate of an earlier pick
+//                      from any partition: no two picked rows are near-duplicates, across
+//                      partitions as within them.
+// A dedup pre-filter (SelectorSpec::dedup_threshold) runs on each partition and again over the
+// merged candidates. Constraints and rankings are not distributed (INVALID_ARGUMENT).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "selection/factory.h"
+#include "selection/gaussian_mixture.h"
+#include "selection/selector.h"
+
+namespace curation::selection {
+
+// The order random selection and the warm-start samples use: a 64-bit mix of the seed and a
+// row's stable key (the caller's hash of the row's id). The same on every machine.
+uint64_t KeyedHash(uint64_t seed, uint64_t key);
+
+// Column sums of one partition's rows.
+struct PartitionSummary {
+  int64_t rows = 0;
+  int64_t dim = 0;
+  std::vector<double> sum;  // dim values, accumulated in float64
+};
+
+// Rows a partition offers the coordinator. Row numbers are the partition's own.
+struct PartitionRows {
+  std::vector<int64_t> rows;
+  std::vector<double> scores;  // per row: the local method's score, or the keyed hash
+  std::vector<uint64_t> keys;  // per row: its key (SelectOptions::row_keys)
+  std::vector<float> values;   // rows.size() x dim, row-major; empty when not asked for
+};
+
+// A local run of the partition's method (its SelectorSpec, fixed when the partition was made).
+struct LocalSelectRequest {
+  int64_t k = 0;  // at most the partition's rows
+  uint64_t seed = 0;
+  // Herding only: the mean the partition's picks should track (the global pool's), dim
+  // values; empty tracks the partition's own mean.
+  std::vector<double> herding_target;
+  bool with_values = true;
+};
+
+// A diagonal or spherical Gaussian mixture's parameters (GaussianMixture's layout).
+struct MixtureParameters {
+  Covariance covariance = Covariance::kDiag;
+  std::vector<double> weights;      // K
+  std::vector<double> means;        // K x dim
+  std::vector<double> covariances;  // K x dim variances
+};
+
+// One E step's sufficient statistics over a partition's rows, to be summed over partitions.
+struct MixtureStatistics {
+  int64_t rows = 0;
+  double log_likelihood = 0;        // sum over rows of log p(x)
+  std::vector<double> resp;         // K: sum of responsibilities
+  std::vector<double> resp_x;       // K x dim: sum of resp * x
+  std::vector<double> resp_x2;      // K x dim: sum of resp * x^2
+};
+
+// The rows of a partition with the lowest log-likelihood, and its extremes.
+struct LikelihoodTail {
+  double min_log_likelihood = 0;
+  double max_log_likelihood = 0;
+  std::vector<int64_t> rows;  // by increasing log-likelihood, ties to the lower row
+  std::vector<double> log_likelihoods;
+  std::vector<uint64_t> keys;
+};
+
+// One part of a distributed pool, as the coordinator sees it. Every call may fail (a remote
+// partition answers UNAVAILABLE naming its member); a driver returns the first failure as it
+// is, never a partial result. Calls are made from one thread at a time per partition.
+class Partition {
+ public:
+  virtual ~Partition() = default;
+
+  // Row count, dimension and column sums.
+  virtual absl::StatusOr<PartitionSummary> Summarize() = 0;
+  // The min(k, rows) rows with the smallest KeyedHash(seed, key), smallest first (scores hold
+  // the hashes as doubles only for display; keys are exact), with values if asked.
+  virtual absl::StatusOr<PartitionRows> SmallestHashes(uint64_t seed, int64_t k,
+                                                       bool with_values) = 0;
+  // The partition's method on its own rows (min(k, rows) of them), in the method's order.
+  virtual absl::StatusOr<PartitionRows> SelectLocal(const LocalSelectRequest& request) = 0;
+  // The E step's statistics of every row under `params`.
+  virtual absl::StatusOr<MixtureStatistics> MixtureStep(const MixtureParameters& params) = 0;
+  // The min(k, rows) rows of lowest log p(x) under `params`, and min and max log p(x).
+  virtual absl::StatusOr<LikelihoodTail> LowestLikelihoods(const MixtureParameters& params,
+                                                           int64_t k) = 0;
+};
+
+// In-process partition over `units` (which must outlive it), with one key per row and the
+// method `spec` for SelectLocal. INVALID_ARGUMENT from the calls if keys.size() != rows.
+std::unique_ptr<Partition> MakeLocalPartition(Rows units, std::vector<uint64_t> keys,
+                                              SelectorSpec spec);
+
+// A row of the distributed pool.
+struct PartitionRow {
+  int partition = 0;
+  int64_t row = 0;
+  bool operator==(const PartitionRow&) const = default;
+};
+
+struct DistributedResult {
+  std::vector<PartitionRow> rows;  // k of them, best first, no repeats
+  std::vector<double> scores;      // the method's scores, as on one node
+  std::optional<MixtureFitSummary> fit;
+  // What the run cost, for the cost model: coordinator rounds (a round calls every partition
+  // once, in parallel in the service) and the bytes of rows and statistics the partitions
+  // sent (values, keys, scores, sums).
+  int64_t rounds = 0;
+  int64_t bytes_from_partitions = 0;
+  int64_t bytes_to_partitions = 0;
+};
+
+// Runs `spec`'s method over the union of `partitions` for k rows (0 < k <= total rows), in
+// the method's distributed form above. `options.seed` seeds it; `options.progress` as
+// Selector::Select. Errors: INVALID_ARGUMENT for k out of range, constraints, rankings or an
+// option the distributed form lacks (naming it); the partitions' failures as they are.
+absl::StatusOr<DistributedResult> SelectDistributed(const SelectorSpec& spec,
+                                                    std::span<Partition* const> partitions,
+                                                    int64_t k, const SelectOptions& options);
+
+}  // namespace curation::selection
