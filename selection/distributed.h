@@ -77,28 +77,16 @@ struct LocalSelectRequest {
   bool with_values = true;
 };
 
-// A diagonal or spherical Gaussian mixture's parameters (GaussianMixture's layout).
-struct MixtureParameters {
-  Covariance covariance = Covariance::kDiag;
-  std::vector<double> weights;      // K
-  std::vector<double> means;        // K x dim
-  std::vector<double> covariances;  // K x dim variances
-};
-
-// One E step's sufficient statistics over a partition's rows, to be summed over partitions.
-struct MixtureStatistics {
-  int64_t rows = 0;
-  double log_likelihood = 0;        // sum over rows of log p(x)
-  std::vector<double> resp;         // K: sum of responsibilities
-  std::vector<double> resp_x;       // K x dim: sum of resp * x
-  std::vector<double> resp_x2;      // K x dim: sum of resp * x^2
-};
+// MixtureParameters and MixtureStatistics (an E step's sums, about MixtureParameters::center)
+// are declared in gaussian_mixture.h, with the E step MixtureEStep that answers
+// Partition::MixtureStep.
 
 // The rows of a partition with the lowest log-likelihood, and its extremes.
 struct LikelihoodTail {
   double min_log_likelihood = 0;
   double max_log_likelihood = 0;
-  std::vector<int64_t> rows;  // by increasing log-likelihood, ties to the lower row
+  double sum_log_likelihood = 0;  // over every row, for the fit's mean log-likelihood
+  std::vector<int64_t> rows;      // by increasing log-likelihood, ties to the lower row
   std::vector<double> log_likelihoods;
   std::vector<uint64_t> keys;
 };
