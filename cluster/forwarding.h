@@ -16,6 +16,9 @@ namespace curation::cluster {
 // is answered by the member it reached, never forwarded again: a directory entry that changed
 // under a call (a move) makes it UNAVAILABLE, and the client's retry finds the new owner.
 inline constexpr char kForwardedByHeader[] = "x-curation-forwarded-by";
+// Carries the cluster's member key on calls a member makes for no caller
+// (MemberService.PartitionStep from a job).
+inline constexpr char kMemberKeyHeader[] = "x-curation-member-key";
 
 // True if the call came from another member.
 bool IsForwarded(const grpc::ServerContext& context);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "jobs/partition_pool.h"
 #include "selection/factory.h"
 
 namespace curation::jobs {
@@ -102,6 +103,10 @@ absl::StatusOr<ExampleFacts> ReadExampleFacts(const PoolSource& source,
   return facts;
 }
 
+bool UsesRowKeys(const std::string& method) {
+  return method == "random" || method == "isa" || method == "dedup";
+}
+
 index::UnitLayout Layout(const SelectionPlan& plan) {
   if (!plan.pair_units) return index::UnitLayout::kVectors;
   return plan.pair_rows == PairRows::kConcat ? index::UnitLayout::kPairConcat
@@ -154,6 +159,79 @@ selection::GroupConstraint MakeGroups(const v1::Constraints& c, std::span<const 
     }
   }
   return constraint;
+}
+
+v1::Selection MakeSelection(const SelectionPlan& plan, const v1::SelectRequest& request,
+                            int64_t pool, int64_t filtered_out, int64_t k,
+                            std::span<const SelectedUnit> units,
+                            const std::optional<selection::MixtureFitSummary>& fit,
+                            std::chrono::steady_clock::time_point started) {
+  const v1::SelectRequest& resolved = plan.resolved;
+  v1::Selection selection;
+  selection.set_dataset(request.dataset());
+  selection.set_display_name(request.display_name());
+  selection.set_seed(request.seed());
+  selection.set_method(resolved.method());
+  selection.set_unit(resolved.unit());
+  if (resolved.has_isa()) *selection.mutable_isa() = resolved.isa();
+  if (resolved.has_facility_location()) {
+    *selection.mutable_facility_location() = resolved.facility_location();
+  }
+  if (resolved.has_filter()) *selection.mutable_filter() = resolved.filter();
+  if (resolved.has_constraints()) *selection.mutable_constraints() = resolved.constraints();
+  *selection.mutable_requested_budget() = request.budget();
+
+  v1::SelectionSummary* summary = selection.mutable_summary();
+  summary->set_pool_size(pool);
+  summary->set_filtered_out(filtered_out);
+  summary->set_selected_count(k);
+  summary->set_ranked(resolved.ranking());
+  // Statistics of the selection (the first k items); kcenter's first score is +infinity,
+  // which is kept on the item but left out of the summary so that it stays finite.
+  double sum = 0, lo = INFINITY, hi = -INFINITY;
+  int64_t finite = 0;
+  const int64_t items = static_cast<int64_t>(units.size());
+  for (int64_t i = 0; i < items; ++i) {
+    const SelectedUnit& unit = units[i];
+    const double score = unit.score + 0.0;  // no "-0" for ISA's Delta at l' = 0
+    v1::SelectedItem* item = selection.add_items();
+    item->set_example_id(unit.id);
+    item->set_score(score);
+    item->set_side(unit.side < 0 ? v1::SIDE_UNSPECIFIED
+                                 : (unit.side == 0 ? v1::SIDE_CHOSEN : v1::SIDE_REJECTED));
+    if (i >= k) continue;
+    if (std::isfinite(score)) {
+      sum += score;
+      lo = std::min(lo, score);
+      hi = std::max(hi, score);
+      ++finite;
+    }
+    if (!plan.pair_units) {
+      if (unit.label == index::kDesirable) {
+        summary->set_desirable_count(summary->desirable_count() + 1);
+      } else {
+        summary->set_undesirable_count(summary->undesirable_count() + 1);
+      }
+    }
+  }
+  if (finite > 0) {
+    summary->set_min_score(lo);
+    summary->set_max_score(hi);
+    summary->set_mean_score(sum / static_cast<double>(finite));
+  }
+  if (fit) {
+    v1::MixtureFit* out = summary->mutable_fit();
+    out->set_iterations(fit->iterations);
+    out->set_converged(fit->converged);
+    out->set_mean_log_likelihood(fit->mean_log_likelihood);
+    for (double w : fit->weights) out->add_weights(w);
+    out->set_init_iterations(fit->init_iterations);
+    out->set_retained_variance(fit->retained_variance);
+    out->set_fit_seconds(fit->fit_seconds);
+  }
+  summary->set_duration_seconds(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return selection;
 }
 
 absl::StatusOr<v1::Selection> BuildSelection(const SelectionPlan& plan,
@@ -210,79 +288,29 @@ absl::StatusOr<v1::Selection> BuildSelection(const SelectionPlan& plan,
   selection::SelectOptions options;
   options.seed = request.seed();
   options.progress = control.Range(0, progress_share);
+  // The methods that draw rows draw them by the units' keyed hashes, so that a partitioned
+  // dataset's distributed form draws the same ones (selection/distributed.h).
+  std::vector<uint64_t> keys;
+  if (UsesRowKeys(plan.method_name)) {
+    std::vector<uint64_t> all = UnitKeys(*source.index, units);
+    keys.reserve(pool);
+    for (int64_t r : pool_rows) keys.push_back(all[r]);
+    options.row_keys = keys;
+  }
   absl::StatusOr<selection::SelectionResult> result = selector->Select(rows, k, options);
   if (!result.ok()) return control.Outcome(result.status());
   if (control.stopped()) return control.stop_reason();
 
-  v1::Selection selection;
-  selection.set_dataset(request.dataset());
-  selection.set_display_name(request.display_name());
-  selection.set_seed(request.seed());
-  selection.set_method(resolved.method());
-  selection.set_unit(resolved.unit());
-  if (resolved.has_isa()) *selection.mutable_isa() = resolved.isa();
-  if (resolved.has_facility_location()) {
-    *selection.mutable_facility_location() = resolved.facility_location();
-  }
-  if (resolved.has_filter()) *selection.mutable_filter() = resolved.filter();
-  if (resolved.has_constraints()) *selection.mutable_constraints() = resolved.constraints();
-  *selection.mutable_requested_budget() = request.budget();
-
-  v1::SelectionSummary* summary = selection.mutable_summary();
-  summary->set_pool_size(pool);
-  summary->set_filtered_out(units.rows - pool);
-  summary->set_selected_count(k);
-  summary->set_ranked(resolved.ranking());
   const int64_t items = static_cast<int64_t>(result->rows.size());
   std::vector<int64_t> positions(items);
   for (int64_t i = 0; i < items; ++i) positions[i] = units.example[pool_rows[result->rows[i]]];
-  const std::vector<std::string> ids = source.index->ExampleIds(positions);
-  // Statistics of the selection (the first k items); kcenter's first score is +infinity,
-  // which is kept on the item but left out of the summary so that it stays finite.
-  double sum = 0, lo = INFINITY, hi = -INFINITY;
-  int64_t finite = 0;
+  std::vector<std::string> ids = source.index->ExampleIds(positions);
+  std::vector<SelectedUnit> selected(items);
   for (int64_t i = 0; i < items; ++i) {
     const int64_t row = pool_rows[result->rows[i]];
-    const double score = result->scores[i] + 0.0;  // no "-0" for ISA's Delta at l' = 0
-    v1::SelectedItem* item = selection.add_items();
-    item->set_example_id(ids[i]);
-    item->set_score(score);
-    const int8_t side = units.side[row];
-    item->set_side(side < 0 ? v1::SIDE_UNSPECIFIED
-                            : (side == 0 ? v1::SIDE_CHOSEN : v1::SIDE_REJECTED));
-    if (i >= k) continue;
-    if (std::isfinite(score)) {
-      sum += score;
-      lo = std::min(lo, score);
-      hi = std::max(hi, score);
-      ++finite;
-    }
-    if (!pair_units) {
-      if (units.label[row] == index::kDesirable) {
-        summary->set_desirable_count(summary->desirable_count() + 1);
-      } else {
-        summary->set_undesirable_count(summary->undesirable_count() + 1);
-      }
-    }
+    selected[i] = {std::move(ids[i]), units.side[row], units.label[row], result->scores[i]};
   }
-  if (finite > 0) {
-    summary->set_min_score(lo);
-    summary->set_max_score(hi);
-    summary->set_mean_score(sum / static_cast<double>(finite));
-  }
-  if (result->fit) {
-    v1::MixtureFit* fit = summary->mutable_fit();
-    fit->set_iterations(result->fit->iterations);
-    fit->set_converged(result->fit->converged);
-    fit->set_mean_log_likelihood(result->fit->mean_log_likelihood);
-    for (double w : result->fit->weights) fit->add_weights(w);
-    fit->set_init_iterations(result->fit->init_iterations);
-    fit->set_retained_variance(result->fit->retained_variance);
-    fit->set_fit_seconds(result->fit->fit_seconds);
-  }
-  summary->set_duration_seconds(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  return selection;
+  return MakeSelection(plan, request, pool, units.rows - pool, k, selected, result->fit, started);
 }
 
 }  // namespace curation::jobs

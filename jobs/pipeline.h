@@ -10,7 +10,10 @@
 // when a filter or stratification needs texts or metadata, one scan of its stored examples.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <memory>
 #include <span>
 #include <vector>
@@ -48,6 +51,24 @@ absl::StatusOr<index::UnitMatrix> BuildPoolUnits(const SelectionPlan& plan,
 selection::GroupConstraint MakeGroups(const v1::Constraints& constraints,
                                       std::span<const int8_t> labels,
                                       std::span<const int32_t> strata_of, int32_t strata);
+
+// A selected unit as a Selection item shows it.
+struct SelectedUnit {
+  std::string id;
+  int side = -1;   // -1 whole pair or example, 0 chosen, 1 rejected
+  int label = -1;  // index::kDesirable / kUndesirable / kNoLabel
+  double score = 0;
+};
+
+// The Selection of `units` (in selection order; the first k are the selection, any after
+// them the rest of a ranking) that `plan` made for `request` out of `pool` units, after
+// `filtered_out` were filtered out: the request's resolved options, the items and the summary,
+// with the run's duration since `started`.
+v1::Selection MakeSelection(const SelectionPlan& plan, const v1::SelectRequest& request,
+                            int64_t pool, int64_t filtered_out, int64_t k,
+                            std::span<const SelectedUnit> units,
+                            const std::optional<selection::MixtureFitSummary>& fit,
+                            std::chrono::steady_clock::time_point started);
 
 // Makes the selection `plan` describes for `request` (its budget, seed, display name) on the
 // source's pool. Not stored: the result has every field of a Selection but id and

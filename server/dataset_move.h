@@ -9,11 +9,16 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "curation/cluster/v1/member.grpc.pb.h"
 #include "curation/v1/admin.pb.h"
+#include "jobs/partition_pool.h"
 #include "server/auth.h"
 #include "server/cluster_node.h"
 
@@ -39,10 +44,24 @@ class MemberService final : public cluster::v1::MemberService::Service {
                              cluster::v1::ImportDatasetResponse*) override;
   grpc::Status DropDataset(grpc::ServerContext*, const cluster::v1::DropDatasetRequest*,
                            cluster::v1::DropDatasetResponse*) override;
+  // partition_steps.cc
+  grpc::Status PartitionStep(grpc::ServerContext*, const cluster::v1::PartitionStepRequest*,
+                             cluster::v1::PartitionStepResponse*) override;
 
  private:
+  static constexpr size_t kCachedPools = 4;
+  struct CachedPoolEntry {
+    std::string key;  // internal id, pool seq and the resolved request
+    std::shared_ptr<jobs::PartitionPool> pool;
+    std::chrono::steady_clock::time_point last_use;
+  };
+  std::shared_ptr<jobs::PartitionPool> CachedPool(const std::string& key);
+  void KeepPool(const std::string& key, std::shared_ptr<jobs::PartitionPool> pool);
+
   ClusterNode* node_;
   const Authenticator* auth_;
+  std::mutex pools_mu_;
+  std::vector<CachedPoolEntry> pools_;
 };
 
 }  // namespace curation::server

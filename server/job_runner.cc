@@ -4,12 +4,17 @@
 
 #include <algorithm>
 #include <optional>
+#include <cstring>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
+
 #include "absl/strings/str_cat.h"
+#include "common/stable_hash.h"
 #include "common/status.h"
 #include "evaluation/proxy.h"
 #include "jobs/cost.h"
+#include "jobs/distributed_pipeline.h"
 #include "jobs/pipeline.h"
 #include "jobs/selection_plan.h"
 #include "server/stored_selections.h"
@@ -56,6 +61,9 @@ struct PairData {
   eval::PairEmbeddings pairs;
   // The example sequence number of pair number i.
   std::vector<int64_t> seqs;
+  // Gathered from partitions (GatherPairs): pair i's id, and the pair of each id.
+  std::vector<std::string> ids;
+  absl::flat_hash_map<std::string, int64_t> pair_of;
 
   PairData() = default;
   PairData(const PairData&) = delete;
@@ -93,6 +101,64 @@ absl::Status LoadPairs(const DatasetState& state, int64_t pool_seq, PairData* ou
   out->pairs.dim = u.dim;
   out->pairs.stride = 2 * static_cast<int64_t>(u.dim);
   return absl::OkStatus();
+}
+
+// A partitioned dataset's pairs, gathered from its partitions. There is no ingest order
+// across partitions, so pairs are put in id order: the proxy's split then equals one node's
+// for a dataset whose ids sort in the order it was ingested.
+absl::Status GatherPairs(std::span<jobs::PoolPartition* const> parts, PairData* out) {
+  std::vector<std::string> ids;
+  std::vector<float> values;
+  int dim = 0;
+  for (jobs::PoolPartition* part : parts) RETURN_IF_ERROR(part->GatherPairs(&ids, &values, &dim));
+  const int64_t pairs = static_cast<int64_t>(ids.size());
+  if (dim <= 0 || static_cast<int64_t>(values.size()) != pairs * 2 * dim) {
+    return absl::InternalError("the partitions' pairs and vectors disagree");
+  }
+  std::vector<int64_t> order(pairs);
+  for (int64_t i = 0; i < pairs; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ids[a] < ids[b]; });
+  out->floats.resize(values.size());
+  out->ids.resize(pairs);
+  out->pair_of.reserve(pairs);
+  const size_t row = 2 * static_cast<size_t>(dim);
+  for (int64_t i = 0; i < pairs; ++i) {
+    std::memcpy(out->floats.data() + i * row, values.data() + order[i] * row,
+                row * sizeof(float));
+    out->ids[i] = std::move(ids[order[i]]);
+    out->pair_of.emplace(out->ids[i], i);
+  }
+  out->pairs.chosen = out->floats.data();
+  out->pairs.rejected = out->floats.data() + dim;
+  out->pairs.pairs = pairs;
+  out->pairs.dim = dim;
+  out->pairs.stride = static_cast<int64_t>(row);
+  return absl::OkStatus();
+}
+
+// SelectionIds for gathered pairs: by the items' ids.
+absl::StatusOr<std::vector<int64_t>> SelectionIdsById(const v1::Selection& selection,
+                                                      int64_t count, const PairData& data) {
+  const bool pair_units = selection.unit() == v1::SELECTION_UNIT_PAIR;
+  std::vector<int64_t> ids;
+  ids.reserve(count);
+  for (int64_t i = 0; i < count; ++i) {
+    const v1::SelectedItem& item = selection.items(static_cast<int>(i));
+    auto it = data.pair_of.find(item.example_id());
+    if (it == data.pair_of.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "selection item ", i, " ('", item.example_id(), "') is in none of the partitions"));
+    }
+    if (pair_units) {
+      ids.push_back(it->second);
+    } else if (item.side() == v1::SIDE_CHOSEN || item.side() == v1::SIDE_REJECTED) {
+      ids.push_back(2 * it->second + (item.side() == v1::SIDE_REJECTED ? 1 : 0));
+    } else {
+      return absl::FailedPreconditionError(
+          absl::StrCat("selection item ", i, " of an EXAMPLE-unit selection has no side"));
+    }
+  }
+  return ids;
 }
 
 absl::StatusOr<eval::ProxyEvaluator> MakeEvaluator(const PairData& data,
@@ -302,6 +368,13 @@ absl::StatusOr<JobCost> ServiceJobRunner::PrepareSelect(storage::OperationRecord
     record->set_pool_seq(dataset.next_seq());
   }
   const jobs::PoolShape shape = ShapeOf(plan, *state);
+  record->mutable_operation()->mutable_metadata()->set_dataset(request.dataset());
+  if (dataset.partitions() > 1) {
+    // This member holds one partition: the pool, the budget and the options the distributed
+    // forms lack are checked when the job runs over all of them. The estimate is this
+    // member's share of the work.
+    return jobs::EstimateSelection(plan, shape, std::max<int64_t>(1, shape.rows / 100));
+  }
   if (shape.rows == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("dataset '", request.dataset(), "' has no examples yet"));
@@ -319,6 +392,30 @@ absl::StatusOr<JobCost> ServiceJobRunner::PrepareSelect(storage::OperationRecord
   return jobs::EstimateSelection(plan, shape, k);
 }
 
+absl::StatusOr<ServiceJobRunner::OpenedPartitions> ServiceJobRunner::OpenPartitions(
+    const storage::OperationRecord& record, const std::string& dataset,
+    const v1::SelectRequest& resolved) const {
+  if (!open_partitions_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset '", dataset, "' is partitioned, and this server is no cluster "
+                                           "member"));
+  }
+  OpenedPartitions opened;
+  ASSIGN_OR_RETURN(opened.owned, open_partitions_(record.tenant(), dataset, resolved));
+  for (auto& p : opened.owned) opened.parts.push_back(p.get());
+  return opened;
+}
+
+absl::StatusOr<v1::Selection> ServiceJobRunner::SelectOverPartitions(
+    const storage::OperationRecord& record, const SelectionPlan& plan,
+    const v1::SelectRequest& request, JobControl& control, absl::string_view budget_field,
+    double progress_share) {
+  ASSIGN_OR_RETURN(OpenedPartitions opened,
+                   OpenPartitions(record, request.dataset(), plan.resolved));
+  return jobs::BuildDistributedSelection(plan, request, opened.parts, control, budget_field,
+                                         progress_share);
+}
+
 absl::StatusOr<bool> ServiceJobRunner::RunSelect(
     storage::OperationRecord* record, JobControl& control,
     const std::function<void(storage::OperationRecord*)>& succeed) {
@@ -329,9 +426,14 @@ absl::StatusOr<bool> ServiceJobRunner::RunSelect(
   ASSIGN_OR_RETURN(
       SelectionPlan plan,
       jobs::PlanSelection(request, dataset.Snapshot().dataset().kind(), dataset.index->dim()));
-  jobs::PoolSource source{dataset.index.get(), store_, record->dataset_internal_id(),
-                          record->pool_seq()};
-  ASSIGN_OR_RETURN(v1::Selection selection, jobs::BuildSelection(plan, request, source, control));
+  v1::Selection selection;
+  if (dataset.Snapshot().partitions() > 1) {
+    ASSIGN_OR_RETURN(selection, SelectOverPartitions(*record, plan, request, control));
+  } else {
+    jobs::PoolSource source{dataset.index.get(), store_, record->dataset_internal_id(),
+                            record->pool_seq()};
+    ASSIGN_OR_RETURN(selection, jobs::BuildSelection(plan, request, source, control));
+  }
   if (metrics_ != nullptr) {
     metrics_->RecordSelection(plan.method_name, selection.summary().duration_seconds());
   }
@@ -423,8 +525,27 @@ absl::Status ServiceJobRunner::RunEvaluate(storage::OperationRecord* record, Job
   v1::Evaluation evaluation;
   evaluation.set_dataset(dataset.dataset().name());
 
+  // A partitioned dataset's pairs come from its partitions (the selection too, when one is
+  // made now), all through one set of partitions so that both see the same pools.
+  const bool partitioned = dataset.partitions() > 1;
+  std::optional<SelectionPlan> plan;
+  if (!stored) {
+    ASSIGN_OR_RETURN(plan,
+                     PlanNested(request.select(), dataset.dataset().kind(), state->index->dim()));
+  }
+  OpenedPartitions opened;
   PairData data;
-  RETURN_IF_ERROR(LoadPairs(*state, record->pool_seq(), &data));
+  if (partitioned) {
+    ASSIGN_OR_RETURN(opened, OpenPartitions(*record, request.select().dataset().empty()
+                                                         ? dataset.dataset().name()
+                                                         : request.select().dataset(),
+                                            plan ? plan->resolved : v1::SelectRequest()));
+    control.SetStage(absl::StrCat("evaluate: gathering the pairs of ", opened.parts.size(),
+                                  " partitions"));
+    RETURN_IF_ERROR(GatherPairs(opened.parts, &data));
+  } else {
+    RETURN_IF_ERROR(LoadPairs(*state, record->pool_seq(), &data));
+  }
   ASSIGN_OR_RETURN(eval::ProxyEvaluator evaluator,
                    MakeEvaluator(data, proxy, dataset.dataset().name()));
   double from = 0;
@@ -438,18 +559,26 @@ absl::Status ServiceJobRunner::RunEvaluate(storage::OperationRecord* record, Job
     // Exactly the selection Select makes for this request; it costs about as much as the
     // 2 * seeds + 2 fits, so it gets half the bar.
     from = 0.5;
-    ASSIGN_OR_RETURN(SelectionPlan plan,
-                     PlanNested(request.select(), dataset.dataset().kind(), state->index->dim()));
-    jobs::PoolSource source{state->index.get(), store_, record->dataset_internal_id(),
-                            record->pool_seq()};
-    ASSIGN_OR_RETURN(selection, jobs::BuildSelection(plan, request.select(), source, control,
-                                                     "select.budget", from));
+    if (partitioned) {
+      ASSIGN_OR_RETURN(selection, jobs::BuildDistributedSelection(*plan, request.select(),
+                                                                  opened.parts, control,
+                                                                  "select.budget", from));
+    } else {
+      jobs::PoolSource source{state->index.get(), store_, record->dataset_internal_id(),
+                              record->pool_seq()};
+      ASSIGN_OR_RETURN(selection, jobs::BuildSelection(*plan, request.select(), source, control,
+                                                       "select.budget", from));
+    }
     count = selection.summary().selected_count();
   }
   evaluation.set_method(selection.method());
   evaluation.set_unit(selection.unit());
-  ASSIGN_OR_RETURN(std::vector<int64_t> ids,
-                   SelectionIds(*store_, dataset.internal_id(), selection, count, data));
+  std::vector<int64_t> ids;
+  if (partitioned) {
+    ASSIGN_OR_RETURN(ids, SelectionIdsById(selection, count, data));
+  } else {
+    ASSIGN_OR_RETURN(ids, SelectionIds(*store_, dataset.internal_id(), selection, count, data));
+  }
   const eval::Unit unit = ToUnit(selection.unit());
   control.SetStage(absl::StrCat("evaluate: subset, ", proxy.random_seeds,
                                 " random baselines of each kind, full pool (",
@@ -536,8 +665,17 @@ absl::Status ServiceJobRunner::RunRecommend(storage::OperationRecord* record, Jo
   options.pair_rows = ToPairRows(plan.pair_rows);
   const eval::Unit unit = ToUnit(plan.resolved.unit());
 
+  const bool partitioned = dataset.partitions() > 1;
   PairData data;
-  RETURN_IF_ERROR(LoadPairs(*state, record->pool_seq(), &data));
+  if (partitioned) {
+    ASSIGN_OR_RETURN(OpenedPartitions opened,
+                     OpenPartitions(*record, dataset.dataset().name(), plan.resolved));
+    control.SetStage(absl::StrCat("recommend: gathering the pairs of ", opened.parts.size(),
+                                  " partitions"));
+    RETURN_IF_ERROR(GatherPairs(opened.parts, &data));
+  } else {
+    RETURN_IF_ERROR(LoadPairs(*state, record->pool_seq(), &data));
+  }
   ASSIGN_OR_RETURN(eval::ProxyEvaluator evaluator,
                    MakeEvaluator(data, proxy, dataset.dataset().name()));
   // The same composition as Select's: method, dedup and, for single completions, the label
@@ -550,7 +688,26 @@ absl::Status ServiceJobRunner::RunRecommend(storage::OperationRecord* record, Jo
     std::fill(labels.begin(), labels.begin() + pairs, index::kDesirable);
     spec.constraint = jobs::MakeGroups(plan.resolved.constraints(), labels, {}, 1);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<selection::Selector> selector, selection::MakeSelector(spec));
+  std::unique_ptr<selection::Selector> selector;
+  if (partitioned) {
+    // The learning curve's pool is the proxy's, not the dataset's: each budget's subset is
+    // what the distributed form selects from partitions holding the pool's rows, run here on
+    // the pairs the proxy gathered anyway.
+    const std::span<const int64_t> pool = evaluator.pool_pairs();
+    const int64_t n = static_cast<int64_t>(pool.size());
+    const int64_t rows = unit == eval::Unit::kPair ? n : 2 * n;
+    std::vector<int> partition_of_row(rows);
+    std::vector<uint64_t> keys(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::string& id = data.ids[pool[r % n]];
+      partition_of_row[r] = PartitionOf(id, dataset.partitions());
+      keys[r] = unit == eval::Unit::kPair ? UnitKey(id) : UnitKey(id, r < n ? 0 : 1);
+    }
+    selector = jobs::MakeInProcessDistributedSelector(spec, std::move(partition_of_row),
+                                                      std::move(keys), dataset.partitions());
+  } else {
+    ASSIGN_OR_RETURN(selector, selection::MakeSelector(spec));
+  }
 
   const std::set<double> distinct(options.budgets_percent.begin(), options.budgets_percent.end());
   const double points = static_cast<double>(distinct.size());

@@ -6,7 +6,12 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include "jobs/distributed_pipeline.h"
 #include "jobs/operations.h"
 #include "server/catalog.h"
 #include "server/telemetry.h"
@@ -24,6 +29,15 @@ class ServiceJobRunner final : public jobs::JobRunner {
   // Set once the datasets are loaded; Prepare answers UNAVAILABLE before.
   void SetCatalog(Catalog* catalog) { catalog_.store(catalog); }
 
+  // On a cluster: opens the partitions of a partitioned dataset (tenant, name) for a run of a
+  // resolved request. Jobs on a dataset held here as partition 0 of several run over them
+  // (jobs/distributed_pipeline.h). Set before jobs run; never on a single server.
+  using PartitionOpener =
+      std::function<absl::StatusOr<std::vector<std::unique_ptr<jobs::PoolPartition>>>(
+          const std::string& tenant, const std::string& dataset,
+          const v1::SelectRequest& resolved)>;
+  void SetPartitionOpener(PartitionOpener opener) { open_partitions_ = std::move(opener); }
+
   absl::StatusOr<jobs::JobCost> Prepare(storage::OperationRecord* record) override;
   absl::StatusOr<bool> Run(storage::OperationRecord* record, jobs::JobControl& control,
                            const std::function<void(storage::OperationRecord*)>& succeed) override;
@@ -40,6 +54,20 @@ class ServiceJobRunner final : public jobs::JobRunner {
   absl::StatusOr<jobs::JobCost> PrepareRecommend(storage::OperationRecord* record);
   absl::StatusOr<bool> RunSelect(storage::OperationRecord* record, jobs::JobControl& control,
                                  const std::function<void(storage::OperationRecord*)>& succeed);
+  struct OpenedPartitions {
+    std::vector<std::unique_ptr<jobs::PoolPartition>> owned;
+    std::vector<jobs::PoolPartition*> parts;
+  };
+  absl::StatusOr<OpenedPartitions> OpenPartitions(const storage::OperationRecord& record,
+                                                  const std::string& dataset,
+                                                  const v1::SelectRequest& resolved) const;
+  // The selection of a partitioned dataset (held here as partition 0), over its partitions.
+  absl::StatusOr<v1::Selection> SelectOverPartitions(const storage::OperationRecord& record,
+                                                     const jobs::SelectionPlan& plan,
+                                                     const v1::SelectRequest& request,
+                                                     jobs::JobControl& control,
+                                                     absl::string_view budget_field = "budget",
+                                                     double progress_share = 1);
   absl::Status RunEvaluate(storage::OperationRecord* record, jobs::JobControl& control);
   absl::Status RunRecommend(storage::OperationRecord* record, jobs::JobControl& control);
 
@@ -47,6 +75,7 @@ class ServiceJobRunner final : public jobs::JobRunner {
   TenantRegistry* tenants_;
   Metrics* metrics_;
   std::atomic<Catalog*> catalog_{nullptr};
+  PartitionOpener open_partitions_;
 };
 
 }  // namespace curation::server

@@ -34,6 +34,7 @@
 #include "server/identity_store.h"
 #include "server/identity_sync.h"
 #include "server/job_runner.h"
+#include "server/remote_partition.h"
 #include "server/routing_service.h"
 #include "server/scheduling.h"
 #include "server/selection_ids.h"
@@ -115,6 +116,9 @@ ABSL_FLAG(std::string, advertise, "",
 ABSL_FLAG(int64_t, cluster_lease_seconds, 10,
           "With --cluster-etcd: the member's etcd lease; a member that cannot renew it for this "
           "long stops accepting writes, and others see it down");
+ABSL_FLAG(int64_t, cluster_partition_retry_seconds, 60,
+          "On a cluster: how long a selection over a partitioned dataset waits for a partition's "
+          "member that is down or restarting before it fails UNAVAILABLE naming the member");
 ABSL_FLAG(std::string, console_listen, "",
           "HOST:PORT to serve the web console and its JSON API on, plain HTTP (empty: no "
           "console; port 0 picks one, logged as 'serving the console')");
@@ -220,6 +224,11 @@ int Run() {
                    absl::InvalidArgumentError("cluster members do not speak TLS to one another "
                                               "yet; leave out --tls-cert"));
     }
+    if (const int64_t retry = absl::GetFlag(FLAGS_cluster_partition_retry_seconds);
+        retry < 1 || retry > 3600) {
+      return Fatal("--cluster-partition-retry-seconds",
+                   absl::InvalidArgumentError(absl::StrCat(retry, " is outside 1..3600")));
+    }
     curation::server::ClusterNode::Options options;
     options.etcd_endpoints = absl::StrSplit(etcd, ',', absl::SkipWhitespace());
     options.member = absl::GetFlag(FLAGS_member);
@@ -307,6 +316,15 @@ int Run() {
        {"max_job_seconds", absl::StrCat((*scheduler)->options().max_job_seconds)},
        {"job_threads", std::to_string((*scheduler)->options().threads)}});
   curation::server::ServiceJobRunner runner(store->get(), tenants->get(), &metrics);
+  if (cluster) {
+    curation::server::ClusterNode* node = cluster.get();
+    runner.SetPartitionOpener([node](const std::string& tenant, const std::string& dataset,
+                                     const curation::v1::SelectRequest& resolved) {
+      return curation::server::OpenRemotePartitions(
+          *node, tenant, dataset, resolved,
+          std::chrono::seconds(absl::GetFlag(FLAGS_cluster_partition_retry_seconds)));
+    });
+  }
   curation::jobs::Operations::Options operation_options;
   curation::server::TenantRegistry* registry = tenants->get();
   operation_options.account = [registry](const std::string& tenant, int64_t bytes, bool enforce) {

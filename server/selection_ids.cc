@@ -36,18 +36,24 @@ std::string CurrentKey() {
   return Key();
 }
 
-std::string Tag(uint64_t dataset_id, int64_t seq) {
+// HMAC-SHA256 of `message` under the key: 32 raw bytes.
+std::string Hmac(absl::string_view message) {
   const std::string key = CurrentKey();
-  const std::string message = absl::StrCat("selection/", dataset_id, "/", seq);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), kTagHexDigits / 2));
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+std::string Tag(uint64_t dataset_id, int64_t seq) {
+  return absl::BytesToHexString(absl::string_view(
+      Hmac(absl::StrCat("selection/", dataset_id, "/", seq)).data(), kTagHexDigits / 2));
 }
 
 }  // namespace
+
+std::string MemberKey() { return absl::BytesToHexString(Hmac("member calls/v1")); }
 
 absl::Status InitSelectionIds(store::Store& store) {
   std::string fresh(32, '\0');

@@ -36,6 +36,11 @@ void SetSelectionIdKey(std::string key);
 std::string MakeSelectionId(const storage::DatasetRecord& dataset, int64_t seq);
 std::string MakeSelectionId(uint64_t dataset_internal_id, int64_t seq);
 
+// On a cluster, where every member shares the key: the secret members prove themselves to
+// one another with on internal calls that act for no caller (MemberService.PartitionStep).
+// 64 hex digits, derived from the key, so it changes only with the key.
+std::string MemberKey();
+
 struct SelectionIdParts {
   uint64_t dataset_id = 0;  // the dataset's internal id
   int64_t seq = 0;
