@@ -411,6 +411,87 @@ TEST_F(ClusterPartitionTest, AKilledPartitionFailsTheIngestUntilItIsBackThenARet
   v1::Dataset d;
   ASSERT_TRUE(Get(down, "d", &d).ok());
   EXPECT_EQ(d.example_count(), 300);
+
+  // A delete that misses a partition answers UNAVAILABLE naming its member; the name stays
+  // taken, and a retry once the member is back finishes the delete.
+  cluster_->Kill(down);
+  auto remove = [&] {
+    grpc::ClientContext context;
+    Authorize(&context, token_);
+    context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    v1::DeleteDatasetRequest request;
+    request.set_name("d");
+    v1::DeleteDatasetResponse ignored;
+    return cluster_->Data(via)->DeleteDataset(&context, request, &ignored);
+  };
+  s = remove();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(s.error_message().find(cluster_->name(down)), std::string::npos) << s.error_message();
+  EXPECT_EQ(Create(via, "d", 2).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  cluster_->Restart(down);
+  for (auto until = std::chrono::steady_clock::now() + seconds(30);
+       std::chrono::steady_clock::now() < until;) {
+    s = remove();
+    if (s.ok()) break;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  for (int m = 0; m < 3; ++m) {
+    EXPECT_EQ(Get(m, "d", &d, /*as_partition=*/true).error_code(), grpc::StatusCode::NOT_FOUND)
+        << m;
+  }
+  EXPECT_TRUE(Create(via, "d", 3).ok());
+}
+
+TEST_F(ClusterPartitionTest, AStreamIsSplitLikeABatchAndTheCliShowsThePartitions) {
+  StartCluster();
+  CommandResult created = RunCli(cluster_->address(1), {"--token", token_, "datasets", "create",
+                                                        "s", "--partitions", "3", "--dim", "4"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_NE(created.out.find("3 partitions"), std::string::npos) << created.out;
+
+  // Three messages of 200; stream index 150 and 420 are invalid, and message 2 repeats the
+  // first 50 records of message 0 (without ids for the even ones: named by content).
+  std::vector<v1::IngestExamplesRequest> messages(3);
+  std::vector<v1::Example> all;
+  for (int i = 0; i < 600; ++i) {
+    v1::Example e = i >= 400 && i < 450 ? all[static_cast<size_t>(i - 400)]
+                                        : Pair(i, i % 2 == 0 ? "" : "s-" + std::to_string(i));
+    if (i == 150 || i == 420) e.mutable_pair()->clear_chosen();
+    all.push_back(e);
+    *messages[static_cast<size_t>(i / 200)].add_examples() = e;
+  }
+  messages[0].set_dataset("s");
+  grpc::ClientContext context;
+  Authorize(&context, token_);
+  context.set_deadline(std::chrono::system_clock::now() + seconds(60));
+  v1::IngestExamplesResponse reply;
+  auto stream = cluster_->Data(2)->IngestStream(&context, &reply);
+  for (const auto& m : messages) ASSERT_TRUE(stream->Write(m));
+  ASSERT_TRUE(stream->WritesDone());
+  grpc::Status s = stream->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(reply.ids_size(), 0);
+  ASSERT_EQ(reply.errors_size(), 2);
+  EXPECT_EQ(reply.errors(0).index(), 150);
+  EXPECT_EQ(reply.errors(0).field().rfind("examples[150]", 0), 0u) << reply.errors(0).field();
+  EXPECT_EQ(reply.errors(1).index(), 420);
+  EXPECT_EQ(reply.errors(1).field().rfind("examples[420]", 0), 0u) << reply.errors(1).field();
+  EXPECT_EQ(reply.rejected(), 2);
+  EXPECT_EQ(reply.duplicates(), 49);  // 420 is the invalid one of the 50
+  EXPECT_EQ(reply.accepted(), 549);
+  EXPECT_EQ(reply.example_count(), 549);
+
+  CommandResult got = RunCli(cluster_->address(0), {"--token", token_, "datasets", "get", "s"});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_NE(got.out.find("549 pairs"), std::string::npos) << got.out;
+  EXPECT_NE(got.out.find("3 partitions"), std::string::npos) << got.out;
+
+  // The CLI's --partitions past the members is the server's refusal.
+  CommandResult refused = RunCli(cluster_->address(0), {"--token", token_, "datasets", "create",
+                                                        "t", "--partitions", "5", "--dim", "4"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("partitions"), std::string::npos) << refused.err;
 }
 
 }  // namespace
