@@ -425,6 +425,12 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
   }
   std::sort(by_load.begin(), by_load.end());
   if (partitions > 1) {
+    // Each partition would fit its own projection on its own first ingest, and the
+    // partitions' vectors would then lie in different spaces.
+    if (request->dataset().embedding().projection().dim() != 0) {
+      return ToGrpc(InvalidField("dataset.embedding.projection",
+                                 "a partitioned dataset cannot be projected"));
+    }
     std::vector<std::string> chosen;
     if (!member.empty()) chosen.push_back(member);
     for (const auto& [bytes, datasets, m] : by_load) {

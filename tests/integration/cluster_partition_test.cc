@@ -321,6 +321,19 @@ TEST_F(ClusterPartitionTest, PartitionCountsPastEachBoundAreRefused) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(s.error_message().find('4'), std::string::npos) << s.error_message();
   EXPECT_NE(s.error_message().find('3'), std::string::npos) << s.error_message();
+  // Partitions would each fit their own projection.
+  {
+    grpc::ClientContext context;
+    Authorize(&context, token_);
+    v1::CreateDatasetRequest request;
+    *request.mutable_dataset() = MakeDataset("d", v1::DATASET_KIND_PAIRS, 64);
+    request.mutable_dataset()->mutable_embedding()->mutable_projection()->set_dim(8);
+    request.set_partitions(2);
+    v1::Dataset reply;
+    s = cluster_->Data(2)->CreateDataset(&context, request, &reply);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message().rfind("dataset.embedding.projection", 0), 0u) << s.error_message();
+  }
   // Nothing was reserved by the refusals.
   EXPECT_TRUE(List(0, 10).empty());
   // `member` holds partition 0.
