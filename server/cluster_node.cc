@@ -261,7 +261,12 @@ std::vector<v1::Member> ClusterNode::ListMembers() {
   }
   std::map<std::string, int64_t> unregistered;  // name -> datasets the directory places there
   for (const cluster::Placement& p : directory_->All()) {
-    if (!out.count(p.record.member())) ++unregistered[p.record.member()];
+    if (p.record.partitions_size() == 0 && !out.count(p.record.member())) {
+      ++unregistered[p.record.member()];
+    }
+    for (const storage::PartitionPlacement& part : p.record.partitions()) {
+      if (!out.count(part.member())) ++unregistered[part.member()];
+    }
   }
   for (const auto& [name, datasets] : unregistered) {
     v1::Member& m = out[name];
