@@ -456,6 +456,36 @@ TEST_F(ClusterPartitionTest, AKilledPartitionFailsTheIngestUntilItIsBackThenARet
   EXPECT_TRUE(Create(via, "d", 3).ok());
 }
 
+TEST_F(ClusterPartitionTest, ACreateThatCannotMakeEveryPartitionLeavesNothing) {
+  StartCluster();
+  // m3 dies but stays registered until its lease runs out: the create places a partition on
+  // it, fails, and undoes the partitions it made on m1 and m2.
+  cluster_->Kill(2);
+  grpc::Status s = Create(0, "u", 3);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_NE(s.error_message().find("m3"), std::string::npos) << s.error_message();
+  v1::Dataset d;
+  for (int m = 0; m < 2; ++m) {
+    EXPECT_EQ(Get(m, "u", &d, /*as_partition=*/true).error_code(), grpc::StatusCode::NOT_FOUND)
+        << m;
+  }
+  EXPECT_EQ(Get(1, "u", &d).error_code(), grpc::StatusCode::NOT_FOUND);
+  // Each try while m3 is still registered fails and undoes itself the same way; once its
+  // registration is gone, three partitions no longer fit, and two fit on the members left.
+  for (auto until = std::chrono::steady_clock::now() + seconds(20);
+       std::chrono::steady_clock::now() < until;) {
+    s = Create(0, "u", 3);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    std::this_thread::sleep_for(milliseconds(250));
+  }
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  s = Create(1, "u", 2, &d);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(std::set<std::string>(d.partition_members().begin(), d.partition_members().end()),
+            (std::set<std::string>{"m1", "m2"}));
+  EXPECT_EQ(d.example_count(), 0);
+}
+
 TEST_F(ClusterPartitionTest, AStreamIsSplitLikeABatchAndTheCliShowsThePartitions) {
   StartCluster();
   CommandResult created = RunCli(cluster_->address(1), {"--token", token_, "datasets", "create",
