@@ -170,13 +170,15 @@ absl::Status Directory::ReserveInternalIdsThrough(uint64_t id) {
   }
 }
 
-absl::StatusOr<Placement> Directory::Reserve(const std::string& tenant, const std::string& name,
-                                             const std::string& member, uint64_t internal_id) {
+absl::StatusOr<Placement> Directory::Reserve(
+    const std::string& tenant, const std::string& name, const std::string& member,
+    uint64_t internal_id, const std::vector<storage::PartitionPlacement>& partitions) {
   storage::PlacementRecord record;
   record.set_tenant(tenant);
   record.set_name(name);
   record.set_member(member);
   record.set_internal_id(internal_id);
+  for (const storage::PartitionPlacement& p : partitions) *record.add_partitions() = p;
   record.set_state(storage::PlacementRecord::CREATING);
   record.set_update_unix_ms(NowUnixMs());
   const std::string key = kDatasetsPrefix + PlacementKey(tenant, name);

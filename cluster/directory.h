@@ -55,10 +55,12 @@ class Directory {
   // before it joined keeps their ids).
   absl::Status ReserveInternalIdsThrough(uint64_t id);
 
-  // Reserves tenant/name on `member` (state CREATING) with `internal_id`. ALREADY_EXISTS if
-  // the name has an entry in any state.
-  absl::StatusOr<Placement> Reserve(const std::string& tenant, const std::string& name,
-                                    const std::string& member, uint64_t internal_id);
+  // Reserves tenant/name on `member` (state CREATING) with `internal_id`, and for a
+  // partitioned dataset its `partitions` (the first being `member` and `internal_id`).
+  // ALREADY_EXISTS if the name has an entry in any state.
+  absl::StatusOr<Placement> Reserve(
+      const std::string& tenant, const std::string& name, const std::string& member,
+      uint64_t internal_id, const std::vector<storage::PartitionPlacement>& partitions = {});
   // Replaces `placement`'s record with `updated` if nobody changed it since it was read.
   // ABORTED if someone did. Returns the new placement.
   absl::StatusOr<Placement> Update(const Placement& placement,

@@ -51,6 +51,12 @@ grpc::Status AdminService::MoveDataset(grpc::ServerContext* context,
         grpc::StatusCode::NOT_FOUND,
         absl::StrCat("tenant ", request->tenant(), " has no dataset ", request->dataset()));
   }
+  if (placement->record.partitions_size() > 0) {
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("dataset ", request->dataset(), " has ", placement->record.partitions_size(),
+                     " partitions; only a dataset held whole moves"));
+  }
   // A forwarded move is answered here, whatever the answer (see RoutingService).
   if (cluster::IsForwarded(*context)) {
     context->AddTrailingMetadata(cluster::kAnsweredByTrailer, cluster_->name());

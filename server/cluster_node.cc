@@ -105,6 +105,9 @@ absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations,
   }));
   if (max_id > 0) RETURN_IF_ERROR(directory_->ReserveInternalIdsThrough(max_id));
   for (const storage::DatasetRecord& r : records) {
+    // A partition is placed by its dataset's entry, which the creating member wrote; one that
+    // no entry lists any more is the sweep's to delete.
+    if (r.partitions() > 1) continue;
     storage::PlacementRecord p;
     p.set_tenant(r.tenant());
     p.set_name(r.dataset().name());
@@ -149,6 +152,18 @@ absl::Status ClusterNode::Adopt(Catalog* catalog, jobs::Operations* operations,
   return absl::OkStatus();
 }
 
+absl::Status ClusterNode::DeleteLocal(const std::string& tenant, const std::string& name) {
+  Catalog* catalog = catalog_.load();
+  TenantRegistry* tenants = tenants_.load();
+  if (catalog == nullptr || tenants == nullptr) return absl::UnavailableError("not loaded yet");
+  ASSIGN_OR_RETURN(storage::DatasetRecord record, catalog->Delete(tenant, name));
+  if (auto t = tenants->Find(tenant); t.ok()) {
+    tenants->ReleaseDataset(**t, record.dataset().example_count(), record.dataset().stored_bytes());
+  }
+  membership_->PublishLoad();
+  return absl::OkStatus();
+}
+
 void ClusterNode::Sweep() {
   Catalog* catalog = catalog_.load();
   if (catalog == nullptr) return;
@@ -158,6 +173,18 @@ void ClusterNode::Sweep() {
     // Only what is old enough to be no create's or delete's in flight: those settle their
     // entries themselves within milliseconds.
     if (cluster::NowUnixMs() - r.update_unix_ms() < kStaleMs) continue;
+    if (r.partitions_size() > 0) {
+      // This member holds partition 0. A partitioned create is acknowledged only once its
+      // entry is READY, and a delete was asked for: either way the dataset goes. The other
+      // members delete their partitions once no entry lists them (below, on their sweep).
+      auto home = catalog->Find(r.tenant(), r.name());
+      if (home != nullptr && home->Snapshot().internal_id() == r.internal_id() &&
+          !DeleteLocal(r.tenant(), r.name()).ok()) {
+        continue;
+      }
+      (void)directory_->Remove(p);
+      continue;
+    }
     const bool held = catalog->Find(r.tenant(), r.name()) != nullptr;
     if (held) {
       // Created (or not deleted after all) here: its placement only missed the last step.
@@ -170,19 +197,45 @@ void ClusterNode::Sweep() {
       (void)directory_->Remove(p);
     }
   }
+  // Partitions whose entry is gone or lists another: a create undone, or a delete finished,
+  // while this member was out of reach. An entry lists its partitions before any is made, so
+  // one being created is never taken for an orphan.
+  std::vector<storage::DatasetRecord> partitions;
+  (void)store_->ForEachDataset([&](storage::DatasetRecord record) {
+    if (record.partitions() > 1) partitions.push_back(std::move(record));
+    return absl::OkStatus();
+  });
+  for (const storage::DatasetRecord& r : partitions) {
+    auto entry = directory_->Fetch(r.tenant(), r.dataset().name());
+    if (!entry.ok()) continue;  // etcd cannot say: next time
+    const bool listed = entry->has_value() && r.partition() < (*entry)->record.partitions_size() &&
+                        (*entry)->record.partitions(r.partition()).member() == options_.member &&
+                        (*entry)->record.partitions(r.partition()).internal_id() == r.internal_id();
+    if (listed) continue;
+    absl::Status s = DeleteLocal(r.tenant(), r.dataset().name());
+    LogEvent("info", "deleted a partition that no directory entry lists",
+             {{"tenant", r.tenant()}, {"dataset", r.dataset().name()}, {"result", s.ToString()}});
+  }
 }
 
-absl::StatusOr<uint64_t> ClusterNode::ReservedInternalId(const std::string& tenant,
-                                                         const std::string& name) {
+absl::StatusOr<CurationService::Reserved> ClusterNode::ReservedInternalId(const std::string& tenant,
+                                                                          const std::string& name) {
   // From etcd itself: this member's cache may still hold an older entry of the name.
   ASSIGN_OR_RETURN(std::optional<cluster::Placement> p, directory_->Fetch(tenant, name));
-  if (!p || p->record.member() != options_.member ||
-      p->record.state() != storage::PlacementRecord::CREATING) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("dataset ", name, " is not being created on member ", options_.member,
-                     "; create it through any member"));
+  if (p && p->record.state() == storage::PlacementRecord::CREATING) {
+    const storage::PlacementRecord& r = p->record;
+    for (int i = 0; i < r.partitions_size(); ++i) {
+      if (r.partitions(i).member() == options_.member) {
+        return CurationService::Reserved{r.partitions(i).internal_id(), i, r.partitions_size()};
+      }
+    }
+    if (r.partitions_size() == 0 && r.member() == options_.member) {
+      return CurationService::Reserved{r.internal_id(), 0, 0};
+    }
   }
-  return p->record.internal_id();
+  return absl::FailedPreconditionError(
+      absl::StrCat("dataset ", name, " is not being created on member ", options_.member,
+                   "; create it through any member"));
 }
 
 std::vector<v1::Member> ClusterNode::ListMembers() {
@@ -208,7 +261,12 @@ std::vector<v1::Member> ClusterNode::ListMembers() {
   }
   std::map<std::string, int64_t> unregistered;  // name -> datasets the directory places there
   for (const cluster::Placement& p : directory_->All()) {
-    if (!out.count(p.record.member())) ++unregistered[p.record.member()];
+    if (p.record.partitions_size() == 0 && !out.count(p.record.member())) {
+      ++unregistered[p.record.member()];
+    }
+    for (const storage::PartitionPlacement& part : p.record.partitions()) {
+      if (!out.count(part.member())) ++unregistered[part.member()];
+    }
   }
   for (const auto& [name, datasets] : unregistered) {
     v1::Member& m = out[name];

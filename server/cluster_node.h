@@ -20,6 +20,7 @@
 #include "cluster/membership.h"
 #include "curation/v1/admin.pb.h"
 #include "jobs/operations.h"
+#include "server/curation_service.h"
 #include "store/store.h"
 
 namespace curation::server {
@@ -54,8 +55,10 @@ class ClusterNode {
   // is the load the member publishes (nothing is published as load before this).
   absl::Status Adopt(Catalog* catalog, jobs::Operations* operations, TenantRegistry* tenants);
 
-  // CurationService::SetClusterPlacement's hook.
-  absl::StatusOr<uint64_t> ReservedInternalId(const std::string& tenant, const std::string& name);
+  // CurationService::SetClusterPlacement's hook: the entry being created (CREATING) must name
+  // this member, as the holder of the dataset or of one of its partitions.
+  absl::StatusOr<CurationService::Reserved> ReservedInternalId(const std::string& tenant,
+                                                               const std::string& name);
 
   // AdminService.ListMembers: registered members, plus members that hold datasets but are not
   // registered (down), each with a health check from here.
@@ -75,8 +78,12 @@ class ClusterNode {
   // The tenants' usage on this member, summed: kept current by every write, so publishing it
   // every few seconds reads nothing from the store.
   cluster::MemberLoad Load() const;
-  // Settles this member's placements that a crash left CREATING or DELETING.
+  // Settles this member's placements that a crash left CREATING or DELETING, and deletes the
+  // local partitions that no directory entry lists (their dataset was deleted, or its create
+  // undone, while this member could not be reached).
   void Sweep();
+  // Deletes a local dataset (or partition) and gives its usage back to its tenant.
+  absl::Status DeleteLocal(const std::string& tenant, const std::string& name);
 
   const Options options_;
   store::Store* store_;

@@ -88,10 +88,17 @@ grpc::Status CurationService::CreateDataset(grpc::ServerContext* context,
     if (!request->member().empty()) {
       return ToGrpc(InvalidField("member", "this server is not a cluster member"));
     }
+    if (request->partitions() != 0 && request->partitions() != 1) {
+      return ToGrpc(InvalidField("partitions", "this server is not a cluster member: 0 or 1"));
+    }
   } else {
-    auto id = reserved_id_(scope->caller.tenant, request->dataset().name());
-    if (!id.ok()) return ToGrpc(id.status());
-    record.set_internal_id(*id);
+    auto reserved = reserved_id_(scope->caller.tenant, request->dataset().name());
+    if (!reserved.ok()) return ToGrpc(reserved.status());
+    record.set_internal_id(reserved->internal_id);
+    if (reserved->partitions > 1) {
+      record.set_partition(reserved->partition);
+      record.set_partitions(reserved->partitions);
+    }
   }
   record.set_tenant(scope->caller.tenant);
   v1::Dataset* d = record.mutable_dataset();

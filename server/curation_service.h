@@ -35,11 +35,17 @@ class CurationService final : public v1::CurationService::Service {
   void SetReady(Catalog* catalog);
 
   // On a cluster member (before serving): the internal id the cluster's directory reserved
-  // for a new dataset of `tenant` named `name` on this member, which CreateDataset then uses;
+  // for a new dataset of `tenant` named `name` on this member, and for a partition of a
+  // partitioned dataset its index and the partition count, which CreateDataset then records;
   // FAILED_PRECONDITION if none is reserved here. Unset on a single server, whose CreateDataset
-  // allocates ids itself and refuses CreateDatasetRequest.member.
+  // allocates ids itself and refuses CreateDatasetRequest.member and partitions above 1.
+  struct Reserved {
+    uint64_t internal_id = 0;
+    int32_t partition = 0;
+    int32_t partitions = 0;  // 0: the dataset is held whole
+  };
   using ReservedId =
-      std::function<absl::StatusOr<uint64_t>(const std::string& tenant, const std::string& name)>;
+      std::function<absl::StatusOr<Reserved>(const std::string& tenant, const std::string& name)>;
   void SetClusterPlacement(ReservedId reserved_id) { reserved_id_ = std::move(reserved_id); }
 
   grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,

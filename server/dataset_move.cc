@@ -33,6 +33,10 @@ absl::StatusOr<v1::MoveDatasetResponse> MoveDataset(ClusterNode& node,
   }
   RETURN_IF_ERROR(node.membership()->CheckWritable());
   auto placement = node.directory()->Find(tenant, dataset);
+  if (placement && placement->record.partitions_size() > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset ", dataset, " is partitioned; only a dataset held whole moves"));
+  }
   if (!placement || placement->record.member() != node.name()) {
     return absl::NotFoundError(absl::StrCat("dataset ", dataset, " of tenant ", tenant,
                                             " is not held by member ", node.name()));

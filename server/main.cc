@@ -350,7 +350,7 @@ int Run() {
       return node->ReservedInternalId(tenant, name);
     });
     routing = std::make_unique<curation::server::RoutingService>(
-        &service, auth->get(), node->membership(), node->directory(), node->channels());
+        &service, auth->get(), node->membership(), node->directory(), node->channels(), limits);
     admin.SetCluster(node);
     member_service = std::make_unique<curation::server::MemberService>(node, auth->get());
   }

@@ -1,13 +1,21 @@
 #include "server/routing_service.h"
 
 #include <algorithm>
+#include <future>
+#include <map>
 #include <optional>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/stable_hash.h"
 #include "server/cluster_node.h"
+#include "server/ingestor.h"
 #include "server/limits.h"
+#include "server/message_budget.h"
 #include "server/selection_ids.h"
 #include "server/validation.h"
 
@@ -48,6 +56,65 @@ class PeekedReader final : public grpc::ServerReaderInterface<v1::IngestExamples
 // A list's page size as the local handler, which validated it, reads it.
 size_t PageSizeOf(int32_t asked) {
   return asked > 0 ? static_cast<size_t>(std::min<int64_t>(asked, Limits{}.max_page_size)) : 100;
+}
+
+// The most partitions a dataset may have (CreateDatasetRequest.partitions).
+constexpr int kMaxPartitions = 64;
+
+// `text` with a leading "<name>[j]", which names item j of a partition's sub-request, naming
+// the caller's item caller_index[j] instead.
+std::string Renumber(const std::string& text, absl::string_view name,
+                     const std::vector<int64_t>& caller_index) {
+  const std::string open = absl::StrCat(name, "[");
+  if (!absl::StartsWith(text, open)) return text;
+  const size_t close = text.find(']', open.size());
+  int64_t j = -1;
+  if (close == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(text).substr(open.size(), close - open.size()), &j) ||
+      j < 0 || j >= static_cast<int64_t>(caller_index.size())) {
+    return text;
+  }
+  return absl::StrCat(open, caller_index[j], text.substr(close));
+}
+
+// Runs call(i) for each i of `parts` at once (each partition's call waits on its own member)
+// and returns their statuses in the order of `parts`.
+template <typename Call>
+std::vector<grpc::Status> OnEach(const std::vector<int>& parts, Call call) {
+  std::vector<std::future<grpc::Status>> running;
+  running.reserve(parts.size());
+  for (size_t k = 1; k < parts.size(); ++k) {
+    running.push_back(std::async(std::launch::async, [&call, i = parts[k]] { return call(i); }));
+  }
+  std::vector<grpc::Status> out;
+  out.reserve(parts.size());
+  if (!parts.empty()) out.push_back(call(parts[0]));
+  for (auto& f : running) out.push_back(f.get());
+  return out;
+}
+
+// The first failure of `statuses`, in order; OK if none.
+grpc::Status FirstFailure(const std::vector<grpc::Status>& statuses) {
+  for (const grpc::Status& s : statuses) {
+    if (!s.ok()) return s;
+  }
+  return grpc::Status::OK;
+}
+
+std::vector<int> AllOf(const cluster::Placement& p) {
+  std::vector<int> parts(static_cast<size_t>(p.record.partitions_size()));
+  for (size_t i = 0; i < parts.size(); ++i) parts[i] = static_cast<int>(i);
+  return parts;
+}
+
+// A partitioned dataset as one: partition 0's settings and member, the counts summed.
+void AddPartition(const v1::Dataset& partition, v1::Dataset* sum) {
+  sum->set_example_count(sum->example_count() + partition.example_count());
+  sum->set_desirable_count(sum->desirable_count() + partition.desirable_count());
+  sum->set_undesirable_count(sum->undesirable_count() + partition.undesirable_count());
+  sum->set_indexed_vectors(sum->indexed_vectors() + partition.indexed_vectors());
+  sum->set_selection_count(sum->selection_count() + partition.selection_count());
+  sum->set_stored_bytes(sum->stored_bytes() + partition.stored_bytes());
 }
 
 // A forwarded call is answered here whatever happens: say so, so that the forwarding member
@@ -102,6 +169,8 @@ RoutingService::Target RoutingService::ByDataset(grpc::ServerContext* context,
   if (tenant.empty() || CheckDatasetName("dataset", dataset)) return Target{};
   auto placement = directory_->Find(tenant, dataset);
   if (!placement) return Target{};  // the local handler answers NOT_FOUND (or the real error)
+  // A member spreading a call over a partitioned dataset's partitions asks each for its own.
+  if (placement->record.partitions_size() > 0 && cluster::IsForwarded(*context)) return Target{};
   return ToMember(*context, placement->record.member(), "dataset " + placement->record.name());
 }
 
@@ -119,8 +188,41 @@ RoutingService::Target RoutingService::BySelectionId(grpc::ServerContext* contex
 
 std::vector<std::string> RoutingService::MembersOf(const std::string& tenant) const {
   std::set<std::string> members{membership_->name()};
-  for (const cluster::Placement& p : directory_->List(tenant)) members.insert(p.record.member());
+  for (const cluster::Placement& p : directory_->List(tenant)) {
+    members.insert(p.record.member());
+    for (const storage::PartitionPlacement& part : p.record.partitions()) {
+      members.insert(part.member());
+    }
+  }
   return {members.begin(), members.end()};
+}
+
+std::optional<cluster::Placement> RoutingService::Partitioned(const grpc::ServerContext& context,
+                                                              const std::string& dataset) {
+  if (cluster::IsForwarded(context)) return std::nullopt;
+  const std::string tenant = TenantOf(context);
+  if (tenant.empty() || CheckDatasetName("dataset", dataset)) return std::nullopt;
+  auto placement = directory_->Find(tenant, dataset);
+  if (!placement || placement->record.partitions_size() == 0) return std::nullopt;
+  return placement;
+}
+
+template <typename Req, typename Resp>
+grpc::Status RoutingService::OnPartition(
+    grpc::ServerContext* context, const cluster::Placement& p, int i, UnaryMethod<Req, Resp> method,
+    grpc::Status (CurationService::*local)(grpc::ServerContext*, const Req*, Resp*), bool write,
+    const Req& request, Resp* response) {
+  const std::string& member = p.record.partitions(i).member();
+  if (member == membership_->name()) {
+    if (write) {
+      if (grpc::Status w = Writable(); !w.ok()) return w;
+    }
+    return (local_->*local)(context, &request, response);
+  }
+  const Target t =
+      ToMember(*context, member, absl::StrCat("partition ", i, " of dataset ", p.record.name()));
+  if (!t.error.ok()) return t.error;
+  return Forward(t, context, method, request, response);
 }
 
 grpc::Status RoutingService::Writable() const {
@@ -171,15 +273,102 @@ grpc::Status RoutingService::ListOthers(grpc::ServerContext* context, const std:
   return grpc::Status::OK;
 }
 
+grpc::Status RoutingService::GetPartitioned(grpc::ServerContext* context,
+                                            const cluster::Placement& p, v1::Dataset* response) {
+  std::vector<v1::Dataset> parts(static_cast<size_t>(p.record.partitions_size()));
+  v1::GetDatasetRequest get;
+  get.set_name(p.record.name());
+  const auto statuses = OnEach(AllOf(p), [&](int i) {
+    return OnPartition(context, p, i, &Stub::GetDataset, &CurationService::GetDataset,
+                       /*write=*/false, get, &parts[static_cast<size_t>(i)]);
+  });
+  if (grpc::Status s = FirstFailure(statuses); !s.ok()) return s;
+  *response = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) AddPartition(parts[i], response);
+  response->set_member(p.record.member());
+  for (const storage::PartitionPlacement& part : p.record.partitions()) {
+    response->add_partition_members(part.member());
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status RoutingService::GetDataset(grpc::ServerContext* context,
                                         const v1::GetDatasetRequest* request,
                                         v1::Dataset* response) {
+  if (auto p = Partitioned(*context, request->name())) return GetPartitioned(context, *p, response);
   const Target t = ByDataset(context, request->name());
   if (!t.error.ok()) return t.error;
   grpc::Status s = t.local ? local_->GetDataset(context, request, response)
                            : Forward(t, context, &Stub::GetDataset, *request, response);
   if (s.ok()) response->set_member(t.local ? membership_->name() : t.member);
   return s;
+}
+
+grpc::Status RoutingService::CreatePartitioned(grpc::ServerContext* context,
+                                               const v1::CreateDatasetRequest& request,
+                                               const std::string& tenant,
+                                               const std::vector<std::string>& members,
+                                               v1::Dataset* response) {
+  const std::string& name = request.dataset().name();
+  std::vector<storage::PartitionPlacement> partitions;
+  for (const std::string& member : members) {
+    auto id = directory_->AllocateInternalId();
+    if (!id.ok()) return ToGrpc(id.status());
+    storage::PartitionPlacement& part = partitions.emplace_back();
+    part.set_member(member);
+    part.set_internal_id(*id);
+  }
+  // The entry names every partition before any is made: whoever wins it makes them all, and
+  // a member's sweep knows a partition no entry lists for an orphan.
+  auto placement = directory_->Reserve(tenant, name, partitions[0].member(),
+                                       partitions[0].internal_id(), partitions);
+  if (!placement.ok()) return ToGrpc(placement.status());
+  std::vector<v1::Dataset> made(partitions.size());
+  const std::vector<int> all = AllOf(*placement);
+  std::vector<grpc::Status> statuses = OnEach(all, [&](int i) {
+    return OnPartition(context, *placement, i, &Stub::CreateDataset,
+                       &CurationService::CreateDataset, /*write=*/true, request,
+                       &made[static_cast<size_t>(i)]);
+  });
+  grpc::Status s = FirstFailure(statuses);
+  if (s.ok()) {
+    storage::PlacementRecord ready = placement->record;
+    ready.set_state(storage::PlacementRecord::READY);
+    // Unlike a dataset held whole, a partitioned one is acknowledged only once READY: the
+    // sweep removes a CREATING one, since it cannot tell from one member whether every
+    // partition was made.
+    auto updated = directory_->Update(*placement, ready);
+    if (!updated.ok()) s = ToGrpc(updated.status());
+  }
+  if (!s.ok()) {
+    // Undo what was made (a partition left behind is deleted by its member's sweep once the
+    // entry is gone), then free the name.
+    v1::DeleteDatasetRequest drop;
+    drop.set_name(name);
+    std::vector<int> created;
+    for (int i : all) {
+      if (statuses[static_cast<size_t>(i)].ok()) created.push_back(i);
+    }
+    (void)OnEach(created, [&](int i) {
+      v1::DeleteDatasetResponse ignored;
+      return OnPartition(context, *placement, i, &Stub::DeleteDataset,
+                         &CurationService::DeleteDataset, /*write=*/true, drop, &ignored);
+    });
+    if (auto current = directory_->Fetch(tenant, name);
+        current.ok() && current->has_value() &&
+        (*current)->record.internal_id() == placement->record.internal_id()) {
+      (void)directory_->Remove(**current);
+    }
+    return s;
+  }
+  *response = made[0];
+  for (size_t i = 1; i < made.size(); ++i) AddPartition(made[i], response);
+  response->set_member(partitions[0].member());
+  for (const storage::PartitionPlacement& part : partitions) {
+    response->add_partition_members(part.member());
+  }
+  membership_->PublishLoad();
+  return grpc::Status::OK;
 }
 
 grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
@@ -201,6 +390,11 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
     }
     return s;
   }
+  const int partitions = request->partitions();
+  if (partitions < 0 || partitions > kMaxPartitions) {
+    return ToGrpc(InvalidField(
+        "partitions", absl::StrCat(partitions, "; at least 0 and at most ", kMaxPartitions)));
+  }
   // Where it goes: the member asked for, else the one with the fewest stored bytes (then the
   // fewest datasets, which spreads a burst of empty new datasets).
   const auto members = membership_->Members();
@@ -213,16 +407,39 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("member: no registered member is named ", member));
     }
-  } else {
-    std::map<std::string, int64_t> placed;
-    for (const cluster::Placement& p : directory_->All()) ++placed[p.record.member()];
-    std::tuple<int64_t, int64_t, std::string> best{INT64_MAX, INT64_MAX, ""};
-    for (const auto& [m, record] : members) {
-      best = std::min(best, std::make_tuple(record.stored_bytes(), placed[m], m));
-    }
-    member = std::get<2>(best);
-    if (member.empty()) member = membership_->name();
   }
+  if (partitions > 1 && partitions > static_cast<int>(members.size())) {
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("partitions: ", partitions, " partitions need as many members; ",
+                     members.size(), " are registered"));
+  }
+  std::map<std::string, int64_t> placed;
+  for (const cluster::Placement& p : directory_->All()) {
+    if (p.record.partitions_size() == 0) ++placed[p.record.member()];
+    for (const storage::PartitionPlacement& part : p.record.partitions()) ++placed[part.member()];
+  }
+  std::vector<std::tuple<int64_t, int64_t, std::string>> by_load;
+  for (const auto& [m, record] : members) {
+    if (m != member) by_load.emplace_back(record.stored_bytes(), placed[m], m);
+  }
+  std::sort(by_load.begin(), by_load.end());
+  if (partitions > 1) {
+    // Each partition would fit its own projection on its own first ingest, and the
+    // partitions' vectors would then lie in different spaces.
+    if (request->dataset().embedding().projection().dim() != 0) {
+      return ToGrpc(InvalidField("dataset.embedding.projection",
+                                 "a partitioned dataset cannot be projected"));
+    }
+    std::vector<std::string> chosen;
+    if (!member.empty()) chosen.push_back(member);
+    for (const auto& [bytes, datasets, m] : by_load) {
+      if (static_cast<int>(chosen.size()) == partitions) break;
+      chosen.push_back(m);
+    }
+    return CreatePartitioned(context, *request, writer->tenant, chosen, response);
+  }
+  if (member.empty()) member = by_load.empty() ? membership_->name() : std::get<2>(by_load[0]);
   auto id = directory_->AllocateInternalId();
   if (!id.ok()) return ToGrpc(id.status());
   auto placement = directory_->Reserve(writer->tenant, name, member, *id);
@@ -252,18 +469,54 @@ grpc::Status RoutingService::CreateDataset(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status RoutingService::DeletePartitioned(grpc::ServerContext* context,
+                                               const cluster::Placement& p,
+                                               v1::DeleteDatasetResponse* response) {
+  // Marked first, as for a dataset held whole; a delete that some partition's member misses
+  // leaves the entry DELETING, so that a retry (or the home member's sweep) finishes it.
+  storage::PlacementRecord record = p.record;
+  record.set_state(storage::PlacementRecord::DELETING);
+  auto marked = directory_->Update(p, record);
+  if (!marked.ok()) return ToGrpc(marked.status());
+  std::vector<v1::DeleteDatasetResponse> deleted(static_cast<size_t>(p.record.partitions_size()));
+  v1::DeleteDatasetRequest drop;
+  drop.set_name(p.record.name());
+  const auto statuses = OnEach(AllOf(*marked), [&](int i) {
+    grpc::Status s =
+        OnPartition(context, *marked, i, &Stub::DeleteDataset, &CurationService::DeleteDataset,
+                    /*write=*/true, drop, &deleted[static_cast<size_t>(i)]);
+    // Deleted by an earlier try.
+    return s.error_code() == grpc::StatusCode::NOT_FOUND ? grpc::Status::OK : s;
+  });
+  if (grpc::Status s = FirstFailure(statuses); !s.ok()) return s;
+  if (absl::Status removed = directory_->Remove(*marked); !removed.ok()) return ToGrpc(removed);
+  for (const v1::DeleteDatasetResponse& d : deleted) {
+    response->set_deleted_examples(response->deleted_examples() + d.deleted_examples());
+    response->set_deleted_selections(response->deleted_selections() + d.deleted_selections());
+  }
+  membership_->PublishLoad();
+  return grpc::Status::OK;
+}
+
 grpc::Status RoutingService::DeleteDataset(grpc::ServerContext* context,
                                            const v1::DeleteDatasetRequest* request,
                                            v1::DeleteDatasetResponse* response) {
+  // Only a writer's delete marks the entry (the local handler refuses the others).
+  auto writer = auth_->Authorize(*context, v1::ROLE_WRITER);
+  if (writer.ok()) {
+    if (auto p = Partitioned(*context, request->name())) {
+      return DeletePartitioned(context, *p, response);
+    }
+  }
   const Target t = ByDataset(context, request->name());
   if (!t.error.ok()) return t.error;
   if (!t.local) return Forward(t, context, &Stub::DeleteDataset, *request, response);
   if (grpc::Status w = Writable(); !w.ok()) return w;
-  // Only a writer's delete marks the entry (the local handler refuses the others).
-  auto writer = auth_->Authorize(*context, v1::ROLE_WRITER);
   std::optional<cluster::Placement> deleting;
   if (writer.ok() && !writer->tenant.empty()) {
-    if (auto p = directory_->Find(writer->tenant, request->name())) {
+    // A partition (asked for by the member deleting its dataset) has no entry of its own.
+    if (auto p = directory_->Find(writer->tenant, request->name());
+        p && p->record.partitions_size() == 0) {
       // Marked first, so that a delete needs etcd like every metadata change, and no move or
       // create of the name lands while the rows go.
       storage::PlacementRecord record = p->record;
@@ -317,12 +570,54 @@ grpc::Status RoutingService::ListDatasets(grpc::ServerContext* context,
   if (!others.ok()) return others;
   // A copy the directory does not place where it is (the destination's, during a move) is
   // not the dataset.
+  std::map<std::string, std::optional<cluster::Placement>> placements;
+  auto placement_of = [&](const std::string& name) -> const std::optional<cluster::Placement>& {
+    auto it = placements.find(name);
+    if (it == placements.end()) it = placements.emplace(name, directory_->Find(tenant, name)).first;
+    return it->second;
+  };
   std::erase_if(merged, [&](const v1::Dataset& d) {
-    auto p = directory_->Find(tenant, d.name());
-    return p && p->record.member() != d.member();
+    const auto& p = placement_of(d.name());
+    if (!p) return false;
+    if (p->record.partitions_size() == 0) return p->record.member() != d.member();
+    return std::none_of(
+        p->record.partitions().begin(), p->record.partitions().end(),
+        [&](const storage::PartitionPlacement& part) { return part.member() == d.member(); });
   });
   std::sort(merged.begin(), merged.end(),
             [](const v1::Dataset& a, const v1::Dataset& b) { return a.name() < b.name(); });
+  // A partitioned dataset's partitions, one a member, are one entry. Every member's page
+  // ends at or after the page_size-th distinct name, so each entry of the page has all of its
+  // partitions.
+  std::vector<v1::Dataset> datasets;
+  for (v1::Dataset& d : merged) {
+    if (!datasets.empty() && datasets.back().name() == d.name()) {
+      AddPartition(d, &datasets.back());
+      // Partition 0's settings and member are the dataset's.
+      const auto& p = placement_of(d.name());
+      if (p && p->record.partitions_size() > 0 && d.member() == p->record.member()) {
+        v1::Dataset sum = datasets.back();
+        datasets.back() = std::move(d);
+        datasets.back().set_example_count(sum.example_count());
+        datasets.back().set_desirable_count(sum.desirable_count());
+        datasets.back().set_undesirable_count(sum.undesirable_count());
+        datasets.back().set_indexed_vectors(sum.indexed_vectors());
+        datasets.back().set_selection_count(sum.selection_count());
+        datasets.back().set_stored_bytes(sum.stored_bytes());
+      }
+      continue;
+    }
+    datasets.push_back(std::move(d));
+  }
+  for (v1::Dataset& d : datasets) {
+    const auto& p = placement_of(d.name());
+    if (!p || p->record.partitions_size() == 0) continue;
+    d.set_member(p->record.member());
+    for (const storage::PartitionPlacement& part : p->record.partitions()) {
+      d.add_partition_members(part.member());
+    }
+  }
+  merged = std::move(datasets);
   const size_t take = std::min(merged.size(), PageSizeOf(request->page_size()));
   for (size_t i = 0; i < take; ++i) *response->add_datasets() = std::move(merged[i]);
   if (take > 0 && (more || merged.size() > take)) {
@@ -335,6 +630,17 @@ grpc::Status RoutingService::ListDatasets(grpc::ServerContext* context,
 grpc::Status RoutingService::IngestExamples(grpc::ServerContext* context,
                                             const v1::IngestExamplesRequest* request,
                                             v1::IngestExamplesResponse* response) {
+  // A caller who may not write is refused by the home partition's handler, below.
+  if (auto p = Partitioned(*context, request->dataset());
+      p && auth_->Authorize(*context, v1::ROLE_WRITER).ok()) {
+    if (request->examples_size() > limits_.max_records_per_request) {
+      return ToGrpc(
+          InvalidField("examples", absl::StrCat(request->examples_size(), " records; at most ",
+                                                limits_.max_records_per_request, " per request")));
+    }
+    return IngestPartitioned(context, *p, *request, /*first_index=*/0, /*report_ids=*/true,
+                             response);
+  }
   const Target t = ByDataset(context, request->dataset());
   if (!t.error.ok()) return t.error;
   if (!t.local) return Forward(t, context, &Stub::IngestExamples, *request, response);
@@ -348,6 +654,12 @@ grpc::Status RoutingService::IngestStream(grpc::ServerContext* context,
   // The first message names the dataset.
   std::optional<v1::IngestExamplesRequest> first(std::in_place);
   if (!reader->Read(&*first)) first.reset();
+  if (first) {
+    if (auto p = Partitioned(*context, first->dataset());
+        p && auth_->Authorize(*context, v1::ROLE_WRITER).ok()) {
+      return IngestStreamPartitioned(context, *p, *std::move(first), reader, response);
+    }
+  }
   const Target t = ByDataset(context, first ? first->dataset() : "");
   if (!t.error.ok()) return t.error;
   if (t.local) {
@@ -366,9 +678,176 @@ grpc::Status RoutingService::IngestStream(grpc::ServerContext* context,
   return cluster::ForwardFailure(writer->Finish(), *client, t.what, t.member, t.address);
 }
 
+grpc::Status RoutingService::IngestPartitioned(grpc::ServerContext* context,
+                                               const cluster::Placement& p,
+                                               const v1::IngestExamplesRequest& request,
+                                               int64_t first_index, bool report_ids,
+                                               v1::IngestExamplesResponse* response) {
+  const int partitions = p.record.partitions_size();
+  std::vector<v1::IngestExamplesRequest> sub(static_cast<size_t>(partitions));
+  std::vector<std::vector<int64_t>> caller_index(static_cast<size_t>(partitions));
+  for (int k = 0; k < request.examples_size(); ++k) {
+    const v1::Example& example = request.examples(k);
+    // Placed by the id the partition's ingestor gives it, so that a record sent again (with
+    // or without its id) meets itself and is recognised as a duplicate.
+    const size_t i = static_cast<size_t>(PartitionOf(
+        example.id().empty() ? Ingestor::HashId(Ingestor::ContentHash(example)) : example.id(),
+        partitions));
+    *sub[i].add_examples() = example;
+    caller_index[i].push_back(first_index + k);
+  }
+  std::vector<v1::IngestExamplesResponse> replies(static_cast<size_t>(partitions));
+  const auto statuses = OnEach(AllOf(p), [&](int i) {
+    const size_t at = static_cast<size_t>(i);
+    if (sub[at].examples_size() > 0) {
+      sub[at].set_dataset(p.record.name());
+      return OnPartition(context, p, i, &Stub::IngestExamples, &CurationService::IngestExamples,
+                         /*write=*/true, sub[at], &replies[at]);
+    }
+    // Asked only for the dataset's count: a partition this call sends nothing to does not
+    // fail it, and counts as unchanged if its member cannot answer.
+    v1::GetDatasetRequest get;
+    get.set_name(p.record.name());
+    v1::Dataset view;
+    if (OnPartition(context, p, i, &Stub::GetDataset, &CurationService::GetDataset,
+                    /*write=*/false, get, &view)
+            .ok()) {
+      replies[at].set_example_count(view.example_count());
+    }
+    return grpc::Status::OK;
+  });
+  if (grpc::Status s = FirstFailure(statuses); !s.ok()) return s;
+  if (report_ids) {
+    for (int k = 0; k < request.examples_size(); ++k) response->add_ids();
+  }
+  std::vector<v1::RecordError> errors;
+  int64_t example_count = 0;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    v1::IngestExamplesResponse& r = replies[i];
+    const std::vector<int64_t>& index = caller_index[i];
+    response->set_accepted(response->accepted() + r.accepted());
+    response->set_duplicates(response->duplicates() + r.duplicates());
+    response->set_rejected(response->rejected() + r.rejected());
+    example_count += r.example_count();
+    for (v1::RecordError& e : *r.mutable_errors()) {
+      e.set_field(Renumber(e.field(), "examples", index));
+      if (e.index() >= 0 && e.index() < static_cast<int64_t>(index.size())) {
+        e.set_index(index[static_cast<size_t>(e.index())]);
+      }
+      errors.push_back(std::move(e));
+    }
+    if (report_ids) {
+      for (int j = 0; j < r.ids_size() && j < static_cast<int>(index.size()); ++j) {
+        *response->mutable_ids(static_cast<int>(index[static_cast<size_t>(j)] - first_index)) =
+            std::move(*r.mutable_ids(j));
+      }
+    }
+  }
+  std::stable_sort(
+      errors.begin(), errors.end(),
+      [](const v1::RecordError& a, const v1::RecordError& b) { return a.index() < b.index(); });
+  for (v1::RecordError& e : errors) *response->add_errors() = std::move(e);
+  response->set_example_count(example_count);
+  return grpc::Status::OK;
+}
+
+grpc::Status RoutingService::IngestStreamPartitioned(
+    grpc::ServerContext* context, const cluster::Placement& p, v1::IngestExamplesRequest first,
+    grpc::ServerReader<v1::IngestExamplesRequest>* reader, v1::IngestExamplesResponse* response) {
+  // Each message is spread as one IngestExamples call: the messages before a failing one
+  // stay stored, as on one member, and the error indexes count from the stream's start.
+  v1::IngestExamplesRequest request = std::move(first);
+  int64_t next_index = 0;
+  int64_t message = 0;
+  do {
+    if (!request.dataset().empty() && request.dataset() != p.record.name()) {
+      return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].dataset"),
+                                 "one stream ingests into one dataset"));
+    }
+    const int records = request.examples_size();
+    if (records > limits_.max_records_per_request) {
+      return ToGrpc(InvalidField(absl::StrCat("messages[", message, "].examples"),
+                                 absl::StrCat(records, " records; at most ",
+                                              limits_.max_records_per_request, " per message")));
+    }
+    if (records > 0) {
+      grpc::Status s =
+          IngestPartitioned(context, p, request, next_index, /*report_ids=*/false, response);
+      if (!s.ok()) return s;
+    }
+    next_index += records;
+    ++message;
+  } while (reader->Read(&request));
+  return grpc::Status::OK;
+}
+
+grpc::Status RoutingService::GetExamplesPartitioned(grpc::ServerContext* context,
+                                                    const cluster::Placement& p,
+                                                    const v1::GetExamplesRequest& request,
+                                                    v1::GetExamplesResponse* response) {
+  // The local handler's checks, on the whole request, before any partition is asked.
+  if (request.ids_size() > limits_.max_ids_per_get) {
+    return ToGrpc(InvalidField("ids", absl::StrCat("at most ", limits_.max_ids_per_get)));
+  }
+  for (int k = 0; k < request.ids_size(); ++k) {
+    if (auto e =
+            CheckRequestId(absl::StrCat("ids[", k, "]"), request.ids(k), limits_.max_id_bytes)) {
+      return ToGrpc(InvalidField(e->field, e->reason));
+    }
+  }
+  const int partitions = p.record.partitions_size();
+  std::vector<v1::GetExamplesRequest> sub(static_cast<size_t>(partitions));
+  std::vector<std::vector<int64_t>> caller_index(static_cast<size_t>(partitions));
+  std::vector<size_t> order;  // the partition of each distinct id, in order of first mention
+  absl::flat_hash_map<absl::string_view, bool> seen;
+  for (int k = 0; k < request.ids_size(); ++k) {
+    const std::string& id = request.ids(k);
+    if (!seen.emplace(id, true).second) continue;
+    const size_t i = static_cast<size_t>(PartitionOf(id, partitions));
+    sub[i].add_ids(id);
+    caller_index[i].push_back(k);
+    order.push_back(i);
+  }
+  std::vector<int> touched;
+  for (int i = 0; i < partitions; ++i) {
+    if (sub[static_cast<size_t>(i)].ids_size() > 0) touched.push_back(i);
+  }
+  std::vector<v1::GetExamplesResponse> replies(static_cast<size_t>(partitions));
+  const auto statuses = OnEach(touched, [&](int i) {
+    const size_t at = static_cast<size_t>(i);
+    sub[at].set_dataset(p.record.name());
+    sub[at].set_include_embeddings(request.include_embeddings());
+    grpc::Status s = OnPartition(context, p, i, &Stub::GetExamples, &CurationService::GetExamples,
+                                 /*write=*/false, sub[at], &replies[at]);
+    if (s.ok()) return s;
+    // "ids[j]: ..." of the partition's request names the caller's id.
+    return grpc::Status(s.error_code(), Renumber(s.error_message(), "ids", caller_index[at]),
+                        s.error_details());
+  });
+  if (grpc::Status s = FirstFailure(statuses); !s.ok()) return s;
+  // Each partition answered a prefix of its ids (its reply stops at one message); the merge
+  // is the prefix of the caller's distinct ids that fits one message.
+  const int64_t budget = ReplyBudgetBytes(limits_);
+  int64_t reply_bytes = 0;
+  std::vector<int> next(static_cast<size_t>(partitions), 0);
+  for (size_t i : order) {
+    v1::GetExamplesResponse& r = replies[i];
+    if (next[i] >= r.examples_size()) break;
+    v1::Example& example = *r.mutable_examples(next[i]++);
+    const int64_t size = EmbeddedBytes(static_cast<int64_t>(example.ByteSizeLong()));
+    if (reply_bytes + size > budget && response->examples_size() > 0) break;
+    reply_bytes += size;
+    *response->add_examples() = std::move(example);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status RoutingService::GetExamples(grpc::ServerContext* context,
                                          const v1::GetExamplesRequest* request,
                                          v1::GetExamplesResponse* response) {
+  if (auto p = Partitioned(*context, request->dataset())) {
+    return GetExamplesPartitioned(context, *p, *request, response);
+  }
   const Target t = ByDataset(context, request->dataset());
   if (!t.error.ok()) return t.error;
   if (!t.local) return Forward(t, context, &Stub::GetExamples, *request, response);

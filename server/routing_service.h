@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,18 +20,21 @@
 #include "curation/v1/curation.grpc.pb.h"
 #include "server/auth.h"
 #include "server/curation_service.h"
+#include "server/limits.h"
 
 namespace curation::server {
 
 class RoutingService final : public v1::CurationService::Service {
  public:
+  // `limits`: the local handlers' own, which a call spread over partitions is held to whole.
   RoutingService(CurationService* local, const Authenticator* auth, cluster::Membership* membership,
-                 cluster::Directory* directory, cluster::Channels* channels)
+                 cluster::Directory* directory, cluster::Channels* channels, const Limits& limits)
       : local_(local),
         auth_(auth),
         membership_(membership),
         directory_(directory),
-        channels_(channels) {}
+        channels_(channels),
+        limits_(limits) {}
 
   grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,
                              v1::Dataset*) override;
@@ -120,11 +124,47 @@ class RoutingService final : public v1::CurationService::Service {
   grpc::Status LocateOperation(grpc::ServerContext* context, const std::string& name,
                                Target* target, v1::Operation* found);
 
+  // Partitioned datasets (CreateDatasetRequest.partitions > 1). The member a client's call
+  // reaches spreads it over the partitions; a call a member forwards to a partition is
+  // answered by that partition alone.
+
+  // The placement of the partitioned dataset a client's call names; nullopt for a forwarded
+  // call, a dataset held whole, or one the local handler must refuse.
+  std::optional<cluster::Placement> Partitioned(const grpc::ServerContext& context,
+                                                const std::string& dataset);
+  // Partition i of `p`: here through `local` (`write`: after Writable), else forwarded.
+  template <typename Req, typename Resp>
+  grpc::Status OnPartition(grpc::ServerContext* context, const cluster::Placement& p, int i,
+                           UnaryMethod<Req, Resp> method,
+                           grpc::Status (CurationService::*local)(grpc::ServerContext*, const Req*,
+                                                                  Resp*),
+                           bool write, const Req& request, Resp* response);
+  grpc::Status CreatePartitioned(grpc::ServerContext* context,
+                                 const v1::CreateDatasetRequest& request, const std::string& tenant,
+                                 const std::vector<std::string>& members, v1::Dataset* response);
+  grpc::Status GetPartitioned(grpc::ServerContext* context, const cluster::Placement& p,
+                              v1::Dataset* response);
+  grpc::Status DeletePartitioned(grpc::ServerContext* context, const cluster::Placement& p,
+                                 v1::DeleteDatasetResponse* response);
+  // Ingests `request`'s examples, split by partition, adding the outcome to `response` with
+  // the caller's indexes offset by `first_index`. `report_ids` as IngestExamples.
+  grpc::Status IngestPartitioned(grpc::ServerContext* context, const cluster::Placement& p,
+                                 const v1::IngestExamplesRequest& request, int64_t first_index,
+                                 bool report_ids, v1::IngestExamplesResponse* response);
+  grpc::Status IngestStreamPartitioned(grpc::ServerContext* context, const cluster::Placement& p,
+                                       v1::IngestExamplesRequest first,
+                                       grpc::ServerReader<v1::IngestExamplesRequest>* reader,
+                                       v1::IngestExamplesResponse* response);
+  grpc::Status GetExamplesPartitioned(grpc::ServerContext* context, const cluster::Placement& p,
+                                      const v1::GetExamplesRequest& request,
+                                      v1::GetExamplesResponse* response);
+
   CurationService* local_;
   const Authenticator* auth_;
   cluster::Membership* membership_;
   cluster::Directory* directory_;
   cluster::Channels* channels_;
+  const Limits limits_;
 };
 
 }  // namespace curation::server

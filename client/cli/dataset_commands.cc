@@ -40,7 +40,13 @@ void PrintDataset(const v1::Dataset& d) {
               static_cast<long long>(d.example_count()), pairs ? "pairs" : "examples",
               static_cast<long long>(d.indexed_vectors()),
               static_cast<long long>(d.selection_count()), d.stored_bytes() / 1e6);
-  if (!d.member().empty()) std::printf("  on cluster member %s\n", d.member().c_str());
+  if (d.partition_members_size() > 0) {
+    std::printf("  %d partitions, on cluster members", d.partition_members_size());
+    for (const std::string& m : d.partition_members()) std::printf(" %s", m.c_str());
+    std::printf(" (partition 0 first)\n");
+  } else if (!d.member().empty()) {
+    std::printf("  on cluster member %s\n", d.member().c_str());
+  }
   if (!pairs) {
     std::printf("  labels: %lld desirable, %lld undesirable\n",
                 static_cast<long long>(d.desirable_count()),
@@ -81,7 +87,7 @@ int DatasetsCommand(Context& ctx, const Args& args) {
   if (verb == "create") {
     if (pos.size() != 2) return Usage("datasets create NAME");
     if (auto unknown = args.Unknown({"kind", "dim", "description", "encoding", "project",
-                                     "keep-original", "member", "json"});
+                                     "keep-original", "member", "partitions", "json"});
         !unknown.empty()) {
       return Usage("datasets create: unknown option --" + unknown);
     }
@@ -90,6 +96,13 @@ int DatasetsCommand(Context& ctx, const Args& args) {
     d->set_name(pos[1]);
     d->set_description(args.GetOr("description", ""));
     request.set_member(args.GetOr("member", ""));
+    if (auto partitions = args.Get("partitions")) {
+      try {
+        request.set_partitions(std::stoi(*partitions));
+      } catch (...) {
+        return Usage("--partitions must be a number");
+      }
+    }
     const std::string kind = args.GetOr("kind", "pairs");
     if (kind == "pairs") {
       d->set_kind(v1::DATASET_KIND_PAIRS);

@@ -15,11 +15,12 @@ constexpr char kUsage[] = R"(usage: curation [--server HOST:PORT] [--token TOKEN
 
   datasets create NAME [--kind pairs|unpaired] [--dim D] [--description TEXT]
                        [--encoding sq8|float16|float32] [--project P [--keep-original]]
-                       [--member M]
+                       [--member M] [--partitions P]
                           without --dim the server embeds texts with its built-in embedder;
                           with --dim every record must carry D-dimensional vectors;
                           --encoding: how the server holds them (default: the server's, float16);
-                          --project P: PCA to P dimensions, fitted on the first ingest
+                          --project P: PCA to P dimensions, fitted on the first ingest;
+                          --partitions P (cluster): spread over P members by example id
   datasets list | get NAME | delete NAME
   ingest DATASET FILE [--batch N] [--strict] [--embeddings VECTORS.npy]
                           FILE: JSONL, JSONL.gz or a JSON array, in TRL {prompt, chosen,

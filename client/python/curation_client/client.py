@@ -491,7 +491,8 @@ class CurationClient:
                        dim: int | None = None, description: str = "",
                        encoding: Literal["float32", "float16", "sq8"] | None = None,
                        project: int | None = None, keep_original: bool = False,
-                       exist_ok: bool = False) -> pb.Dataset:
+                       exist_ok: bool = False, member: str = "",
+                       partitions: int = 0) -> pb.Dataset:
         """Creates a dataset and returns it (a curation.v1.Dataset).
 
         kind: "pairs" (DPO, reward models) or "unpaired" (KTO). Without dim the server embeds
@@ -501,7 +502,9 @@ class CurationClient:
         projections"). project: PCA to that many dimensions, fitted on the first ingest
         (client vectors only), keep_original: store the client's vectors too. exist_ok:
         return the existing dataset of that name instead of raising ALREADY_EXISTS (its kind
-        and embedding are not compared)."""
+        and embedding are not compared). On a cluster: member places the dataset (or its
+        partition 0) on that member; partitions > 1 spreads the examples over that many
+        members by a hash of their ids (the dataset's partition_members)."""
         embedding = pb.EmbeddingConfig(source=pb.EmbeddingConfig.SOURCE_BUILTIN)
         if dim is not None:
             embedding = pb.EmbeddingConfig(source=pb.EmbeddingConfig.SOURCE_CLIENT, dim=dim)
@@ -511,7 +514,7 @@ class CurationClient:
         embedding.projection.keep_original = keep_original
         request = pb.CreateDatasetRequest(dataset=pb.Dataset(
             name=name, kind=_choice("kind", _KINDS, kind), embedding=embedding,
-            description=description))
+            description=description), member=member, partitions=partitions)
         try:
             return self._call("CreateDataset", request)
         except CurationError as e:

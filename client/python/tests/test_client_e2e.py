@@ -102,6 +102,14 @@ class ClientTest(unittest.TestCase):
             with open(ours, encoding="utf-8") as a, open(theirs, encoding="utf-8") as b:
                 self.assertEqual([json.loads(x) for x in a], [json.loads(x) for x in b])
 
+    def test_cluster_placement_is_refused_by_a_single_server(self):
+        with self.assertRaises(InvalidArgument) as refused:
+            self.client.create_dataset("spread", partitions=2)
+        self.assertEqual(refused.exception.field, "partitions", refused.exception)
+        with self.assertRaises(InvalidArgument):
+            self.client.create_dataset("placed", member="m2")
+        self.assertEqual(self.client.create_dataset("whole", partitions=1).name, "whole")
+
     def test_kto_records_and_export(self):
         self.client.create_dataset("kto", kind="unpaired")
         records = []
