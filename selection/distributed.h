@@ -56,7 +56,11 @@ uint64_t KeyedHash(uint64_t seed, uint64_t key);
 struct PartitionSummary {
   int64_t rows = 0;
   int64_t dim = 0;
-  std::vector<double> sum;  // dim values, accumulated in float64
+  // The rows the partition's method works on: behind a dedup pre-filter (or for "dedup") the
+  // rows its own filter keeps, else all of them. -1 (a partition that does not say) is taken
+  // as `rows`.
+  int64_t kept = -1;
+  std::vector<double> sum;  // dim values over the kept rows, in row order, in float64
 };
 
 // Rows a partition offers the coordinator. Row numbers are the partition's own.
@@ -89,6 +93,9 @@ struct LikelihoodTail {
   std::vector<int64_t> rows;      // by increasing log-likelihood, ties to the lower row
   std::vector<double> log_likelihoods;
   std::vector<uint64_t> keys;
+  // rows.size() x dim, row-major, when the partition's method has a dedup pre-filter (the
+  // coordinator filters the merged rows across partitions); else empty.
+  std::vector<float> values;
 };
 
 // One part of a distributed pool, as the coordinator sees it. Every call may fail (a remote
@@ -98,17 +105,22 @@ class Partition {
  public:
   virtual ~Partition() = default;
 
-  // Row count, dimension and column sums.
+  // Row count, dimension and column sums. With a dedup pre-filter in the partition's spec (or
+  // for "dedup"), every call below works on the rows the partition's own filter keeps (row
+  // numbers stay the partition's): the pool is the union of the partitions' kept rows, and
+  // the coordinator removes near-duplicates across partitions.
   virtual absl::StatusOr<PartitionSummary> Summarize() = 0;
-  // The min(k, rows) rows with the smallest KeyedHash(seed, key), smallest first (scores hold
+  // The min(k, kept) rows with the smallest KeyedHash(seed, key), smallest first (scores hold
   // the hashes as doubles only for display; keys are exact), with values if asked.
   virtual absl::StatusOr<PartitionRows> SmallestHashes(uint64_t seed, int64_t k,
                                                        bool with_values) = 0;
-  // The partition's method on its own rows (min(k, rows) of them), in the method's order.
+  // The partition's method on its own rows (min(k, kept) of them), in the method's order;
+  // "dedup" (and "random" behind the pre-filter, which selects the same rows) in keyed-hash
+  // order.
   virtual absl::StatusOr<PartitionRows> SelectLocal(const LocalSelectRequest& request) = 0;
   // The E step's statistics of every row under `params`.
   virtual absl::StatusOr<MixtureStatistics> MixtureStep(const MixtureParameters& params) = 0;
-  // The min(k, rows) rows of lowest log p(x) under `params`, and min and max log p(x).
+  // The min(k, kept) rows of lowest log p(x) under `params`, and min, max and sum of log p(x).
   virtual absl::StatusOr<LikelihoodTail> LowestLikelihoods(const MixtureParameters& params,
                                                            int64_t k) = 0;
 };

@@ -157,7 +157,7 @@ TEST(Distributed, RandomEqualsOneNode) {
         EXPECT_EQ(dist->rounds, 2);
         // Keys and row numbers for at most k rows per partition, nothing else.
         EXPECT_LE(dist->bytes_from_partitions,
-                  static_cast<int64_t>(sizes.size()) * (24 * k + 16 + 8 * dim));
+                  static_cast<int64_t>(sizes.size()) * (24 * k + 24 + 8 * dim));
       }
     }
   }
@@ -496,15 +496,31 @@ TEST(Distributed, DedupPicksNoNearDuplicatesAcrossPartitions) {
   }
 }
 
-TEST(Distributed, DedupPreFilterOnHerdingAndRandom) {
+TEST(Distributed, DedupPreFilterOnEveryMethod) {
   const Planted p = PlantDuplicates(400, 24, 12);
   const std::vector<uint64_t> keys = Keys(p.n);
-  for (const std::string method : {"herding", "random", "facility_location", "kcenter"}) {
-    const SelectorSpec spec = Spec(method, 0.999);
-    Split split(p.x, p.dim, keys, {350, 250}, spec);
-    auto dist = Distributed(spec, split, 100, 1);
-    ASSERT_TRUE(dist.ok()) << method << ": " << dist.status();
-    ExpectNoNearDuplicates(p, split.Global(*dist), 0.999);
+  for (const std::string method : {"isa", "herding", "random", "facility_location", "kcenter"}) {
+    SelectorSpec spec = Spec(method, 0.999);
+    spec.isa.mixture.components = 2;
+    for (const std::vector<int64_t>& sizes :
+         std::vector<std::vector<int64_t>>{{600}, {350, 250}, {100, 0, 200, 300}}) {
+      Split split(p.x, p.dim, keys, sizes, spec);
+      for (int64_t k : {20, 100, 380}) {
+        auto dist = Distributed(spec, split, k, 1);
+        ASSERT_TRUE(dist.ok()) << method << ": " << dist.status();
+        const std::vector<int64_t> rows = split.Global(*dist);
+        ASSERT_EQ(rows.size(), static_cast<size_t>(k));
+        ExpectNoNearDuplicates(p, rows, 0.999);
+        // One partition's filter is one node's, and the method then runs on the same rows.
+        if (sizes.size() == 1 && method != "facility_location" && method != "kcenter") {
+          EXPECT_EQ(rows, OneNode(spec, {p.x.data(), p.n, p.dim}, keys, k, 1).rows) << method;
+        }
+      }
+      // 400 distinct directions, and the merge finds them all.
+      auto short_of = Distributed(spec, split, 401, 1);
+      EXPECT_EQ(short_of.status().code(), absl::StatusCode::kFailedPrecondition)
+          << method << ": " << short_of.status();
+    }
   }
 }
 
