@@ -551,48 +551,67 @@ absl::StatusOr<DistributedResult> SelectHerding(Driver& driver, const Pool& pool
     // by for the ones the merge drops.
     asked[p] = dedup ? std::min(capacity[p], 2 * quota[p] + 4) : quota[p];
   }
-  RETURN_IF_ERROR(driver.Progress(0.1));
-  ASSIGN_OR_RETURN(std::vector<PartitionRows> picks,
-                   driver.template Round<PartitionRows>(
-                       want, [&](int p, Partition& part) -> absl::StatusOr<PartitionRows> {
-                         LocalSelectRequest request;
-                         request.k = asked[p];
-                         request.seed = seed;
-                         request.herding_target = mu;
-                         return part.SelectLocal(request);
-                       }));
-  struct Pick {
-    int partition;
-    int64_t m;
-  };
-  std::vector<Pick> order;
-  for (int p = 0; p < n; ++p) {
-    if (!want[p]) continue;
-    driver.To(25 + 8 * pool.dim);
-    driver.From(RowsBytes(picks[p]));
-    for (size_t m = 0; m < picks[p].rows.size(); ++m) {
-      order.push_back({p, static_cast<int64_t>(m)});
-    }
-  }
-  // The m-th pick of partition p sits at (m + 1/2) / quota[p] (as SelectWithQuotas
-  // interleaves groups), compared exactly; ties to the lower partition.
-  std::sort(order.begin(), order.end(), [&](const Pick& a, const Pick& b) {
-    const __int128 l = static_cast<__int128>(2 * a.m + 1) * quota[b.partition];
-    const __int128 r = static_cast<__int128>(2 * b.m + 1) * quota[a.partition];
-    return l < r || (l == r && a.partition < b.partition);
-  });
+  // Behind the pre-filter, when the merge runs short, the partitions that may have more
+  // picks are asked again for twice as many (herding's picks for k are a prefix of those
+  // for more).
+  std::vector<PartitionRows> picks(n);
   std::vector<Candidate> candidates;
-  for (const Pick& pk : order) {
-    const PartitionRows& r = picks[pk.partition];
-    candidates.push_back(
-        {pk.partition, r.rows[pk.m], r.keys[pk.m], 0.0, &r.values[pk.m * pool.dim]});
-  }
-  std::vector<size_t> chosen(candidates.size());
-  std::iota(chosen.begin(), chosen.end(), 0);
-  if (dedup) chosen = FilterDuplicates(candidates, pool.dim, spec.dedup_threshold, k);
-  if (static_cast<int64_t>(chosen.size()) < k) {
-    return TooFewAfterDedup(static_cast<int64_t>(chosen.size()), pool.rows, spec.dedup_threshold,
-                            k);
+  std::vector<size_t> chosen;
+  for (int attempt = 0;; ++attempt) {
+    RETURN_IF_ERROR(driver.Progress(0.1 + 0.8 * attempt / (attempt + 2.0)));
+    ASSIGN_OR_RETURN(std::vector<PartitionRows> answers,
+                     driver.template Round<PartitionRows>(
+                         want, [&](int p, Partition& part) -> absl::StatusOr<PartitionRows> {
+                           LocalSelectRequest request;
+                           request.k = asked[p];
+                           request.seed = seed;
+                           request.herding_target = mu;
+                           return part.SelectLocal(request);
+                         }));
+    struct Pick {
+      int partition;
+      int64_t m;
+    };
+    std::vector<Pick> order;
+    for (int p = 0; p < n; ++p) {
+      if (want[p]) {
+        driver.To(25 + 8 * pool.dim);
+        driver.From(RowsBytes(answers[p]));
+        picks[p] = std::move(answers[p]);
+      }
+      if (quota[p] == 0) continue;
+      for (size_t m = 0; m < picks[p].rows.size(); ++m) {
+        order.push_back({p, static_cast<int64_t>(m)});
+      }
+    }
+    // The m-th pick of partition p sits at (m + 1/2) / quota[p] (as SelectWithQuotas
+    // interleaves groups), compared exactly; ties to the lower partition.
+    std::sort(order.begin(), order.end(), [&](const Pick& a, const Pick& b) {
+      const __int128 l = static_cast<__int128>(2 * a.m + 1) * quota[b.partition];
+      const __int128 r = static_cast<__int128>(2 * b.m + 1) * quota[a.partition];
+      return l < r || (l == r && a.partition < b.partition);
+    });
+    candidates.clear();
+    for (const Pick& pk : order) {
+      const PartitionRows& r = picks[pk.partition];
+      candidates.push_back(
+          {pk.partition, r.rows[pk.m], r.keys[pk.m], 0.0, &r.values[pk.m * pool.dim]});
+    }
+    chosen.resize(candidates.size());
+    std::iota(chosen.begin(), chosen.end(), 0);
+    if (dedup) chosen = FilterDuplicates(candidates, pool.dim, spec.dedup_threshold, k);
+    if (static_cast<int64_t>(chosen.size()) >= k) break;
+    bool more = false;
+    for (int p = 0; p < n; ++p) {
+      want[p] = quota[p] > 0 && static_cast<int64_t>(picks[p].rows.size()) == asked[p] &&
+                asked[p] < capacity[p];
+      if (want[p]) asked[p] = std::min(capacity[p], 2 * asked[p]);
+      more = more || want[p];
+    }
+    if (!more) {
+      return TooFewAfterDedup(static_cast<int64_t>(chosen.size()), pool.rows, spec.dedup_threshold,
+                              k);
+    }
   }
   chosen.resize(k);
   // Scores as one node defines them, |mean(prefix) - mu|, from the values sent.

@@ -524,6 +524,29 @@ TEST(Distributed, DedupPreFilterOnEveryMethod) {
   }
 }
 
+TEST(Distributed, HerdingBehindTheFilterRefillsWhenTheMergeRunsShort) {
+  // Three partitions holding the same 1000 directions: each herds the same rows, so the first
+  // oversampled picks overlap and the merge has to ask for more.
+  const int64_t base = 1000, dim = 24;
+  const std::vector<float> b = Clustered(base, dim, 4, 15);
+  Planted p{b, base, dim};
+  std::mt19937_64 rng(16);
+  std::normal_distribution<float> noise(0, 1e-4f);
+  for (int copy = 0; copy < 2; ++copy) {
+    for (float v : b) p.x.push_back(v + noise(rng));
+  }
+  p.n = 3 * base;
+  const std::vector<uint64_t> keys = Keys(p.n);
+  const SelectorSpec spec = Spec("herding", 0.999);
+  Split split(p.x, p.dim, keys, {base, base, base}, spec);
+  auto dist = Distributed(spec, split, 900, 0);
+  ASSERT_TRUE(dist.ok()) << dist.status();
+  ExpectNoNearDuplicates(p, split.Global(*dist), 0.999);
+  EXPECT_GT(dist->rounds, 2);  // summaries, picks, at least one refill
+  EXPECT_EQ(Distributed(spec, split, base + 1, 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // ---- errors and cancellation
 
 #define RETURN_IF_FAILING() \
