@@ -248,6 +248,18 @@ class LocalPartition final : public Partition {
 // ---------------------------------------------------------------------------------------------
 // The coordinator.
 
+// A partition's answer with one key (and, when asked, dim values) per row; a remote partition
+// that sends less is reported rather than read past.
+absl::Status CheckRows(const PartitionRows& r, int64_t dim, bool with_values) {
+  if (r.keys.size() != r.rows.size() ||
+      (with_values && r.values.size() != r.rows.size() * static_cast<size_t>(dim))) {
+    return absl::InternalError(absl::StrCat("a partition sent ", r.rows.size(), " rows with ",
+                                            r.keys.size(), " keys and ", r.values.size(),
+                                            " values (dimension ", dim, ")"));
+  }
+  return absl::OkStatus();
+}
+
 int64_t RowsBytes(const PartitionRows& r) {
   return static_cast<int64_t>(8 * (r.rows.size() + r.scores.size() + r.keys.size()) +
                               4 * r.values.size());
@@ -416,9 +428,10 @@ absl::StatusOr<DistributedResult> SelectRandom(Driver& driver, const Pool& pool,
                        }));
   std::vector<std::pair<HashedRow, int>> merged;
   for (int p = 0; p < driver.size(); ++p) {
-    driver.To(17);
     if (!want[p]) continue;
+    driver.To(17);
     driver.From(RowsBytes(offered[p]));
+    RETURN_IF_ERROR(CheckRows(offered[p], pool.dim, false));
     const PartitionRows& r = offered[p];
     for (size_t i = 0; i < r.rows.size(); ++i) {
       merged.push_back({{KeyedHash(seed, r.keys[i]), r.rows[i]}, p});
@@ -471,6 +484,7 @@ absl::StatusOr<DistributedResult> SelectDedup(Driver& driver, const Pool& pool,
       if (!want[p]) continue;
       driver.To(25);
       driver.From(RowsBytes(answers[p]));
+      RETURN_IF_ERROR(CheckRows(answers[p], pool.dim, true));
       offered[p] = std::move(answers[p]);
       // Fewer than asked: the partition has no more duplicate-free rows.
       exhausted[p] =
@@ -577,6 +591,7 @@ absl::StatusOr<DistributedResult> SelectHerding(Driver& driver, const Pool& pool
       if (want[p]) {
         driver.To(25 + 8 * pool.dim);
         driver.From(RowsBytes(answers[p]));
+        RETURN_IF_ERROR(CheckRows(answers[p], pool.dim, true));
         picks[p] = std::move(answers[p]);
       }
       if (quota[p] == 0) continue;
@@ -655,6 +670,7 @@ absl::StatusOr<DistributedResult> SelectTwoRound(Driver& driver, const Pool& poo
     if (!want[p]) continue;
     driver.To(25);
     driver.From(RowsBytes(picks[p]));
+    RETURN_IF_ERROR(CheckRows(picks[p], pool.dim, true));
     const PartitionRows& r = picks[p];
     values.insert(values.end(), r.values.begin(), r.values.end());
     keys.insert(keys.end(), r.keys.begin(), r.keys.end());
@@ -702,9 +718,10 @@ absl::StatusOr<DistributedResult> SelectIsa(Driver& driver, const Pool& pool,
   };
   std::vector<Sampled> merged;
   for (int p = 0; p < n; ++p) {
-    driver.To(17);
     if (!want[p]) continue;
+    driver.To(17);
     driver.From(RowsBytes(offered[p]));
+    RETURN_IF_ERROR(CheckRows(offered[p], pool.dim, true));
     for (size_t i = 0; i < offered[p].rows.size(); ++i) {
       merged.push_back({KeyedHash(options.seed, offered[p].keys[i]), p, i});
     }
@@ -793,8 +810,11 @@ absl::StatusOr<DistributedResult> SelectIsa(Driver& driver, const Pool& pool,
       lo = std::min(lo, t.min_log_likelihood);
       hi = std::max(hi, t.max_log_likelihood);
       sum += t.sum_log_likelihood;
-      if (dedup && t.values.size() != t.rows.size() * pool.dim) {
-        return absl::InternalError("a partition behind the dedup pre-filter sent no values");
+      if (t.log_likelihoods.size() != t.rows.size() ||
+          (dedup && t.values.size() != t.rows.size() * pool.dim)) {
+        return absl::InternalError(
+            "a partition's likelihood tail lacks log-likelihoods or (behind the dedup "
+            "pre-filter) values");
       }
       for (size_t i = 0; i < t.rows.size(); ++i) {
         candidates.push_back(
