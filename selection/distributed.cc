@@ -78,13 +78,23 @@ class LocalPartition final : public Partition {
     summary.rows = units_.rows();
     summary.dim = units_.dim();
     summary.sum.assign(units_.dim(), 0.0);
+    // In row order, as herding's own mean, so that one partition's target is its mean exactly.
+    const auto add = [&summary](const float* row) {
+      for (size_t d = 0; d < summary.sum.size(); ++d) summary.sum[d] += row[d];
+    };
+    if (Filtered()) {
+      ASSIGN_OR_RETURN(const MatrixView x, Kept());
+      for (int64_t i = 0; i < x.rows; ++i) add(x.row(i));
+      summary.kept = x.rows;
+      return summary;
+    }
+    // Without a filter the rows are read in place (a RowReader's are not decoded whole).
     const int64_t dim = units_.dim();
     units_.Scan(1024, [&](int64_t begin, int64_t end, const float* block) {
-      for (int64_t i = 0; i < end - begin; ++i) {
-        for (int64_t d = 0; d < dim; ++d) summary.sum[d] += block[i * dim + d];
-      }
+      for (int64_t i = 0; i < end - begin; ++i) add(block + i * dim);
       return true;
     });
+    summary.kept = units_.rows();
     return summary;
   }
 
@@ -92,51 +102,43 @@ class LocalPartition final : public Partition {
                                                bool with_values) override {
     RETURN_IF_ERROR(Check());
     if (k < 0) return absl::InvalidArgumentError("k must be >= 0");
-    std::vector<int64_t> all(units_.rows());
-    std::iota(all.begin(), all.end(), 0);
-    return Offer(SmallestOf(all, keys_, seed, k), with_values);
+    if (!Filtered()) {
+      std::vector<int64_t> all(units_.rows());
+      std::iota(all.begin(), all.end(), 0);
+      return Offer(SmallestOf(all, keys_, seed, k), with_values);
+    }
+    RETURN_IF_ERROR(Kept().status());
+    return Offer(SmallestOf(kept_, keys_, seed, k), with_values);
   }
 
   absl::StatusOr<PartitionRows> SelectLocal(const LocalSelectRequest& request) override {
     RETURN_IF_ERROR(Check());
     if (request.k < 0) return absl::InvalidArgumentError("k must be >= 0");
-    const int64_t k = std::min(request.k, units_.rows());
-    if (k == 0) return PartitionRows{};
     if (spec_.constraint.has_value()) {
-      return absl::InvalidArgumentError("constraint: not distributed");
+      return absl::InvalidArgumentError("constraint: group quotas are not distributed");
     }
-    // The dedup pre-filter runs here, on the partition's rows, and the method on the kept rows
-    // (as the factory's wrapper does), but for min(k, kept) rows rather than failing when
-    // fewer than k are kept: other partitions may make up the difference.
-    std::vector<int64_t> kept;
-    const bool dedup = spec_.method == "dedup" || spec_.dedup_threshold > 0;
-    if (dedup) {
-      DedupOptions dedup_options;
-      dedup_options.threshold = DedupThreshold(spec_);
-      ASSIGN_OR_RETURN(DedupResult groups, Deduplicate(units_, dedup_options));
-      kept = std::move(groups.kept);
-    } else {
-      kept.resize(units_.rows());
-      std::iota(kept.begin(), kept.end(), 0);
-    }
+    // The method on the kept rows (as the factory's dedup wrapper runs it), for min(k, kept)
+    // rows rather than failing when fewer are kept: other partitions may make up for them.
+    ASSIGN_OR_RETURN(const MatrixView x, Kept());
+    const int64_t k = std::min(request.k, x.rows);
+    if (k == 0) return PartitionRows{};
     if (KeyedDedup(spec_)) {
-      return Offer(SmallestOf(kept, keys_, request.seed, k), request.with_values);
+      return Offer(SmallestOf(kept_, keys_, request.seed, k), request.with_values);
     }
     SelectorSpec method = spec_;
     method.dedup_threshold = 0;
     if (method.method == "herding") method.herding.target = request.herding_target;
     ASSIGN_OR_RETURN(std::unique_ptr<Selector> selector, MakeSelector(method));
-    std::vector<uint64_t> kept_keys(kept.size());
-    for (size_t i = 0; i < kept.size(); ++i) kept_keys[i] = keys_[kept[i]];
+    std::vector<uint64_t> kept_keys(kept_.size());
+    for (size_t i = 0; i < kept_.size(); ++i) kept_keys[i] = keys_[kept_[i]];
     SelectOptions options;
     options.seed = request.seed;
     options.row_keys = kept_keys;
-    const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(kept.size()));
     ASSIGN_OR_RETURN(SelectionResult selected,
-                     selector->Select(dedup ? units_.Subset(kept) : units_, take, options));
+                     selector->Select(Filtered() ? Rows(x) : units_, k, options));
     PartitionRows out;
-    out.rows.reserve(take);
-    for (int64_t row : selected.rows) out.rows.push_back(kept[row]);
+    out.rows.reserve(k);
+    for (int64_t row : selected.rows) out.rows.push_back(kept_[row]);
     out.scores = std::move(selected.scores);
     for (int64_t row : out.rows) out.keys.push_back(keys_[row]);
     if (request.with_values) Gather(out);
@@ -145,7 +147,7 @@ class LocalPartition final : public Partition {
 
   absl::StatusOr<MixtureStatistics> MixtureStep(const MixtureParameters& params) override {
     RETURN_IF_ERROR(Check());
-    ASSIGN_OR_RETURN(const MatrixView x, Dense());
+    ASSIGN_OR_RETURN(const MatrixView x, Kept());
     return MixtureEStep(x, params);
   }
 
@@ -153,7 +155,7 @@ class LocalPartition final : public Partition {
                                                    int64_t k) override {
     RETURN_IF_ERROR(Check());
     if (k < 0) return absl::InvalidArgumentError("k must be >= 0");
-    ASSIGN_OR_RETURN(const MatrixView x, Dense());
+    ASSIGN_OR_RETURN(const MatrixView x, Kept());
     LikelihoodTail tail;
     if (x.rows == 0) return tail;
     ASSIGN_OR_RETURN(GaussianMixture g,
@@ -174,10 +176,11 @@ class LocalPartition final : public Partition {
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
                       [&](int64_t a, int64_t b) { return l[a] < l[b] || (l[a] == l[b] && a < b); });
     order.resize(k);
-    for (int64_t row : order) {
-      tail.rows.push_back(row);
-      tail.log_likelihoods.push_back(l[row]);
-      tail.keys.push_back(keys_[row]);
+    for (int64_t i : order) {
+      tail.rows.push_back(kept_[i]);
+      tail.log_likelihoods.push_back(l[i]);
+      tail.keys.push_back(keys_[kept_[i]]);
+      if (Filtered()) tail.values.insert(tail.values.end(), x.row(i), x.row(i) + x.dim);
     }
     return tail;
   }
@@ -191,13 +194,30 @@ class LocalPartition final : public Partition {
     return absl::OkStatus();
   }
 
-  // The rows as one float32 matrix, decoded once.
-  absl::StatusOr<MatrixView> Dense() {
-    if (!decoded_) {
-      ASSIGN_OR_RETURN(dense_, units_.Decode(&storage_));
-      decoded_ = true;
+  // Whether the partition's method runs behind its own dedup filter.
+  bool Filtered() const { return spec_.method == "dedup" || spec_.dedup_threshold > 0; }
+
+  // The rows the method works on (kept_, by partition row number) as one float32 matrix,
+  // computed once: every row, or those the dedup filter keeps.
+  absl::StatusOr<MatrixView> Kept() {
+    if (ready_) return kept_view_;
+    if (Filtered() && units_.rows() > 0) {
+      DedupOptions options;
+      options.threshold = DedupThreshold(spec_);
+      ASSIGN_OR_RETURN(DedupResult groups, Deduplicate(units_, options));
+      kept_ = std::move(groups.kept);
+      storage_.resize(kept_.size() * units_.dim());
+      units_.Gather(kept_, storage_.data());
+      kept_view_ = MatrixView{storage_.data(), static_cast<int64_t>(kept_.size()), units_.dim()};
+    } else if (units_.rows() > 0) {
+      kept_.resize(units_.rows());
+      std::iota(kept_.begin(), kept_.end(), 0);
+      ASSIGN_OR_RETURN(kept_view_, units_.Decode(&storage_));
+    } else {
+      kept_view_ = MatrixView{storage_.data(), 0, units_.dim()};
     }
-    return dense_;
+    ready_ = true;
+    return kept_view_;
   }
 
   PartitionRows Offer(const std::vector<HashedRow>& hashed, bool with_values) {
@@ -219,13 +239,26 @@ class LocalPartition final : public Partition {
   const Rows units_;
   const std::vector<uint64_t> keys_;
   SelectorSpec spec_;
-  bool decoded_ = false;
+  bool ready_ = false;
+  std::vector<int64_t> kept_;
   std::vector<float> storage_;
-  MatrixView dense_;
+  MatrixView kept_view_;
 };
 
 // ---------------------------------------------------------------------------------------------
 // The coordinator.
+
+// A partition's answer with one key (and, when asked, dim values) per row; a remote partition
+// that sends less is reported rather than read past.
+absl::Status CheckRows(const PartitionRows& r, int64_t dim, bool with_values) {
+  if (r.keys.size() != r.rows.size() ||
+      (with_values && r.values.size() != r.rows.size() * static_cast<size_t>(dim))) {
+    return absl::InternalError(absl::StrCat("a partition sent ", r.rows.size(), " rows with ",
+                                            r.keys.size(), " keys and ", r.values.size(),
+                                            " values (dimension ", dim, ")"));
+  }
+  return absl::OkStatus();
+}
 
 int64_t RowsBytes(const PartitionRows& r) {
   return static_cast<int64_t>(8 * (r.rows.size() + r.scores.size() + r.keys.size()) +
@@ -349,7 +382,9 @@ absl::Status TooFewAfterDedup(int64_t kept, int64_t total, double threshold, int
 struct Pool {
   std::vector<PartitionSummary> summaries;
   int64_t rows = 0;
+  int64_t kept = 0;  // rows left after the partitions' own dedup filters
   int64_t dim = 0;
+  int64_t Kept(int p) const { return summaries[p].kept; }
 };
 
 absl::Status CheckSpec(const SelectorSpec& spec) {
@@ -393,9 +428,10 @@ absl::StatusOr<DistributedResult> SelectRandom(Driver& driver, const Pool& pool,
                        }));
   std::vector<std::pair<HashedRow, int>> merged;
   for (int p = 0; p < driver.size(); ++p) {
-    driver.To(17);
     if (!want[p]) continue;
+    driver.To(17);
     driver.From(RowsBytes(offered[p]));
+    RETURN_IF_ERROR(CheckRows(offered[p], pool.dim, false));
     const PartitionRows& r = offered[p];
     for (size_t i = 0; i < r.rows.size(); ++i) {
       merged.push_back({{KeyedHash(seed, r.keys[i]), r.rows[i]}, p});
@@ -428,9 +464,9 @@ absl::StatusOr<DistributedResult> SelectDedup(Driver& driver, const Pool& pool,
   std::vector<bool> exhausted(n, false);
   for (int p = 0; p < n; ++p) {
     // Oversampled a quarter beyond the partition's share, for what the merge drops.
-    const int64_t share = (k * pool.summaries[p].rows + pool.rows - 1) / pool.rows;
-    asked[p] = std::min(pool.summaries[p].rows, share + share / 4 + 8);
-    exhausted[p] = pool.summaries[p].rows == 0;
+    const int64_t share = pool.kept > 0 ? (k * pool.Kept(p) + pool.kept - 1) / pool.kept : 0;
+    asked[p] = std::min(pool.Kept(p), share + share / 4 + 8);
+    exhausted[p] = pool.Kept(p) == 0;
   }
   std::vector<bool> want(n);
   for (int p = 0; p < n; ++p) want[p] = !exhausted[p];
@@ -448,10 +484,11 @@ absl::StatusOr<DistributedResult> SelectDedup(Driver& driver, const Pool& pool,
       if (!want[p]) continue;
       driver.To(25);
       driver.From(RowsBytes(answers[p]));
+      RETURN_IF_ERROR(CheckRows(answers[p], pool.dim, true));
       offered[p] = std::move(answers[p]);
       // Fewer than asked: the partition has no more duplicate-free rows.
-      exhausted[p] = static_cast<int64_t>(offered[p].rows.size()) < asked[p] ||
-                     asked[p] == pool.summaries[p].rows;
+      exhausted[p] =
+          static_cast<int64_t>(offered[p].rows.size()) < asked[p] || asked[p] >= pool.Kept(p);
     }
     std::vector<Candidate> candidates;
     std::vector<uint64_t> hashes;
@@ -494,7 +531,7 @@ absl::StatusOr<DistributedResult> SelectDedup(Driver& driver, const Pool& pool,
     if (!open) return TooFewAfterDedup(static_cast<int64_t>(picks.size()), pool.rows, threshold, k);
     for (int p = 0; p < n; ++p) {
       want[p] = !exhausted[p];
-      if (want[p]) asked[p] = std::min(pool.summaries[p].rows, 2 * asked[p]);
+      if (want[p]) asked[p] = std::min(pool.Kept(p), 2 * asked[p]);
     }
   }
 }
@@ -511,12 +548,12 @@ absl::StatusOr<DistributedResult> SelectHerding(Driver& driver, const Pool& pool
       mu[d] += s.sum[d];
     }
   }
-  for (double& v : mu) v /= static_cast<double>(pool.rows);
+  for (double& v : mu) v /= static_cast<double>(pool.kept);
   std::vector<double> weights(n);
   std::vector<int64_t> capacity(n);
   for (int p = 0; p < n; ++p) {
-    weights[p] = static_cast<double>(pool.summaries[p].rows);
-    capacity[p] = pool.summaries[p].rows;
+    weights[p] = static_cast<double>(pool.Kept(p));
+    capacity[p] = pool.Kept(p);
   }
   ASSIGN_OR_RETURN(const std::vector<int64_t> quota, LargestRemainderQuotas(weights, capacity, k));
   const bool dedup = spec.dedup_threshold > 0;
@@ -528,48 +565,68 @@ absl::StatusOr<DistributedResult> SelectHerding(Driver& driver, const Pool& pool
     // by for the ones the merge drops.
     asked[p] = dedup ? std::min(capacity[p], 2 * quota[p] + 4) : quota[p];
   }
-  RETURN_IF_ERROR(driver.Progress(0.1));
-  ASSIGN_OR_RETURN(std::vector<PartitionRows> picks,
-                   driver.template Round<PartitionRows>(
-                       want, [&](int p, Partition& part) -> absl::StatusOr<PartitionRows> {
-                         LocalSelectRequest request;
-                         request.k = asked[p];
-                         request.seed = seed;
-                         request.herding_target = mu;
-                         return part.SelectLocal(request);
-                       }));
-  struct Pick {
-    int partition;
-    int64_t m;
-  };
-  std::vector<Pick> order;
-  for (int p = 0; p < n; ++p) {
-    if (!want[p]) continue;
-    driver.To(25 + 8 * pool.dim);
-    driver.From(RowsBytes(picks[p]));
-    for (size_t m = 0; m < picks[p].rows.size(); ++m) {
-      order.push_back({p, static_cast<int64_t>(m)});
-    }
-  }
-  // The m-th pick of partition p sits at (m + 1/2) / quota[p] (as SelectWithQuotas
-  // interleaves groups), compared exactly; ties to the lower partition.
-  std::sort(order.begin(), order.end(), [&](const Pick& a, const Pick& b) {
-    const __int128 l = static_cast<__int128>(2 * a.m + 1) * quota[b.partition];
-    const __int128 r = static_cast<__int128>(2 * b.m + 1) * quota[a.partition];
-    return l < r || (l == r && a.partition < b.partition);
-  });
+  // Behind the pre-filter, when the merge runs short, the partitions that may have more
+  // picks are asked again for twice as many (herding's picks for k are a prefix of those
+  // for more).
+  std::vector<PartitionRows> picks(n);
   std::vector<Candidate> candidates;
-  for (const Pick& pk : order) {
-    const PartitionRows& r = picks[pk.partition];
-    candidates.push_back(
-        {pk.partition, r.rows[pk.m], r.keys[pk.m], 0.0, &r.values[pk.m * pool.dim]});
-  }
-  std::vector<size_t> chosen(candidates.size());
-  std::iota(chosen.begin(), chosen.end(), 0);
-  if (dedup) chosen = FilterDuplicates(candidates, pool.dim, spec.dedup_threshold, k);
-  if (static_cast<int64_t>(chosen.size()) < k) {
-    return TooFewAfterDedup(static_cast<int64_t>(chosen.size()), pool.rows, spec.dedup_threshold,
-                            k);
+  std::vector<size_t> chosen;
+  for (int attempt = 0;; ++attempt) {
+    RETURN_IF_ERROR(driver.Progress(0.1 + 0.8 * attempt / (attempt + 2.0)));
+    ASSIGN_OR_RETURN(std::vector<PartitionRows> answers,
+                     driver.template Round<PartitionRows>(
+                         want, [&](int p, Partition& part) -> absl::StatusOr<PartitionRows> {
+                           LocalSelectRequest request;
+                           request.k = asked[p];
+                           request.seed = seed;
+                           request.herding_target = mu;
+                           return part.SelectLocal(request);
+                         }));
+    struct Pick {
+      int partition;
+      int64_t m;
+    };
+    std::vector<Pick> order;
+    for (int p = 0; p < n; ++p) {
+      if (want[p]) {
+        driver.To(25 + 8 * pool.dim);
+        driver.From(RowsBytes(answers[p]));
+        RETURN_IF_ERROR(CheckRows(answers[p], pool.dim, true));
+        picks[p] = std::move(answers[p]);
+      }
+      if (quota[p] == 0) continue;
+      for (size_t m = 0; m < picks[p].rows.size(); ++m) {
+        order.push_back({p, static_cast<int64_t>(m)});
+      }
+    }
+    // The m-th pick of partition p sits at (m + 1/2) / quota[p] (as SelectWithQuotas
+    // interleaves groups), compared exactly; ties to the lower partition.
+    std::sort(order.begin(), order.end(), [&](const Pick& a, const Pick& b) {
+      const __int128 l = static_cast<__int128>(2 * a.m + 1) * quota[b.partition];
+      const __int128 r = static_cast<__int128>(2 * b.m + 1) * quota[a.partition];
+      return l < r || (l == r && a.partition < b.partition);
+    });
+    candidates.clear();
+    for (const Pick& pk : order) {
+      const PartitionRows& r = picks[pk.partition];
+      candidates.push_back(
+          {pk.partition, r.rows[pk.m], r.keys[pk.m], 0.0, &r.values[pk.m * pool.dim]});
+    }
+    chosen.resize(candidates.size());
+    std::iota(chosen.begin(), chosen.end(), 0);
+    if (dedup) chosen = FilterDuplicates(candidates, pool.dim, spec.dedup_threshold, k);
+    if (static_cast<int64_t>(chosen.size()) >= k) break;
+    bool more = false;
+    for (int p = 0; p < n; ++p) {
+      want[p] = quota[p] > 0 && static_cast<int64_t>(picks[p].rows.size()) == asked[p] &&
+                asked[p] < capacity[p];
+      if (want[p]) asked[p] = std::min(capacity[p], 2 * asked[p]);
+      more = more || want[p];
+    }
+    if (!more) {
+      return TooFewAfterDedup(static_cast<int64_t>(chosen.size()), pool.rows, spec.dedup_threshold,
+                              k);
+    }
   }
   chosen.resize(k);
   // Scores as one node defines them, |mean(prefix) - mu|, from the values sent.
@@ -595,7 +652,7 @@ absl::StatusOr<DistributedResult> SelectTwoRound(Driver& driver, const Pool& poo
                                                  const SelectOptions& options) {
   const int n = driver.size();
   std::vector<bool> want(n);
-  for (int p = 0; p < n; ++p) want[p] = pool.summaries[p].rows > 0;
+  for (int p = 0; p < n; ++p) want[p] = pool.Kept(p) > 0;
   RETURN_IF_ERROR(driver.Progress(0.1));
   ASSIGN_OR_RETURN(std::vector<PartitionRows> picks,
                    driver.template Round<PartitionRows>(
@@ -613,6 +670,7 @@ absl::StatusOr<DistributedResult> SelectTwoRound(Driver& driver, const Pool& poo
     if (!want[p]) continue;
     driver.To(25);
     driver.From(RowsBytes(picks[p]));
+    RETURN_IF_ERROR(CheckRows(picks[p], pool.dim, true));
     const PartitionRows& r = picks[p];
     values.insert(values.end(), r.values.begin(), r.values.end());
     keys.insert(keys.end(), r.keys.begin(), r.keys.end());
@@ -644,9 +702,9 @@ absl::StatusOr<DistributedResult> SelectIsa(Driver& driver, const Pool& pool,
   using Clock = std::chrono::steady_clock;
   const int n = driver.size();
   std::vector<bool> want(n);
-  for (int p = 0; p < n; ++p) want[p] = pool.summaries[p].rows > 0;
+  for (int p = 0; p < n; ++p) want[p] = pool.Kept(p) > 0;
   const MixtureOptions& mo = spec.isa.mixture;
-  const int64_t m = mo.init_sample_rows > 0 ? std::min(pool.rows, mo.init_sample_rows) : pool.rows;
+  const int64_t m = mo.init_sample_rows > 0 ? std::min(pool.kept, mo.init_sample_rows) : pool.kept;
   RETURN_IF_ERROR(driver.Progress(0));
   ASSIGN_OR_RETURN(std::vector<PartitionRows> offered,
                    driver.template Round<PartitionRows>(
@@ -660,9 +718,10 @@ absl::StatusOr<DistributedResult> SelectIsa(Driver& driver, const Pool& pool,
   };
   std::vector<Sampled> merged;
   for (int p = 0; p < n; ++p) {
-    driver.To(17);
     if (!want[p]) continue;
+    driver.To(17);
     driver.From(RowsBytes(offered[p]));
+    RETURN_IF_ERROR(CheckRows(offered[p], pool.dim, true));
     for (size_t i = 0; i < offered[p].rows.size(); ++i) {
       merged.push_back({KeyedHash(options.seed, offered[p].keys[i]), p, i});
     }
@@ -705,68 +764,128 @@ absl::StatusOr<DistributedResult> SelectIsa(Driver& driver, const Pool& pool,
   };
   const Clock::time_point start = Clock::now();
   ASSIGN_OR_RETURN(GaussianMixture g,
-                   GaussianMixture::FitFromSample(MatrixView{sample.data(), m, pool.dim}, pool.rows,
+                   GaussianMixture::FitFromSample(MatrixView{sample.data(), m, pool.dim}, pool.kept,
                                                   all_rows, fit_options, options.progress));
   const double fit_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   RETURN_IF_ERROR(driver.Progress(1));
 
   const MixtureParameters params = g.parameters();
-  ASSIGN_OR_RETURN(std::vector<LikelihoodTail> tails,
-                   driver.template Round<LikelihoodTail>(
-                       want, [&](int, Partition& part) -> absl::StatusOr<LikelihoodTail> {
-                         return part.LowestLikelihoods(params, k);
-                       }));
-  double lo = std::numeric_limits<double>::infinity();
-  double hi = -std::numeric_limits<double>::infinity();
-  double sum = 0;
-  struct Scored {
-    int partition;
-    int64_t row;
-    double l;
-  };
-  std::vector<Scored> candidates;
-  for (int p = 0; p < n; ++p) {
-    if (!want[p]) continue;
-    driver.To(ParametersBytes(params) + 8);
-    const LikelihoodTail& t = tails[p];
-    driver.From(static_cast<int64_t>(24 + 24 * t.rows.size()));
-    lo = std::min(lo, t.min_log_likelihood);
-    hi = std::max(hi, t.max_log_likelihood);
-    sum += t.sum_log_likelihood;
-    for (size_t i = 0; i < t.rows.size(); ++i) {
-      candidates.push_back({p, t.rows[i], t.log_likelihoods[i]});
-    }
-  }
-  // Delta as IsaDeltas computes it, with the pool's extremes.
-  const double range = hi - lo;
-  std::vector<double> delta(candidates.size(), 0.0);
-  if (range > 0 && std::isfinite(range)) {
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      const double scaled = (candidates[i].l - lo) / range;
-      delta[i] = -std::exp(scaled) * scaled;
-    }
-  }
-  std::vector<size_t> order(candidates.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    if (delta[a] != delta[b]) return delta[a] > delta[b];
-    if (candidates[a].partition != candidates[b].partition) {
-      return candidates[a].partition < candidates[b].partition;
-    }
-    return candidates[a].row < candidates[b].row;
-  });
-  if (static_cast<int64_t>(order.size()) < k) {
-    return absl::InternalError("partitions offered fewer rows than they hold");
-  }
+  // The k rows of largest Delta are the k of lowest l(x) (Delta falls with l), so k from each
+  // partition hold them. Behind the dedup pre-filter the merge drops near-duplicates across
+  // partitions; a partition that sent all it was asked for may hold rows below its last
+  // Delta, so the merge is exact only above the largest such Delta, and those partitions are
+  // asked again for twice as many when the picks run short before it.
+  const bool dedup = spec.dedup_threshold > 0;
+  std::vector<int64_t> asked(n, k);
+  std::vector<LikelihoodTail> tails(n);
   DistributedResult& result = driver.result();
-  for (int64_t i = 0; i < k; ++i) {
-    result.rows.push_back({candidates[order[i]].partition, candidates[order[i]].row});
-    result.scores.push_back(delta[order[i]]);
+  double sum = 0;
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > 0) RETURN_IF_ERROR(driver.Progress(1));
+    ASSIGN_OR_RETURN(std::vector<LikelihoodTail> answers,
+                     driver.template Round<LikelihoodTail>(
+                         want, [&](int p, Partition& part) -> absl::StatusOr<LikelihoodTail> {
+                           return part.LowestLikelihoods(params, asked[p]);
+                         }));
+    for (int p = 0; p < n; ++p) {
+      if (!want[p]) continue;
+      driver.To(ParametersBytes(params) + 8);
+      driver.From(
+          static_cast<int64_t>(24 + 24 * answers[p].rows.size() + 4 * answers[p].values.size()));
+      tails[p] = std::move(answers[p]);
+    }
+    double lo = std::numeric_limits<double>::infinity();
+    double hi = -std::numeric_limits<double>::infinity();
+    sum = 0;
+    struct Scored {
+      int partition;
+      int64_t row;
+      double l;
+      const float* values;
+    };
+    std::vector<Scored> candidates;
+    for (int p = 0; p < n; ++p) {
+      if (pool.Kept(p) == 0) continue;
+      const LikelihoodTail& t = tails[p];
+      lo = std::min(lo, t.min_log_likelihood);
+      hi = std::max(hi, t.max_log_likelihood);
+      sum += t.sum_log_likelihood;
+      if (t.log_likelihoods.size() != t.rows.size() ||
+          (dedup && t.values.size() != t.rows.size() * pool.dim)) {
+        return absl::InternalError(
+            "a partition's likelihood tail lacks log-likelihoods or (behind the dedup "
+            "pre-filter) values");
+      }
+      for (size_t i = 0; i < t.rows.size(); ++i) {
+        candidates.push_back(
+            {p, t.rows[i], t.log_likelihoods[i], dedup ? &t.values[i * pool.dim] : nullptr});
+      }
+    }
+    // Delta as IsaDeltas computes it, with the pool's extremes.
+    const double range = hi - lo;
+    const bool spread = range > 0 && std::isfinite(range);
+    const auto delta_of = [&](double l) {
+      if (!spread) return 0.0;
+      const double scaled = (l - lo) / range;
+      return -std::exp(scaled) * scaled;
+    };
+    std::vector<double> delta(candidates.size());
+    for (size_t i = 0; i < candidates.size(); ++i) delta[i] = delta_of(candidates[i].l);
+    std::vector<size_t> order(candidates.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      if (delta[a] != delta[b]) return delta[a] > delta[b];
+      if (candidates[a].partition != candidates[b].partition) {
+        return candidates[a].partition < candidates[b].partition;
+      }
+      return candidates[a].row < candidates[b].row;
+    });
+    if (!dedup) {
+      if (static_cast<int64_t>(order.size()) < k) {
+        return absl::InternalError("partitions offered fewer rows than they hold");
+      }
+      for (int64_t i = 0; i < k; ++i) {
+        result.rows.push_back({candidates[order[i]].partition, candidates[order[i]].row});
+        result.scores.push_back(delta[order[i]]);
+      }
+      break;
+    }
+    bool open = false;
+    double frontier = -std::numeric_limits<double>::infinity();
+    for (int p = 0; p < n; ++p) {
+      const LikelihoodTail& t = tails[p];
+      if (pool.Kept(p) == 0 || asked[p] >= pool.Kept(p) || t.rows.empty()) continue;
+      open = true;
+      frontier = std::max(frontier, delta_of(t.log_likelihoods.back()));
+    }
+    std::vector<Candidate> merged;
+    std::vector<double> merged_delta;
+    for (size_t i : order) {
+      if (open && delta[i] < frontier) break;
+      merged.push_back({candidates[i].partition, candidates[i].row, 0, 0, candidates[i].values});
+      merged_delta.push_back(delta[i]);
+    }
+    const std::vector<size_t> picks = FilterDuplicates(merged, pool.dim, spec.dedup_threshold, k);
+    if (static_cast<int64_t>(picks.size()) == k) {
+      for (size_t i : picks) {
+        result.rows.push_back({merged[i].partition, merged[i].row});
+        result.scores.push_back(merged_delta[i]);
+      }
+      break;
+    }
+    if (!open) {
+      return TooFewAfterDedup(static_cast<int64_t>(picks.size()), pool.rows, spec.dedup_threshold,
+                              k);
+    }
+    for (int p = 0; p < n; ++p) {
+      want[p] = pool.Kept(p) > 0 && asked[p] < pool.Kept(p);
+      if (want[p]) asked[p] = std::min(pool.Kept(p), 2 * asked[p]);
+    }
   }
   MixtureFitSummary fit;
   fit.iterations = g.iterations();
   fit.converged = g.converged();
-  fit.mean_log_likelihood = sum / static_cast<double>(pool.rows);
+  fit.mean_log_likelihood = sum / static_cast<double>(pool.kept);
   fit.weights = g.weights();
   fit.init_iterations = g.init_iterations();
   fit.fit_seconds = fit_seconds;
@@ -786,20 +905,20 @@ absl::StatusOr<DistributedResult> SelectDistributed(const SelectorSpec& spec,
                                                     int64_t k, const SelectOptions& options) {
   RETURN_IF_ERROR(CheckSpec(spec));
   if (partitions.empty()) return absl::InvalidArgumentError("no partitions");
-  if (spec.method == "isa" && spec.dedup_threshold > 0) {
-    return absl::InvalidArgumentError(
-        "dedup_threshold: the dedup pre-filter is not distributed for isa");
-  }
   Driver driver(partitions, options);
   RETURN_IF_ERROR(driver.Progress(0));
   Pool pool;
   ASSIGN_OR_RETURN(pool.summaries,
                    driver.template Round<PartitionSummary>(
                        driver.All(), [](int, Partition& part) { return part.Summarize(); }));
-  for (const PartitionSummary& s : pool.summaries) {
-    driver.From(static_cast<int64_t>(16 + 8 * s.sum.size()));
-    if (s.rows < 0) return absl::InvalidArgumentError("a partition reports a negative row count");
+  for (PartitionSummary& s : pool.summaries) {
+    driver.From(static_cast<int64_t>(24 + 8 * s.sum.size()));
+    if (s.rows < 0 || s.kept > s.rows) {
+      return absl::InvalidArgumentError("a partition reports an impossible row count");
+    }
+    if (s.kept < 0) s.kept = s.rows;
     pool.rows += s.rows;
+    pool.kept += s.kept;
     if (s.rows == 0) continue;
     if (pool.dim == 0) pool.dim = s.dim;
     if (s.dim != pool.dim) {
@@ -811,6 +930,11 @@ absl::StatusOr<DistributedResult> SelectDistributed(const SelectorSpec& spec,
     return absl::InvalidArgumentError(absl::StrCat("k must satisfy 0 < k <= number of rows (",
                                                    pool.rows, " over ", partitions.size(),
                                                    " partitions), not ", k));
+  }
+  // Behind the pre-filter the method needs k kept rows (the merge can only drop more); "dedup"
+  // itself finds out as it merges.
+  if (!KeyedDedup(spec) && spec.dedup_threshold > 0 && pool.kept < k) {
+    return TooFewAfterDedup(pool.kept, pool.rows, spec.dedup_threshold, k);
   }
   absl::StatusOr<DistributedResult> result;
   if (KeyedDedup(spec)) {
