@@ -7,10 +7,12 @@
 
 namespace curation::jobs {
 
-absl::StatusOr<v1::Selection> BuildDistributedSelection(
-    const SelectionPlan& plan, const v1::SelectRequest& request,
-    std::span<PoolPartition* const> partitions, JobControl& control,
-    absl::string_view budget_field, double progress_share) {
+absl::StatusOr<v1::Selection> BuildDistributedSelection(const SelectionPlan& plan,
+                                                        const v1::SelectRequest& request,
+                                                        std::span<PoolPartition* const> partitions,
+                                                        JobControl& control,
+                                                        absl::string_view budget_field,
+                                                        double progress_share) {
   const auto started = std::chrono::steady_clock::now();
   const v1::SelectRequest& resolved = plan.resolved;
   const v1::ExampleFilter& filter = resolved.filter();
@@ -62,8 +64,7 @@ absl::StatusOr<v1::Selection> BuildDistributedSelection(
     unit.score = result->scores[i];
     units.push_back(std::move(unit));
   }
-  v1::Selection selection =
-      MakeSelection(plan, request, pool, 0, k, units, result->fit, started);
+  v1::Selection selection = MakeSelection(plan, request, pool, 0, k, units, result->fit, started);
   v1::DistributedRun* run = selection.mutable_summary()->mutable_distributed();
   run->set_partitions(static_cast<int32_t>(partitions.size()));
   run->set_rounds(result->rounds);
@@ -127,9 +128,8 @@ class InProcessDistributedSelector final : public selection::Selector {
 std::unique_ptr<selection::Selector> MakeInProcessDistributedSelector(
     selection::SelectorSpec spec, std::vector<int> partition_of_row, std::vector<uint64_t> keys,
     int partitions) {
-  return std::make_unique<InProcessDistributedSelector>(std::move(spec),
-                                                        std::move(partition_of_row),
-                                                        std::move(keys), partitions);
+  return std::make_unique<InProcessDistributedSelector>(
+      std::move(spec), std::move(partition_of_row), std::move(keys), partitions);
 }
 
 }  // namespace curation::jobs

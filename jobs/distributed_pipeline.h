@@ -41,10 +41,12 @@ class PoolPartition : public selection::Partition {
 // do not run: filters ("filter"), constraints ("constraints"), rankings ("ranking"), and the
 // library's own refusals (e.g. "isa.pca_dim"); UNAVAILABLE naming the member when a partition
 // cannot answer.
-absl::StatusOr<v1::Selection> BuildDistributedSelection(
-    const SelectionPlan& plan, const v1::SelectRequest& request,
-    std::span<PoolPartition* const> partitions, JobControl& control,
-    absl::string_view budget_field = "budget", double progress_share = 1);
+absl::StatusOr<v1::Selection> BuildDistributedSelection(const SelectionPlan& plan,
+                                                        const v1::SelectRequest& request,
+                                                        std::span<PoolPartition* const> partitions,
+                                                        JobControl& control,
+                                                        absl::string_view budget_field = "budget",
+                                                        double progress_share = 1);
 
 // The distributed form of `spec` as a Selector over rows held in one process: row i belongs to
 // partition partition_of_row[i] (of `partitions`) and has key keys[i]; Select splits the rows

@@ -35,8 +35,7 @@ absl::StatusOr<std::shared_ptr<PartitionPool>> PartitionPool::Open(const Selecti
     return units.status();
   }
   std::vector<uint64_t> keys = UnitKeys(*source.index, pool->units_);
-  pool->partition_ =
-      selection::MakeLocalPartition(pool->units_.values, std::move(keys), plan.spec);
+  pool->partition_ = selection::MakeLocalPartition(pool->units_.values, std::move(keys), plan.spec);
   return pool;
 }
 

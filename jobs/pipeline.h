@@ -12,10 +12,10 @@
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
-#include <string>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"

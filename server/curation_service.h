@@ -48,6 +48,15 @@ class CurationService final : public v1::CurationService::Service {
       std::function<absl::StatusOr<Reserved>(const std::string& tenant, const std::string& name)>;
   void SetClusterPlacement(ReservedId reserved_id) { reserved_id_ = std::move(reserved_id); }
 
+  // On a cluster member: the examples `ids` (in that order) of `tenant`'s partitioned dataset
+  // `dataset`, from whichever partitions hold them, for the call `context`; NOT_FOUND naming
+  // an id no partition holds. ExportSelection reads a partitioned dataset's items through it:
+  // its selections live with partition 0, their examples everywhere.
+  using PartitionedReader = std::function<absl::StatusOr<std::vector<v1::Example>>(
+      grpc::ServerContext* context, const std::string& tenant, const std::string& dataset,
+      const std::vector<std::string>& ids)>;
+  void SetPartitionedReader(PartitionedReader reader) { read_partitioned_ = std::move(reader); }
+
   grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,
                              v1::Dataset*) override;
   grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*,
@@ -156,6 +165,7 @@ class CurationService final : public v1::CurationService::Service {
   jobs::Operations* operations_;
   Ingestor ingestor_;
   ReservedId reserved_id_;
+  PartitionedReader read_partitioned_;
 };
 
 // absl and gRPC share the canonical status codes.

@@ -3,12 +3,11 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
-#include <optional>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
-
 #include "absl/strings/str_cat.h"
 #include "common/stable_hash.h"
 #include "common/status.h"
@@ -123,8 +122,7 @@ absl::Status GatherPairs(std::span<jobs::PoolPartition* const> parts, PairData* 
   out->pair_of.reserve(pairs);
   const size_t row = 2 * static_cast<size_t>(dim);
   for (int64_t i = 0; i < pairs; ++i) {
-    std::memcpy(out->floats.data() + i * row, values.data() + order[i] * row,
-                row * sizeof(float));
+    std::memcpy(out->floats.data() + i * row, values.data() + order[i] * row, row * sizeof(float));
     out->ids[i] = std::move(ids[order[i]]);
     out->pair_of.emplace(out->ids[i], i);
   }
@@ -137,8 +135,8 @@ absl::Status GatherPairs(std::span<jobs::PoolPartition* const> parts, PairData* 
 }
 
 // SelectionIds for gathered pairs: by the items' ids.
-absl::StatusOr<std::vector<int64_t>> SelectionIdsById(const v1::Selection& selection,
-                                                      int64_t count, const PairData& data) {
+absl::StatusOr<std::vector<int64_t>> SelectionIdsById(const v1::Selection& selection, int64_t count,
+                                                      const PairData& data) {
   const bool pair_units = selection.unit() == v1::SELECTION_UNIT_PAIR;
   std::vector<int64_t> ids;
   ids.reserve(count);
@@ -397,8 +395,9 @@ absl::StatusOr<ServiceJobRunner::OpenedPartitions> ServiceJobRunner::OpenPartiti
     const v1::SelectRequest& resolved) const {
   if (!open_partitions_) {
     return absl::FailedPreconditionError(
-        absl::StrCat("dataset '", dataset, "' is partitioned, and this server is no cluster "
-                                           "member"));
+        absl::StrCat("dataset '", dataset,
+                     "' is partitioned, and this server is no cluster "
+                     "member"));
   }
   OpenedPartitions opened;
   ASSIGN_OR_RETURN(opened.owned, open_partitions_(record.tenant(), dataset, resolved));
@@ -536,12 +535,13 @@ absl::Status ServiceJobRunner::RunEvaluate(storage::OperationRecord* record, Job
   OpenedPartitions opened;
   PairData data;
   if (partitioned) {
-    ASSIGN_OR_RETURN(opened, OpenPartitions(*record, request.select().dataset().empty()
-                                                         ? dataset.dataset().name()
-                                                         : request.select().dataset(),
-                                            plan ? plan->resolved : v1::SelectRequest()));
-    control.SetStage(absl::StrCat("evaluate: gathering the pairs of ", opened.parts.size(),
-                                  " partitions"));
+    ASSIGN_OR_RETURN(opened,
+                     OpenPartitions(*record,
+                                    request.select().dataset().empty() ? dataset.dataset().name()
+                                                                       : request.select().dataset(),
+                                    plan ? plan->resolved : v1::SelectRequest()));
+    control.SetStage(
+        absl::StrCat("evaluate: gathering the pairs of ", opened.parts.size(), " partitions"));
     RETURN_IF_ERROR(GatherPairs(opened.parts, &data));
   } else {
     RETURN_IF_ERROR(LoadPairs(*state, record->pool_seq(), &data));
@@ -560,9 +560,9 @@ absl::Status ServiceJobRunner::RunEvaluate(storage::OperationRecord* record, Job
     // 2 * seeds + 2 fits, so it gets half the bar.
     from = 0.5;
     if (partitioned) {
-      ASSIGN_OR_RETURN(selection, jobs::BuildDistributedSelection(*plan, request.select(),
-                                                                  opened.parts, control,
-                                                                  "select.budget", from));
+      ASSIGN_OR_RETURN(
+          selection, jobs::BuildDistributedSelection(*plan, request.select(), opened.parts, control,
+                                                     "select.budget", from));
     } else {
       jobs::PoolSource source{state->index.get(), store_, record->dataset_internal_id(),
                               record->pool_seq()};
@@ -670,8 +670,8 @@ absl::Status ServiceJobRunner::RunRecommend(storage::OperationRecord* record, Jo
   if (partitioned) {
     ASSIGN_OR_RETURN(OpenedPartitions opened,
                      OpenPartitions(*record, dataset.dataset().name(), plan.resolved));
-    control.SetStage(absl::StrCat("recommend: gathering the pairs of ", opened.parts.size(),
-                                  " partitions"));
+    control.SetStage(
+        absl::StrCat("recommend: gathering the pairs of ", opened.parts.size(), " partitions"));
     RETURN_IF_ERROR(GatherPairs(opened.parts, &data));
   } else {
     RETURN_IF_ERROR(LoadPairs(*state, record->pool_seq(), &data));

@@ -351,6 +351,12 @@ int Run() {
     });
     routing = std::make_unique<curation::server::RoutingService>(
         &service, auth->get(), node->membership(), node->directory(), node->channels(), limits);
+    curation::server::RoutingService* router = routing.get();
+    service.SetPartitionedReader([router](grpc::ServerContext* context, const std::string& tenant,
+                                          const std::string& dataset,
+                                          const std::vector<std::string>& ids) {
+      return router->ReadPartitioned(context, tenant, dataset, ids);
+    });
     admin.SetCluster(node);
     member_service = std::make_unique<curation::server::MemberService>(node, auth->get());
   }

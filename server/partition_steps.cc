@@ -77,9 +77,8 @@ void MemberService::KeepPool(const std::string& key, std::shared_ptr<jobs::Parti
   std::lock_guard<std::mutex> lock(pools_mu_);
   const auto now = std::chrono::steady_clock::now();
   // A few pools of the runs in progress; one idle for a minute belongs to a finished run.
-  std::erase_if(pools_, [&](const CachedPoolEntry& e) {
-    return now - e.last_use > std::chrono::minutes(1);
-  });
+  std::erase_if(
+      pools_, [&](const CachedPoolEntry& e) { return now - e.last_use > std::chrono::minutes(1); });
   if (pools_.size() >= kCachedPools) {
     auto oldest = std::min_element(pools_.begin(), pools_.end(), [](const auto& a, const auto& b) {
       return a.last_use < b.last_use;
@@ -99,13 +98,12 @@ grpc::Status MemberService::PartitionStep(grpc::ServerContext* context,
   Catalog* catalog = node_->catalog();
   if (catalog == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "still loading");
   std::shared_ptr<DatasetState> state = catalog->Find(request->tenant(), request->dataset());
-  const storage::DatasetRecord record =
-      state ? state->Snapshot() : storage::DatasetRecord();
+  const storage::DatasetRecord record = state ? state->Snapshot() : storage::DatasetRecord();
   if (state == nullptr || record.internal_id() != request->internal_id()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("member ", node_->name(), " holds no partition ",
-                                     request->internal_id(), " of dataset '", request->dataset(),
-                                     "'"));
+    return grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        absl::StrCat("member ", node_->name(), " holds no partition ", request->internal_id(),
+                     " of dataset '", request->dataset(), "'"));
   }
   const int64_t pool_seq = request->pool_seq() > 0 ? request->pool_seq() : record.next_seq();
   response->set_pool_seq(pool_seq);
@@ -141,8 +139,8 @@ grpc::Status MemberService::PartitionStep(grpc::ServerContext* context,
   std::shared_ptr<jobs::PartitionPool> pool = CachedPool(key);
   if (pool == nullptr) {
     auto opened = jobs::PartitionPool::Open(
-        *plan, jobs::PoolSource{state->index.get(), node_->store(), record.internal_id(),
-                                pool_seq});
+        *plan,
+        jobs::PoolSource{state->index.get(), node_->store(), record.internal_id(), pool_seq});
     if (!opened.ok()) return ToGrpc(opened.status());
     pool = *std::move(opened);
     KeepPool(key, pool);

@@ -161,8 +161,7 @@ class RemotePartition final : public jobs::PoolPartition {
     auto pause = std::chrono::milliseconds(100);
     absl::Status last;
     while (true) {
-      std::optional<storage::MemberRecord> member =
-          node_.membership()->Find(placement_.member());
+      std::optional<storage::MemberRecord> member = node_.membership()->Find(placement_.member());
       if (member.has_value()) {
         grpc::ClientContext context;
         context.AddMetadata(cluster::kMemberKeyHeader, MemberKey());
@@ -177,8 +176,7 @@ class RemotePartition final : public jobs::PoolPartition {
         last = FromGrpc(s);
         if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
           return absl::Status(last.code(), absl::StrCat("partition ", index_, " on member ",
-                                                        placement_.member(), ": ",
-                                                        last.message()));
+                                                        placement_.member(), ": ", last.message()));
         }
       } else {
         last = absl::UnavailableError("not registered");

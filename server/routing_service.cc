@@ -134,14 +134,14 @@ std::string RoutingService::TenantOf(const grpc::ServerContext& context) const {
 }
 
 RoutingService::Target RoutingService::ToMember(const grpc::ServerContext& context,
-                                                const std::string& member,
-                                                const std::string& what) const {
+                                                const std::string& member, const std::string& what,
+                                                bool partition_hop) const {
   Target t;
   if (member == membership_->name()) return t;
   t.local = false;
   t.member = member;
   t.what = what;
-  if (cluster::IsForwarded(context)) {
+  if (cluster::IsForwarded(context) && !partition_hop) {
     // The forwarding member's directory was behind ours (the dataset has just moved): the
     // client's retry reaches the new owner.
     t.error = grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -220,7 +220,8 @@ grpc::Status RoutingService::OnPartition(
     return (local_->*local)(context, &request, response);
   }
   const Target t =
-      ToMember(*context, member, absl::StrCat("partition ", i, " of dataset ", p.record.name()));
+      ToMember(*context, member, absl::StrCat("partition ", i, " of dataset ", p.record.name()),
+               /*partition_hop=*/true);
   if (!t.error.ok()) return t.error;
   return Forward(t, context, method, request, response);
 }
@@ -840,6 +841,46 @@ grpc::Status RoutingService::GetExamplesPartitioned(grpc::ServerContext* context
     *response->add_examples() = std::move(example);
   }
   return grpc::Status::OK;
+}
+
+absl::StatusOr<std::vector<v1::Example>> RoutingService::ReadPartitioned(
+    grpc::ServerContext* context, const std::string& tenant, const std::string& dataset,
+    const std::vector<std::string>& ids) {
+  auto p = directory_->Find(tenant, dataset);
+  if (!p || p->record.partitions_size() == 0) {
+    return absl::NotFoundError(absl::StrCat("dataset '", dataset, "' has no partitions"));
+  }
+  absl::flat_hash_map<std::string, v1::Example> found;
+  // Each reply is a prefix of the ids asked that fits one message (missing ids skipped): ask
+  // again from after the last one answered until a reply answers none.
+  size_t from = 0;
+  while (from < ids.size()) {
+    v1::GetExamplesRequest request;
+    request.set_dataset(dataset);
+    for (size_t i = from; i < ids.size(); ++i) request.add_ids(ids[i]);
+    v1::GetExamplesResponse reply;
+    grpc::Status s = GetExamplesPartitioned(context, *p, request, &reply);
+    if (!s.ok()) return FromGrpc(s);
+    if (reply.examples().empty()) break;
+    const std::string last = reply.examples(reply.examples_size() - 1).id();
+    for (v1::Example& e : *reply.mutable_examples()) {
+      std::string id = e.id();
+      found.emplace(std::move(id), std::move(e));
+    }
+    while (from < ids.size() && ids[from] != last) ++from;
+    ++from;
+  }
+  std::vector<v1::Example> out;
+  out.reserve(ids.size());
+  for (const std::string& id : ids) {
+    auto it = found.find(id);
+    if (it == found.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("example '", id, "' of dataset '", dataset, "' is in no partition"));
+    }
+    out.push_back(it->second);
+  }
+  return out;
 }
 
 grpc::Status RoutingService::GetExamples(grpc::ServerContext* context,

@@ -36,6 +36,13 @@ class RoutingService final : public v1::CurationService::Service {
         channels_(channels),
         limits_(limits) {}
 
+  // CurationService::PartitionedReader: examples of a partitioned dataset by id, read from
+  // its partitions whether or not `context` was forwarded here.
+  absl::StatusOr<std::vector<v1::Example>> ReadPartitioned(grpc::ServerContext* context,
+                                                           const std::string& tenant,
+                                                           const std::string& dataset,
+                                                           const std::vector<std::string>& ids);
+
   grpc::Status CreateDataset(grpc::ServerContext*, const v1::CreateDatasetRequest*,
                              v1::Dataset*) override;
   grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*,
@@ -90,8 +97,11 @@ class RoutingService final : public v1::CurationService::Service {
   // with the precise authentication or permission error).
   std::string TenantOf(const grpc::ServerContext& context) const;
   // `what` (e.g. "dataset d1") names what the member holds, for the errors.
+  // `partition_hop`: a call to one partition of a partitioned dataset, which its member
+  // answers itself, so it may go out even from a call that was forwarded here (an export at
+  // the selection's home reading its items from the other partitions).
   Target ToMember(const grpc::ServerContext& context, const std::string& member,
-                  const std::string& what) const;
+                  const std::string& what, bool partition_hop = false) const;
   Target ByDataset(grpc::ServerContext* context, const std::string& dataset);
   Target BySelectionId(grpc::ServerContext* context, const std::string& id);
   // Members holding any of the tenant's datasets, and this one.

@@ -141,12 +141,35 @@ grpc::Status CurationService::ExportSelection(
       ReplyBudgetBytes(limits_), count * per_item,
       [writer](const v1::ExportSelectionResponse& m) { return writer->Write(m); },
       [context] { return context->IsCancelled(); });
+  // A partitioned dataset's items live on every partition: read a batch at a time.
+  const bool partitioned = record.partitions() > 1;
+  if (partitioned && !read_partitioned_) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "a partitioned dataset's selection is exported by a cluster member");
+  }
+  constexpr int64_t kBatch = 256;
+  std::vector<v1::Example> batch;
   for (int64_t i = 0; i < count; ++i) {
     const v1::SelectedItem& item = selection->items(static_cast<int>(i));
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-    auto example = LoadExample(record.internal_id(), item.example_id());
-    if (!example.ok()) return ToGrpc(example.status());
-    for (auto& r : ExportRecords(example->example(), item, format, pair_units)) {
+    v1::Example example;
+    if (partitioned) {
+      if (i % kBatch == 0) {
+        std::vector<std::string> ids;
+        for (int64_t j = i; j < std::min(count, i + kBatch); ++j) {
+          ids.push_back(selection->items(static_cast<int>(j)).example_id());
+        }
+        auto read = read_partitioned_(context, scope->caller.tenant, selection->dataset(), ids);
+        if (!read.ok()) return ToGrpc(read.status());
+        batch = *std::move(read);
+      }
+      example = std::move(batch[i % kBatch]);
+    } else {
+      auto stored = LoadExample(record.internal_id(), item.example_id());
+      if (!stored.ok()) return ToGrpc(stored.status());
+      example = std::move(*stored->mutable_example());
+    }
+    for (auto& r : ExportRecords(example, item, format, pair_units)) {
       if (absl::Status s = batcher.Add(std::move(r)); !s.ok()) return ToGrpc(s);
     }
   }

@@ -63,9 +63,8 @@ class DistributedTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     cluster_ = new LocalCluster(ScratchDir("cluster_distributed"), 3,
-                                {"--cluster-lease-seconds=3",
-                                 "--cluster-partition-retry-seconds=" +
-                                     std::to_string(kRetrySeconds)});
+                                {"--cluster-lease-seconds=3", "--cluster-partition-retry-seconds=" +
+                                                                  std::to_string(kRetrySeconds)});
     token_ = new std::string(cluster_->MakeTenant(0, "team"));
     const std::vector<v1::Example> pairs = MakePairs();
     Create("whole", 0);
@@ -174,10 +173,10 @@ TEST_F(DistributedTest, ThePartitionsHoldTheWholeDatasetOnThreeMembers) {
   EXPECT_EQ(whole.example_count(), kPairs);
   EXPECT_EQ(parts.example_count(), kPairs);
   ASSERT_EQ(parts.partition_members_size(), 3);
-  EXPECT_EQ(std::set<std::string>(parts.partition_members().begin(),
-                                  parts.partition_members().end())
-                .size(),
-            3u);
+  EXPECT_EQ(
+      std::set<std::string>(parts.partition_members().begin(), parts.partition_members().end())
+          .size(),
+      3u);
   EXPECT_EQ(parts.member(), parts.partition_members(0));
 }
 
@@ -211,8 +210,11 @@ TEST_F(DistributedTest, EveryOtherMethodSelectsDistinctExamplesOfTheDataset) {
   for (v1::SelectionMethod method :
        {v1::SELECTION_METHOD_HERDING, v1::SELECTION_METHOD_FACILITY_LOCATION,
         v1::SELECTION_METHOD_KCENTER, v1::SELECTION_METHOD_DEDUP}) {
+    v1::SelectRequest request = Request("parts", method, 0.04);
+    // The pairs lie in four tight clusters: at the default 0.95 few rows are far enough apart.
+    if (method == v1::SELECTION_METHOD_DEDUP) request.mutable_filter()->set_dedup_threshold(0.999);
     v1::Selection parts;
-    grpc::Status s = Select(1, Request("parts", method, 0.04), &parts);
+    grpc::Status s = Select(1, request, &parts);
     ASSERT_TRUE(s.ok()) << method << ": " << s.error_message();
     const std::vector<std::string> ids = Ids(parts);
     EXPECT_EQ(ids.size(), 60u) << method;
@@ -220,6 +222,36 @@ TEST_F(DistributedTest, EveryOtherMethodSelectsDistinctExamplesOfTheDataset) {
     for (const auto& id : ids) EXPECT_TRUE(all.count(id)) << method << " " << id;
     EXPECT_EQ(parts.summary().distributed().partitions(), 3) << method;
     EXPECT_GT(parts.summary().distributed().bytes_from_partitions(), 0) << method;
+  }
+}
+
+TEST_F(DistributedTest, AStoredSelectionExportsItsExamplesFromEveryPartition) {
+  v1::Selection parts;
+  grpc::Status s = Select(0, Request("parts", v1::SELECTION_METHOD_HERDING, 0.2), &parts);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(parts.items_size(), 300);
+  // Through every member: the export reaches the selection's home and its examples' partitions.
+  for (int via = 0; via < 3; ++via) {
+    auto stub = cluster_->Data(via);
+    grpc::ClientContext context;
+    Authorize(&context, *token_);
+    v1::ExportSelectionRequest request;
+    request.set_selection_id(parts.id());
+    auto reader = stub->ExportSelection(&context, request);
+    v1::ExportSelectionResponse message;
+    std::vector<v1::ExportedRecord> records;
+    while (reader->Read(&message)) {
+      for (const auto& r : message.records()) records.push_back(r);
+    }
+    s = reader->Finish();
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(records.size(), 300u);
+    for (size_t i = 0; i < records.size(); ++i) {
+      EXPECT_EQ(records[i].id(), parts.items(static_cast<int>(i)).example_id());
+      const int n = std::stoi(records[i].id().substr(1));
+      EXPECT_EQ(records[i].prompt(), "prompt " + std::to_string(n));
+      EXPECT_EQ(records[i].chosen(), "chosen " + std::to_string(n));
+    }
   }
 }
 
