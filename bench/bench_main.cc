@@ -4,6 +4,7 @@
 //
 //   curation-bench scale --pairs N [...]   (the whole service at N pairs: scale.cc)
 //   curation-bench forwarding [...]        (a cluster's forwarding cost: forwarding.cc)
+//   curation-bench partitioned M.f32 DIM   (3 partitions vs one node, proxy: partitioned.cc)
 //   curation-bench isa --matrix FILE.f32 --dim D --budget FRACTION --covariance diag|full
 //       [--pca-dim P] [--out IDS.txt] [--rows N] [--repeat-noise SD] [more options: --help]
 //
@@ -41,6 +42,9 @@ constexpr char kUsage[] =
     "         [--encoding sq8|float16|float32] [--work DIR] [--bin DIR] [--embed-pairs N]\n"
     "         [--server-flag FLAG]... [--skip-restart]\n"
     "       curation-bench forwarding [--pairs N] [--gets N] [--selects N] [--work DIR]\n"
+    "       curation-bench partitioned MATRIX.f32 DIM [--pairs N] [--test-pairs N] [--budgets "
+    "F,...]\n"
+    "                  [--methods M,...] [--work DIR]\n"
     "       curation-bench isa --matrix FILE.f32 --dim D --budget FRACTION\n"
     "         --covariance diag|full|spherical [--pca-dim P] [--pca-sample N] [--out IDS.txt]\n"
     "         [--rows N] [--repeat-noise SD] [--init kmeans|k-means++] [--init-sample N]\n"
@@ -203,6 +207,7 @@ const char* CovarianceName(Covariance c) {
 namespace curation::bench {
 int RunScale(int argc, char** argv);       // scale.cc
 int RunForwarding(int argc, char** argv);  // forwarding.cc
+int RunPartitioned(int argc, char** argv);  // partitioned.cc
 }  // namespace curation::bench
 
 int main(int argc, char** argv) {
@@ -211,6 +216,14 @@ int main(int argc, char** argv) {
     return curation::bench::RunScale(argc, argv);
 #else
     std::fputs("curation-bench scale: not in a CURATION_LIBS_ONLY build\n", stderr);
+    return 2;
+#endif
+  }
+  if (argc > 1 && std::strcmp(argv[1], "partitioned") == 0) {
+#ifdef CURATION_BENCH_SCALE
+    return curation::bench::RunPartitioned(argc, argv);
+#else
+    std::fputs("curation-bench partitioned: not in a CURATION_LIBS_ONLY build\n", stderr);
     return 2;
 #endif
   }

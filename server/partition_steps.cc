@@ -153,6 +153,7 @@ grpc::Status MemberService::PartitionStep(grpc::ServerContext* context,
       if (!summary.ok()) return ToGrpc(summary.status());
       response->set_rows(summary->rows);
       response->set_dim(summary->dim);
+      response->set_kept(summary->kept);
       response->mutable_sum()->Add(summary->sum.begin(), summary->sum.end());
       return grpc::Status::OK;
     }
@@ -205,6 +206,7 @@ grpc::Status MemberService::PartitionStep(grpc::ServerContext* context,
       rows.rows = tail->rows;
       rows.scores = tail->log_likelihoods;
       rows.keys = tail->keys;
+      rows.values = tail->values;
       PutRows(*pool, rows, response);
       return grpc::Status::OK;
     }

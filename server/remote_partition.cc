@@ -48,6 +48,7 @@ class RemotePartition final : public jobs::PoolPartition {
     selection::PartitionSummary out;
     out.rows = r.rows();
     out.dim = r.dim();
+    out.kept = r.kept();
     out.sum.assign(r.sum().begin(), r.sum().end());
     return out;
   }
@@ -104,6 +105,7 @@ class RemotePartition final : public jobs::PoolPartition {
     out.rows = std::move(rows.rows);
     out.log_likelihoods = std::move(rows.scores);
     out.keys = std::move(rows.keys);
+    out.values = std::move(rows.values);
     return out;
   }
 

@@ -225,6 +225,21 @@ TEST_F(DistributedTest, EveryOtherMethodSelectsDistinctExamplesOfTheDataset) {
   }
 }
 
+TEST_F(DistributedTest, TheDedupPreFilterRunsOnEveryPartitionAndAcrossThem) {
+  for (v1::SelectionMethod method :
+       {v1::SELECTION_METHOD_ISA, v1::SELECTION_METHOD_HERDING, v1::SELECTION_METHOD_RANDOM,
+        v1::SELECTION_METHOD_FACILITY_LOCATION}) {
+    v1::SelectRequest request = Request("parts", method, 0.04);
+    request.mutable_filter()->set_dedup_threshold(0.999);
+    v1::Selection parts;
+    grpc::Status s = Select(2, request, &parts);
+    ASSERT_TRUE(s.ok()) << method << ": " << s.error_message();
+    const std::vector<std::string> ids = Ids(parts);
+    EXPECT_EQ(ids.size(), 60u) << method;
+    EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size()) << method;
+  }
+}
+
 TEST_F(DistributedTest, AStoredSelectionExportsItsExamplesFromEveryPartition) {
   v1::Selection parts;
   grpc::Status s = Select(0, Request("parts", v1::SELECTION_METHOD_HERDING, 0.2), &parts);
