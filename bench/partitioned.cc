@@ -60,8 +60,8 @@ int RunPartitioned(int argc, char** argv) {
   int pairs = 25'000;
   int test_pairs = 5'000;
   std::vector<std::string> budgets = {"0.01", "0.02", "0.05", "0.1"};
-  std::vector<std::string> methods = {"random", "isa",     "herding",
-                                      "facility_location", "kcenter", "dedup"};
+  std::vector<std::string> methods = {"random",  "isa",  "herding", "facility_location",
+                                      "kcenter", "dedup"};
   std::string work = "/tmp/curation-bench-partitioned";
   for (int i = 4; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -80,7 +80,8 @@ int RunPartitioned(int argc, char** argv) {
       Die("unknown flag " + flag);
     }
   }
-  if (dim < 1 || pairs < 100 || test_pairs < 10) Die("DIM >= 1, --pairs >= 100, --test-pairs >= 10");
+  if (dim < 1 || pairs < 100 || test_pairs < 10)
+    Die("DIM >= 1, --pairs >= 100, --test-pairs >= 10");
 
   std::ifstream in(matrix, std::ios::binary | std::ios::ate);
   if (!in) Die("cannot read " + matrix);
@@ -155,8 +156,9 @@ int RunPartitioned(int argc, char** argv) {
 
   std::printf("proxy accuracy, %d pairs (%d held out), one member vs 3 partitions on 3 members\n",
               pairs, test_pairs);
-  std::printf("| method | budget | one node | 3 partitions | difference | random pairs (sd) | "
-              "within sd |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| method | budget | one node | 3 partitions | difference | random pairs (sd) | "
+      "within sd |\n|---|---|---|---|---|---|---|\n");
   int outside = 0;
   for (const std::string& method : methods) {
     for (const std::string& budget : budgets) {

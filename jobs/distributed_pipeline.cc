@@ -22,7 +22,9 @@ absl::StatusOr<v1::Selection> BuildDistributedSelection(const SelectionPlan& pla
                         "(filter.dedup_threshold does)");
   }
   if (resolved.constraints().balance_labels() || !resolved.constraints().stratify_by().empty()) {
-    return InvalidField("constraints", "constraints do not run on a partitioned dataset");
+    return InvalidField("constraints",
+                        "constraints do not run on a partitioned dataset (herding on EXAMPLE "
+                        "units balances labels by default: choose PAIR units or a method)");
   }
   if (resolved.ranking()) {
     return InvalidField("ranking", "rankings are not made on a partitioned dataset");
@@ -48,12 +50,8 @@ absl::StatusOr<v1::Selection> BuildDistributedSelection(const SelectionPlan& pla
   std::vector<selection::Partition*> parts(partitions.begin(), partitions.end());
   absl::StatusOr<selection::DistributedResult> result =
       selection::SelectDistributed(plan.spec, parts, k, options);
-  if (!result.ok()) {
-    absl::Status s = control.Outcome(result.status());
-    // The library names the options it lacks as the request spells them.
-    if (absl::IsInvalidArgument(s)) return s;
-    return s;
-  }
+  // The library names the options it lacks as the request spells them ("isa.pca_dim").
+  if (!result.ok()) return control.Outcome(result.status());
   if (control.stopped()) return control.stop_reason();
 
   std::vector<SelectedUnit> units;

@@ -284,6 +284,12 @@ TEST_F(DistributedTest, WhatDoesNotDistributeIsRefusedNamingTheField) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("ranking"), std::string::npos) << s.error_message();
 
+  v1::SelectRequest projected = Request("parts", v1::SELECTION_METHOD_ISA);
+  projected.mutable_isa()->set_pca_dim(4);
+  s = Select(0, projected, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("isa.pca_dim"), std::string::npos) << s.error_message();
+
   // A member's partition steps are for members: a client (even with a valid token) is refused.
   auto stub = cluster::v1::MemberService::NewStub(
       grpc::CreateChannel(cluster_->address(0), grpc::InsecureChannelCredentials()));
