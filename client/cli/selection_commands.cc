@@ -54,6 +54,12 @@ void PrintSelection(const v1::Selection& s, int items) {
     std::printf("  filter: %lld %s left out before the method ran\n",
                 static_cast<long long>(sum.filtered_out()), pairs ? "pairs" : "examples");
   }
+  if (sum.has_distributed()) {
+    const auto& run = sum.distributed();
+    std::printf("  partitions: %d, %lld rounds, %.1f KB from them, %.1f KB to them\n",
+                run.partitions(), static_cast<long long>(run.rounds()),
+                run.bytes_from_partitions() / 1024.0, run.bytes_to_partitions() / 1024.0);
+  }
   if (sum.ranked()) {
     std::printf("  ranking: all %d items stored in order; the selection is the first %lld\n",
                 s.items_size(), static_cast<long long>(sum.selected_count()));

@@ -204,6 +204,14 @@ TEST_F(DistributedTest, RandomAndIsaSelectWhatOneNodeSelects) {
   EXPECT_GT(parts.summary().distributed().rounds(), 2);
 }
 
+TEST_F(DistributedTest, TheCliShowsHowASelectionRanOverThePartitions) {
+  CommandResult selected = RunCli(cluster_->address(2), {"--token", *token_, "select", "parts",
+                                                         "--budget", "5%", "--method", "isa"});
+  ASSERT_EQ(selected.exit_code, 0) << selected.err;
+  EXPECT_NE(selected.out.find("isa chose 75 of 1500 pairs"), std::string::npos) << selected.out;
+  EXPECT_NE(selected.out.find("partitions: 3,"), std::string::npos) << selected.out;
+}
+
 TEST_F(DistributedTest, EveryOtherMethodSelectsDistinctExamplesOfTheDataset) {
   std::set<std::string> all;
   for (int i = 0; i < kPairs; ++i) all.insert(PairId(i));
