@@ -116,6 +116,16 @@ absl::StatusOr<SelectionResult> SelectWithQuotas(const Selector& inner, const Ro
     const std::vector<int64_t>& rows = members[g];
     const int64_t size = static_cast<int64_t>(rows.size());
     SelectOptions sub;
+    // The group's rows keep their keys, so a keyed order within a group is the pool's.
+    std::vector<uint64_t> keys;
+    if (!options.row_keys.empty()) {
+      if (static_cast<int64_t>(options.row_keys.size()) != units.rows()) {
+        return absl::InvalidArgumentError("row_keys must hold one key per row");
+      }
+      keys.reserve(rows.size());
+      for (int64_t row : rows) keys.push_back(options.row_keys[row]);
+      sub.row_keys = keys;
+    }
     // Golden-ratio increments keep the groups' seeds distinct and far apart.
     sub.seed = options.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(g + 1));
     if (options.progress) {

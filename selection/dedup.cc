@@ -92,6 +92,16 @@ class DedupSelector final : public Selector {
     }
     SelectOptions inner_options = options;
     inner_options.progress = part(0.5, 0.5);
+    // The kept rows keep their keys, so the inner method's keyed order is the pool's.
+    std::vector<uint64_t> kept_keys;
+    if (!options.row_keys.empty()) {
+      if (static_cast<int64_t>(options.row_keys.size()) != units.rows()) {
+        return absl::InvalidArgumentError("row_keys must hold one key per row");
+      }
+      kept_keys.reserve(dedup->kept.size());
+      for (int64_t row : dedup->kept) kept_keys.push_back(options.row_keys[row]);
+      inner_options.row_keys = kept_keys;
+    }
     absl::StatusOr<SelectionResult> result =
         inner_->Select(units.Subset(dedup->kept), rank_kept_ ? kept : k, inner_options);
     if (!result.ok()) return result.status();

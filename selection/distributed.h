@@ -56,7 +56,11 @@ uint64_t KeyedHash(uint64_t seed, uint64_t key);
 struct PartitionSummary {
   int64_t rows = 0;
   int64_t dim = 0;
-  std::vector<double> sum;  // dim values, accumulated in float64
+  // The rows the partition's method works on: behind a dedup pre-filter (or for "dedup") the
+  // rows its own filter keeps, else all of them. -1 (a partition that does not say) is taken
+  // as `rows`.
+  int64_t kept = -1;
+  std::vector<double> sum;  // dim values over the kept rows, in row order, in float64
 };
 
 // Rows a partition offers the coordinator. Row numbers are the partition's own.
@@ -77,30 +81,21 @@ struct LocalSelectRequest {
   bool with_values = true;
 };
 
-// A diagonal or spherical Gaussian mixture's parameters (GaussianMixture's layout).
-struct MixtureParameters {
-  Covariance covariance = Covariance::kDiag;
-  std::vector<double> weights;      // K
-  std::vector<double> means;        // K x dim
-  std::vector<double> covariances;  // K x dim variances
-};
-
-// One E step's sufficient statistics over a partition's rows, to be summed over partitions.
-struct MixtureStatistics {
-  int64_t rows = 0;
-  double log_likelihood = 0;        // sum over rows of log p(x)
-  std::vector<double> resp;         // K: sum of responsibilities
-  std::vector<double> resp_x;       // K x dim: sum of resp * x
-  std::vector<double> resp_x2;      // K x dim: sum of resp * x^2
-};
+// MixtureParameters and MixtureStatistics (an E step's sums, about MixtureParameters::center)
+// are declared in gaussian_mixture.h, with the E step MixtureEStep that answers
+// Partition::MixtureStep.
 
 // The rows of a partition with the lowest log-likelihood, and its extremes.
 struct LikelihoodTail {
   double min_log_likelihood = 0;
   double max_log_likelihood = 0;
-  std::vector<int64_t> rows;  // by increasing log-likelihood, ties to the lower row
+  double sum_log_likelihood = 0;  // over every row, for the fit's mean log-likelihood
+  std::vector<int64_t> rows;      // by increasing log-likelihood, ties to the lower row
   std::vector<double> log_likelihoods;
   std::vector<uint64_t> keys;
+  // rows.size() x dim, row-major, when the partition's method has a dedup pre-filter (the
+  // coordinator filters the merged rows across partitions); else empty.
+  std::vector<float> values;
 };
 
 // One part of a distributed pool, as the coordinator sees it. Every call may fail (a remote
@@ -110,17 +105,22 @@ class Partition {
  public:
   virtual ~Partition() = default;
 
-  // Row count, dimension and column sums.
+  // Row count, dimension and column sums. With a dedup pre-filter in the partition's spec (or
+  // for "dedup"), every call below works on the rows the partition's own filter keeps (row
+  // numbers stay the partition's): the pool is the union of the partitions' kept rows, and
+  // the coordinator removes near-duplicates across partitions.
   virtual absl::StatusOr<PartitionSummary> Summarize() = 0;
-  // The min(k, rows) rows with the smallest KeyedHash(seed, key), smallest first (scores hold
+  // The min(k, kept) rows with the smallest KeyedHash(seed, key), smallest first (scores hold
   // the hashes as doubles only for display; keys are exact), with values if asked.
   virtual absl::StatusOr<PartitionRows> SmallestHashes(uint64_t seed, int64_t k,
                                                        bool with_values) = 0;
-  // The partition's method on its own rows (min(k, rows) of them), in the method's order.
+  // The partition's method on its own rows (min(k, kept) of them), in the method's order;
+  // "dedup" (and "random" behind the pre-filter, which selects the same rows) in keyed-hash
+  // order.
   virtual absl::StatusOr<PartitionRows> SelectLocal(const LocalSelectRequest& request) = 0;
   // The E step's statistics of every row under `params`.
   virtual absl::StatusOr<MixtureStatistics> MixtureStep(const MixtureParameters& params) = 0;
-  // The min(k, rows) rows of lowest log p(x) under `params`, and min and max log p(x).
+  // The min(k, kept) rows of lowest log p(x) under `params`, and min, max and sum of log p(x).
   virtual absl::StatusOr<LikelihoodTail> LowestLikelihoods(const MixtureParameters& params,
                                                            int64_t k) = 0;
 };

@@ -639,6 +639,25 @@ class MixtureFitter {
     return g;
   }
 
+  // FitOnce with a sample and EM on all rows through `all_rows` (GaussianMixture::FitFromSample).
+  absl::StatusOr<GaussianMixture> FitOnceFromSample(Data& sample, int64_t rows,
+                                                    const GaussianMixture::StatisticsFn& all_rows,
+                                                    std::mt19937_64& rng, double done) {
+    GaussianMixture g;
+    g.components_ = o_.components;
+    g.dim_ = sample.x.dim;
+    g.covariance_ = o_.covariance;
+    if (absl::Status s = Initialise(sample, rng, done, g); !s.ok()) return s;
+    int iterations = 0;
+    if (absl::Status s = Em(sample, done, /*report=*/false, g, iterations); !s.ok()) return s;
+    g.init_iterations_ += iterations;
+    g.converged_ = false;
+    iterations = 0;
+    if (absl::Status s = EmFromStatistics(rows, all_rows, done, g, iterations); !s.ok()) return s;
+    g.iterations_ = iterations;
+    return g;
+  }
+
  private:
   int k() const { return o_.components; }
   bool full() const { return o_.covariance == Covariance::kFull; }
@@ -711,6 +730,51 @@ class MixtureFitter {
       g.lower_bound_ = lower_bound;
       const double share = report ? done + iter / total_iterations_ : done;
       if (!Report(share)) return absl::CancelledError("mixture fit cancelled");
+      if (std::abs(lower_bound - previous) < o_.tol) {
+        g.converged_ = true;
+        break;
+      }
+      previous = lower_bound;
+    }
+    return absl::OkStatus();
+  }
+
+  // Em with each E step's statistics from `all_rows` (summed elsewhere, about center_): the
+  // same iteration, M step and convergence test.
+  absl::Status EmFromStatistics(int64_t rows, const GaussianMixture::StatisticsFn& all_rows,
+                                double done, GaussianMixture& g, int& iterations) {
+    const int64_t dim = g.dim_;
+    // MStep reads only the shape of the data when no component is derived.
+    Data shape(MatrixView{nullptr, rows, dim}, 1);
+    double previous = -std::numeric_limits<double>::infinity();
+    g.converged_ = false;
+    for (int iter = 1; iter <= o_.max_iter; ++iter) {
+      MixtureParameters params = g.parameters();
+      params.center = center_;
+      absl::StatusOr<MixtureStatistics> summed = all_rows(params);
+      if (!summed.ok()) return summed.status();
+      if (summed->rows != rows || summed->resp.size() != static_cast<size_t>(k()) ||
+          summed->resp_x.size() != static_cast<size_t>(k() * dim) ||
+          summed->resp_x2.size() != static_cast<size_t>(k() * dim)) {
+        return absl::InvalidArgumentError(
+            "mixture statistics do not match the pool's rows, components or dimension");
+      }
+      if (!std::isfinite(summed->log_likelihood)) {
+        return absl::InvalidArgumentError(
+            "input matrix contains NaN or infinite values (the log-likelihood is not finite)");
+      }
+      const double lower_bound = summed->log_likelihood / static_cast<double>(rows);
+      MixtureStats stats;
+      stats.ll = summed->log_likelihood;
+      stats.mass = std::move(summed->resp);
+      stats.s1 = std::move(summed->resp_x);
+      stats.s2 = std::move(summed->resp_x2);
+      if (absl::Status s = MStep(shape, stats, g); !s.ok()) return s;
+      iterations = iter;
+      g.lower_bound_ = lower_bound;
+      if (!Report(done + iter / total_iterations_)) {
+        return absl::CancelledError("mixture fit cancelled");
+      }
       if (std::abs(lower_bound - previous) < o_.tol) {
         g.converged_ = true;
         break;
@@ -995,6 +1059,26 @@ void GaussianMixture::ScoreRows(const MatrixView& x, double* out, int threads,
 absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const MatrixView& x,
                                                      const MixtureOptions& options,
                                                      const FitProgress& progress) {
+  return FitImpl(x, options, progress, nullptr);
+}
+
+absl::StatusOr<GaussianMixture> GaussianMixture::FitWithSample(const MatrixView& x,
+                                                               std::span<const int64_t> sample_rows,
+                                                               const MixtureOptions& options,
+                                                               const FitProgress& progress) {
+  for (int64_t row : sample_rows) {
+    if (row < 0 || row >= x.rows) return absl::InvalidArgumentError("sample row out of range");
+  }
+  if (static_cast<int64_t>(sample_rows.size()) < options.components) {
+    return absl::InvalidArgumentError(
+        "the warm-start sample needs at least as many rows as components");
+  }
+  return FitImpl(x, options, progress, &sample_rows);
+}
+
+absl::StatusOr<GaussianMixture> GaussianMixture::FitImpl(
+    const MatrixView& x, const MixtureOptions& options, const FitProgress& progress,
+    const std::span<const int64_t>* given_sample) {
   if (absl::Status s = ValidateOptions(x, options); !s.ok()) return s;
   internal::Cancel cancel(progress);
   MixtureFitter::Data all(x, options.threads);
@@ -1006,8 +1090,11 @@ absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const MatrixView& x,
   // first E step checks it is finite) rather than by a pass of its own.
   std::vector<float> sample_rows;
   std::optional<MixtureFitter::Data> sample;
-  if (options.init_sample_rows > 0 && x.rows > 2 * options.init_sample_rows) {
-    const std::vector<int64_t> rows = internal::SampleRows(x.rows, options.init_sample_rows, rng);
+  if (given_sample != nullptr ||
+      (options.init_sample_rows > 0 && x.rows > 2 * options.init_sample_rows)) {
+    const std::vector<int64_t> rows =
+        given_sample != nullptr ? std::vector<int64_t>(given_sample->begin(), given_sample->end())
+                                : internal::SampleRows(x.rows, options.init_sample_rows, rng);
     sample_rows.resize(rows.size() * x.dim);
     for (size_t i = 0; i < rows.size(); ++i) {
       std::copy(x.row(rows[i]), x.row(rows[i]) + x.dim, sample_rows.begin() + i * x.dim);
@@ -1035,6 +1122,124 @@ absl::StatusOr<GaussianMixture> GaussianMixture::Fit(const MatrixView& x,
   }
   best->init_iterations_ = init_iterations;
   return std::move(*best);
+}
+
+absl::StatusOr<GaussianMixture> GaussianMixture::FitFromSample(const MatrixView& sample,
+                                                               int64_t rows,
+                                                               const StatisticsFn& all_rows,
+                                                               const MixtureOptions& options,
+                                                               const FitProgress& progress) {
+  if (absl::Status s = ValidateOptions(sample, options); !s.ok()) return s;
+  if (options.covariance == Covariance::kFull) {
+    return absl::InvalidArgumentError(
+        "EM over summed statistics needs diag or spherical covariances");
+  }
+  if (rows < sample.rows) {
+    return absl::InvalidArgumentError("the pool has fewer rows than its warm-start sample");
+  }
+  internal::Cancel cancel(progress);
+  MixtureFitter::Data data(sample, options.threads);
+  std::mt19937_64 rng(options.seed);
+  std::vector<double> scratch;
+  InputScan scan = ScanInput(data.x, data.chunks, scratch, &cancel);
+  if (cancel.stopped()) return absl::CancelledError("mixture fit cancelled");
+  if (!scan.finite) {
+    return absl::InvalidArgumentError("input matrix contains NaN or infinite values");
+  }
+  MixtureFitter fitter(options, cancel, std::move(scan.mean), scan.mean_variance);
+  std::optional<GaussianMixture> best;
+  int init_iterations = 0;
+  for (int init = 0; init < options.n_init; ++init) {
+    absl::StatusOr<GaussianMixture> g =
+        fitter.FitOnceFromSample(data, rows, all_rows, rng, fitter.ShareBefore(init));
+    if (!g.ok()) return g.status();
+    init_iterations += g->init_iterations_;
+    if (!best || g->lower_bound_ > best->lower_bound_) best = std::move(*g);
+  }
+  best->init_iterations_ = init_iterations;
+  return std::move(*best);
+}
+
+MixtureParameters GaussianMixture::parameters() const {
+  MixtureParameters p;
+  p.covariance = covariance_;
+  p.weights = weights_;
+  p.means = means_;
+  p.covariances = covariances();
+  return p;
+}
+
+absl::StatusOr<MixtureStatistics> MixtureEStep(const MatrixView& x, const MixtureParameters& params,
+                                               int threads, const FitProgress& progress) {
+  if (params.covariance == Covariance::kFull) {
+    return absl::InvalidArgumentError("an E step's statistics need diag or spherical covariances");
+  }
+  absl::StatusOr<GaussianMixture> g = GaussianMixture::FromParameters(
+      params.weights, params.means, params.covariances, params.covariance);
+  if (!g.ok()) return g.status();
+  const int k = g->components();
+  const int64_t dim = g->dim();
+  MixtureStatistics stats;
+  stats.rows = x.rows;
+  stats.resp.assign(k, 0.0);
+  stats.resp_x.assign(k * dim, 0.0);
+  stats.resp_x2.assign(k * dim, 0.0);
+  if (x.rows == 0) return stats;
+  if (x.dim != dim) {
+    return absl::InvalidArgumentError("mixture parameters do not match the rows' dimension");
+  }
+  if (!params.center.empty() && static_cast<int64_t>(params.center.size()) != dim) {
+    return absl::InvalidArgumentError("the mixture's center must have the rows' dimension");
+  }
+  // As MixtureFitter::Pass: the E step on rows centred in float32, about the float32 centre.
+  std::vector<float> center32(dim, 0.0f);
+  std::vector<double> center(dim, 0.0);
+  for (int64_t d = 0; d < dim && !params.center.empty(); ++d) {
+    center32[d] = static_cast<float>(params.center[d]);
+    center[d] = center32[d];
+  }
+  std::vector<float> offsets(k * dim), precisions(k * dim);
+  for (int c = 0; c < k; ++c) {
+    for (int64_t d = 0; d < dim; ++d) {
+      offsets[c * dim + d] = static_cast<float>(g->means_[c * dim + d] - center[d]);
+      precisions[c * dim + d] = static_cast<float>(g->precisions_[c * dim + d]);
+    }
+  }
+  const DiagModel32 model{k, dim, offsets.data(), precisions.data(), g->log_norm_.data()};
+  internal::Cancel cancel(progress);
+  std::vector<double> scratch;
+  const size_t width = 1 + k + 2 * k * dim;
+  const std::vector<double> acc = ReduceChunks(
+      Chunks(x.rows, threads), width, scratch,
+      [&](int64_t b, int64_t e, double* a) {
+        DiagStatsChunk(x, center32.data(), &model, nullptr, k, /*derived=*/-1, b, e, a);
+      },
+      &cancel);
+  if (cancel.stopped()) return absl::CancelledError("mixture E step cancelled");
+  stats.log_likelihood = acc[0];
+  std::copy(acc.begin() + 1, acc.begin() + 1 + k, stats.resp.begin());
+  std::copy(acc.begin() + 1 + k, acc.begin() + 1 + k + k * dim, stats.resp_x.begin());
+  std::copy(acc.begin() + 1 + k + k * dim, acc.end(), stats.resp_x2.begin());
+  return stats;
+}
+
+absl::Status AddMixtureStatistics(const MixtureStatistics& from, MixtureStatistics* into) {
+  if (into->resp.empty() && into->resp_x.empty() && into->rows == 0) {
+    const int64_t rows = into->rows;
+    *into = from;
+    into->rows += rows;
+    return absl::OkStatus();
+  }
+  if (from.resp.size() != into->resp.size() || from.resp_x.size() != into->resp_x.size() ||
+      from.resp_x2.size() != into->resp_x2.size()) {
+    return absl::InvalidArgumentError("mixture statistics of different shapes");
+  }
+  into->rows += from.rows;
+  into->log_likelihood += from.log_likelihood;
+  for (size_t i = 0; i < from.resp.size(); ++i) into->resp[i] += from.resp[i];
+  for (size_t i = 0; i < from.resp_x.size(); ++i) into->resp_x[i] += from.resp_x[i];
+  for (size_t i = 0; i < from.resp_x2.size(); ++i) into->resp_x2[i] += from.resp_x2[i];
+  return absl::OkStatus();
 }
 
 namespace internal {

@@ -39,6 +39,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -112,6 +113,40 @@ struct MixtureOptions {
 // Returning false stops the fit, which then returns CANCELLED.
 using FitProgress = std::function<bool(double done)>;
 
+// A diagonal or spherical Gaussian mixture's parameters (GaussianMixture's layout), and the
+// point E steps take their sums about.
+struct MixtureParameters {
+  Covariance covariance = Covariance::kDiag;
+  std::vector<double> weights;      // K
+  std::vector<double> means;        // K x dim
+  std::vector<double> covariances;  // K x dim variances
+  // dim values (empty: the origin). EM's sums are taken about a point near the data's mean
+  // so that its sums of squares do not cancel; a fit puts its own here.
+  std::vector<double> center;
+};
+
+// One E step's sufficient statistics over some rows, to be summed over parts of a pool.
+struct MixtureStatistics {
+  int64_t rows = 0;
+  double log_likelihood = 0;    // sum over rows of log p(x)
+  std::vector<double> resp;     // K: sum of responsibilities
+  std::vector<double> resp_x;   // K x dim: sum of resp * (x - center)
+  std::vector<double> resp_x2;  // K x dim: sum of resp * (x - center)^2
+};
+
+// The E step of EM (diagonal or spherical) on the rows of `x` under `params`, as a fit's own
+// passes compute it (in float32 over blocks of rows, summed in float64 in an order fixed by
+// x.rows). Zero statistics for no rows. INVALID_ARGUMENT for kFull, parameters FromParameters
+// rejects or a dimension or center that does not match; CANCELLED if `progress` (asked between
+// chunks of rows, with share 0) returns false.
+absl::StatusOr<MixtureStatistics> MixtureEStep(const MatrixView& x, const MixtureParameters& params,
+                                               int threads = 0,
+                                               const FitProgress& progress = nullptr);
+
+// Adds `from` into *into (an empty *into takes from's shape). INVALID_ARGUMENT if the shapes
+// differ.
+absl::Status AddMixtureStatistics(const MixtureStatistics& from, MixtureStatistics* into);
+
 class GaussianMixture {
  public:
   // Fits a mixture to the rows of `x`. Returns INVALID_ARGUMENT for bad options, an empty
@@ -128,6 +163,36 @@ class GaussianMixture {
   // 16 K d^2) floats and doubles.
   static absl::StatusOr<GaussianMixture> Fit(const MatrixView& x, const MixtureOptions& options,
                                              const FitProgress& progress = nullptr);
+
+  // Fit with the warm-start sample given: the rows sample_rows[0], [1], ... of x in that
+  // order (not drawn, and used whatever x.rows is against init_sample_rows). The
+  // initialisation and EM run on them, then EM on all rows from that fit. ISA uses it with
+  // the rows of smallest keyed hash, which a distributed pool can gather (distributed.h).
+  // Errors as Fit's, and INVALID_ARGUMENT for sample rows out of range or fewer than
+  // components.
+  static absl::StatusOr<GaussianMixture> FitWithSample(const MatrixView& x,
+                                                       std::span<const int64_t> sample_rows,
+                                                       const MixtureOptions& options,
+                                                       const FitProgress& progress = nullptr);
+
+  // The E step over all rows of a pool that lives elsewhere: the summed statistics of every
+  // row under the given parameters (whose center the sums are about).
+  using StatisticsFn =
+      std::function<absl::StatusOr<MixtureStatistics>(const MixtureParameters& params)>;
+
+  // FitWithSample for a pool of `rows` rows that are not in one matrix: the initialisation
+  // and EM on `sample` as FitWithSample does, then EM from that fit with every iteration's E
+  // step from `all_rows` (diag and spherical only), the same convergence test and M step.
+  // Given the same sample and statistics it returns FitWithSample's parameters up to the
+  // rounding of the sums' order. Errors as Fit's, INVALID_ARGUMENT for kFull or statistics
+  // whose shape or row count do not match, and all_rows' errors as they are.
+  static absl::StatusOr<GaussianMixture> FitFromSample(const MatrixView& sample, int64_t rows,
+                                                       const StatisticsFn& all_rows,
+                                                       const MixtureOptions& options,
+                                                       const FitProgress& progress = nullptr);
+
+  // The parameters, for FromParameters or an E step elsewhere (center left empty).
+  MixtureParameters parameters() const;
 
   // Builds a mixture from given parameters, e.g. to compare scores with another library.
   // `means` is row-major, components x dim. `covariances` is laid out as sklearn's
@@ -180,7 +245,14 @@ class GaussianMixture {
 
  private:
   friend class MixtureFitter;
+  friend absl::StatusOr<MixtureStatistics> MixtureEStep(const MatrixView& x,
+                                                        const MixtureParameters& params,
+                                                        int threads, const FitProgress& progress);
   GaussianMixture() = default;
+
+  static absl::StatusOr<GaussianMixture> FitImpl(const MatrixView& x, const MixtureOptions& options,
+                                                 const FitProgress& progress,
+                                                 const std::span<const int64_t>* sample_rows);
 
   // Recomputes the cached precisions and per-component constants from the parameters.
   // Fails (FAILED_PRECONDITION) if a full covariance is not positive definite, CANCELLED if

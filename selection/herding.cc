@@ -535,11 +535,20 @@ class HerdingSelector final : public Selector {
     }
     const int64_t n = rows.rows();
     const int64_t d = rows.dim();
+    if (!options_.target.empty()) {
+      if (static_cast<int64_t>(options_.target.size()) != d) {
+        return absl::InvalidArgumentError("herding.target must hold one value per dimension");
+      }
+      for (double v : options_.target) {
+        if (!std::isfinite(v)) return absl::InvalidArgumentError("herding.target must be finite");
+      }
+    }
     const kernels::SerialOpenMpScope serial(n * d < kernels::kSerialBelowFloats);
     internal::Cancel cancel(options.progress);
     std::vector<double> mu;
     if (n > options_.exact_max_rows) {
       RETURN_IF_ERROR(Mean(rows, cancel, mu));
+      if (!options_.target.empty()) mu = options_.target;
       return SelectBucketed(rows, k, mu, cancel);
     }
     // Every step scans every row: at most exact_max_rows of them, so a float32 copy is small,
@@ -547,6 +556,7 @@ class HerdingSelector final : public Selector {
     std::vector<float> storage;
     ASSIGN_OR_RETURN(const MatrixView units, rows.Decode(&storage, options.progress));
     RETURN_IF_ERROR(Mean(units, cancel, mu));
+    if (!options_.target.empty()) mu = options_.target;
     return SelectExact(units, k, mu, cancel);
   }
 

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "selection/selector.h"
 
@@ -34,13 +35,17 @@ struct HerdingOptions {
   int64_t ivf_lists = 0;
   int ivf_probe = 24;
   int ivf_rerank = 128;
+  // The mean the subset should track, dim values; empty tracks the rows' own mean. A
+  // partition of a distributed pool herds toward the whole pool's mean (distributed.h).
+  std::vector<double> target;
 };
 
 // The "herding" selector. rows in selection order; scores[t] = |mean(rows[0..t]) - mu|, the
 // distance (in the input's units) between the subset's mean and the dataset's mean after the
-// pick. Equal distances go to the lower row. Deterministic on any number of threads (the seed
-// is unused), the same whether the rows are a float32 matrix or a RowReader decoding to the
-// same values, and Select(k) is the prefix of Select(k' > k).
+// pick (mu is HerdingOptions::target when one is given). Equal distances go to the lower row.
+// Deterministic on any number of threads (the seed is unused), the same whether the rows are a
+// float32 matrix or a RowReader decoding to the same values, and Select(k) is the prefix of
+// Select(k' > k).
 // Time O(k * rows * dim) exact; bucketed about O(rows * sqrt(lists) * dim) to build and
 // O(k * (lists * dim + probes * rows / lists * dim / 32 + rerank * dim)) for the steps.
 // Memory O(rows) exact, plus the float32 copy. Bucketed, the rows are read in place (blocks
@@ -48,9 +53,9 @@ struct HerdingOptions {
 // through Rows::Gather), never copied whole: about rows * (dim / 8 + 25) bytes (codes, norms,
 // bucket order; 89 MB for a million 512-float rows, 9% of their float16 codes) plus, while
 // bucketing, the sample's lists * 16 rows as float32 (65 MB there).
-// INVALID_ARGUMENT unless 0 < k <= rows, for options out of range or non-finite input; CANCELLED
-// through SelectOptions::progress (every 64 steps, and between blocks of rows while summing and
-// bucketing).
+// INVALID_ARGUMENT unless 0 < k <= rows, for options out of range (naming herding.target when
+// it is not dim finite values) or non-finite input; CANCELLED through SelectOptions::progress
+// (every 64 steps, and between blocks of rows while summing and bucketing).
 std::unique_ptr<Selector> MakeHerdingSelector(HerdingOptions options = {});
 
 }  // namespace curation::selection

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "selection/distributed.h"
 #include "selection/pca.h"
 
 namespace curation::selection {
@@ -51,13 +52,17 @@ std::vector<int64_t> TopK(std::span<const double> scores, int64_t k) {
 }
 
 absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& options,
-                                   uint64_t seed, const FitProgress& progress) {
+                                   uint64_t seed, const FitProgress& progress,
+                                   std::span<const uint64_t> row_keys) {
   using Clock = std::chrono::steady_clock;
   const auto seconds_since = [](Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
   };
   if (options.pca_dim < 0 || options.pca_dim > units.dim) {
     return absl::InvalidArgumentError("pca_dim must be between 0 and the rows' dimension");
+  }
+  if (!row_keys.empty() && static_cast<int64_t>(row_keys.size()) != units.rows) {
+    return absl::InvalidArgumentError("row_keys must hold one key per row");
   }
   // The fit's last share, repeated while the rows are scored so that progress never goes back.
   double share = 0;
@@ -91,7 +96,21 @@ absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& op
   Clock::time_point start = Clock::now();
   MixtureOptions mixture = options.mixture;
   mixture.seed = seed;
-  absl::StatusOr<GaussianMixture> gmm = GaussianMixture::Fit(rows, mixture, fit_progress);
+  absl::StatusOr<GaussianMixture> gmm = absl::InternalError("unset");
+  if (row_keys.empty()) {
+    gmm = GaussianMixture::Fit(rows, mixture, fit_progress);
+  } else {
+    // The rows of smallest keyed hash, smallest first, ties to the lower row.
+    const int64_t m = mixture.init_sample_rows > 0
+                          ? std::min<int64_t>(rows.rows, mixture.init_sample_rows)
+                          : rows.rows;
+    std::vector<std::pair<uint64_t, int64_t>> hashed(rows.rows);
+    for (int64_t i = 0; i < rows.rows; ++i) hashed[i] = {KeyedHash(seed, row_keys[i]), i};
+    std::partial_sort(hashed.begin(), hashed.begin() + m, hashed.end());
+    std::vector<int64_t> sample(m);
+    for (int64_t i = 0; i < m; ++i) sample[i] = hashed[i].second;
+    gmm = GaussianMixture::FitWithSample(rows, sample, mixture, fit_progress);
+  }
   if (!gmm.ok()) return gmm.status();
   scores.fit_seconds = seconds_since(start);
 
@@ -132,7 +151,8 @@ class IsaSelector final : public DenseSelector {
     if (k <= 0 || k > units.rows) {
       return absl::InvalidArgumentError("k must satisfy 0 < k <= number of rows");
     }
-    absl::StatusOr<IsaScores> scores = ScoreIsa(units, options_, options.seed, options.progress);
+    absl::StatusOr<IsaScores> scores =
+        ScoreIsa(units, options_, options.seed, options.progress, options.row_keys);
     if (!scores.ok()) return scores.status();
     SelectionResult result;
     result.rows = TopK(scores->deltas, k);

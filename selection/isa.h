@@ -53,8 +53,15 @@ struct IsaScores {
 // fit's last share), every few milliseconds at most between blocks of rows, so a stop takes
 // effect within a block. Errors as MakeIsaSelector's Select, plus INVALID_ARGUMENT
 // for a pca_dim above the rows' dimension.
+//
+// With `row_keys` (one per row, SelectOptions::row_keys; INVALID_ARGUMENT otherwise) the
+// warm-start sample is the min(rows, init_sample_rows) rows (every row when init_sample_rows
+// is 0) of smallest KeyedHash(seed, key), in that order, whatever the row count
+// (GaussianMixture::FitWithSample): the sample a distributed pool gathers, so that
+// SelectDistributed fits the same mixture.
 absl::StatusOr<IsaScores> ScoreIsa(const MatrixView& units, const IsaOptions& options,
-                                   uint64_t seed, const FitProgress& progress = nullptr);
+                                   uint64_t seed, const FitProgress& progress = nullptr,
+                                   std::span<const uint64_t> row_keys = {});
 
 // Delta for every row from its log-likelihood, in O(N). If max l == min l (or the range is not
 // a positive finite number), every l' is taken as 0, so every Delta is 0 and selection falls

@@ -54,7 +54,7 @@ struct SelectOptions {
   // selection and ISA's warm-start sample order rows by KeyedHash(seed, key) (distributed.h)
   // instead of drawing row numbers, so that a pool split into partitions selects the same
   // rows as the whole pool. Empty: row numbers are drawn as before. Must outlive the call.
-  std::span<const uint64_t> row_keys;
+  std::span<const uint64_t> row_keys = {};
   // Called now and then with the share of the work done, in [0, 1]. Returning false cancels
   // the selection, which then returns a CANCELLED status. May be empty.
   std::function<bool(double done)> progress;
