@@ -69,10 +69,15 @@ struct Line {
   int64_t rounds = 0;
   int64_t bytes_from = 0;
   int64_t bytes_to = 0;
+  double random_mean = 0;
   double random_sd = 0;
+  // Herding only: |mean(subset) - mean(pool)| after the last pick (its score), both sides.
+  double distance_one_node = -1;
+  double distance_distributed = -1;
   double one_node_seconds = 0;
   double distributed_seconds = 0;
-  int iterations = 0;  // EM iterations of a fit (isa), 0 otherwise
+  int iterations = 0;         // EM iterations of a fit (isa), 0 otherwise
+  std::vector<int64_t> kept;  // per partition: the rows its method works on (after dedup)
   bool modeled = false;
 };
 
@@ -80,13 +85,17 @@ void Print(const Line& l, int partitions) {
   std::printf(
       "{\"method\": \"%s\", \"budget\": %.3f, \"pairs\": %lld, \"partitions\": %d, "
       "\"one_node\": %.4f, \"distributed\": %.4f, \"same_rows\": %lld, \"rounds\": %lld, "
-      "\"bytes_from_partitions\": %lld, \"bytes_to_partitions\": %lld, \"random_sd\": %.4f, "
+      "\"bytes_from_partitions\": %lld, \"bytes_to_partitions\": %lld, \"random_mean\": %.4f, "
+      "\"random_sd\": %.4f, "
       "\"one_node_seconds\": %.2f, \"distributed_seconds\": %.2f, \"iterations\": %d, "
-      "\"modeled\": %s}\n",
+      "\"distance_one_node\": %.6g, "
+      "\"distance_distributed\": %.6g, "
+      "\"partition_kept\": [%s], \"modeled\": %s}\n",
       l.method.c_str(), l.budget, static_cast<long long>(l.pairs), partitions, l.one_node,
       l.distributed, static_cast<long long>(l.same), static_cast<long long>(l.rounds),
-      static_cast<long long>(l.bytes_from), static_cast<long long>(l.bytes_to), l.random_sd,
-      l.one_node_seconds, l.distributed_seconds, l.iterations, l.modeled ? "true" : "false");
+      static_cast<long long>(l.bytes_from), static_cast<long long>(l.bytes_to), l.random_mean,
+      l.random_sd, l.one_node_seconds, l.distributed_seconds, l.iterations, l.distance_one_node,
+      l.distance_distributed, absl::StrJoin(l.kept, ", ").c_str(), l.modeled ? "true" : "false");
   std::fflush(stdout);
 }
 
@@ -164,10 +173,10 @@ absl::Status RunPartitionTable(const ProxyEvaluator& ev, const PartitionTableOpt
                      ev.EvaluateSubset(Unit::kPair, ev.PoolRowsToIds(Unit::kPair, rows)));
     return s.accuracy.accuracy;
   };
-  std::map<int64_t, double> random_sd;
+  std::map<int64_t, RandomBaseline> random;
   for (int64_t pairs : pairs_at) {
     ASSIGN_OR_RETURN(RandomBaseline r, ev.EvaluateRandom(Unit::kPair, 2 * pairs));
-    random_sd[pairs] = r.sd;
+    random[pairs] = std::move(r);
   }
 
   std::vector<Line> lines;
@@ -198,11 +207,16 @@ absl::Status RunPartitionTable(const ProxyEvaluator& ev, const PartitionTableOpt
       partitions.push_back(owned.back().get());
     }
     for (size_t b = 0; b < pairs_at.size(); ++b) {
-      Line line{.method = method, .budget = options.budgets[b], .pairs = pairs_at[b]};
-      line.random_sd = random_sd[line.pairs];
+      Line line;
+      line.method = method;
+      line.budget = options.budgets[b];
+      line.pairs = pairs_at[b];
+      line.random_mean = random[line.pairs].mean;
+      line.random_sd = random[line.pairs].sd;
       std::vector<int64_t> one;
       if (ranked) {
         one.assign(ranked->rows.begin(), ranked->rows.begin() + line.pairs);
+        if (method == "herding") line.distance_one_node = ranked->scores[line.pairs - 1];
         line.one_node_seconds = ranked_seconds;
       } else {
         const auto begin = std::chrono::steady_clock::now();
@@ -232,6 +246,13 @@ absl::Status RunPartitionTable(const ProxyEvaluator& ev, const PartitionTableOpt
       line.bytes_from = d.bytes_from_partitions;
       line.bytes_to = d.bytes_to_partitions;
       if (d.fit) line.iterations = d.fit->iterations;
+      if (method == "herding" && !d.scores.empty()) line.distance_distributed = d.scores.back();
+      // What each partition's method works on, for the cost model's dedup shares; asked after
+      // the timed run, whose own Summarize round has already deduplicated the partition.
+      for (sel::Partition* p : partitions) {
+        ASSIGN_OR_RETURN(sel::PartitionSummary summary, p->Summarize());
+        line.kept.push_back(summary.kept < 0 ? summary.rows : summary.kept);
+      }
       Print(line, parts);
       lines.push_back(line);
       if (method == "herding") {
@@ -239,6 +260,7 @@ absl::Status RunPartitionTable(const ProxyEvaluator& ev, const PartitionTableOpt
         Line exact = line;
         exact.method = "herding_exact";
         exact.distributed = line.one_node;
+        exact.distance_distributed = line.distance_one_node;
         exact.same = line.pairs;
         exact.rounds = c.rounds;
         exact.bytes_from = c.bytes_from;
@@ -252,22 +274,44 @@ absl::Status RunPartitionTable(const ProxyEvaluator& ev, const PartitionTableOpt
   }
 
   std::printf(
-      "\nPool %lld pairs in %d partitions (%s pairs). Accuracy on %lld held-out pairs; random "
-      "sd over %d seeds of random pairs at the same budget. herding_exact is priced by the cost "
+      "\nPool %lld pairs in %d partitions (%s pairs). Accuracy on %lld held-out pairs; random: "
+      "mean (sd) over %d seeds of random pairs at the same budget. herding_exact is priced by the "
+      "cost "
       "model, not run: its rows are one node's.\n\n",
       static_cast<long long>(t), parts, absl::StrJoin(sizes, "/").c_str(),
       static_cast<long long>(ev.test_pairs().size()), ev.options().random_seeds);
   std::printf(
       "| method | budget | pairs | one node | %d partitions | diff | same pairs | rounds | bytes "
-      "from | bytes to | random sd |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+      "from | bytes to | random |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
       parts);
   for (const Line& l : lines) {
-    std::printf("| %s | %s%% | %lld | %.3f | %.3f | %+.3f | %lld | %lld | %s | %s | %.3f |\n",
-                l.method.c_str(), absl::StrFormat("%g", 100 * l.budget).c_str(),
-                static_cast<long long>(l.pairs), l.one_node, l.distributed,
-                l.distributed - l.one_node, static_cast<long long>(l.same),
-                static_cast<long long>(l.rounds), Bytes(l.bytes_from).c_str(),
-                Bytes(l.bytes_to).c_str(), l.random_sd);
+    std::printf(
+        "| %s | %s%% | %lld | %.3f | %.3f | %+.3f | %lld | %lld | %s | %s | %.3f (%.3f) |\n",
+        l.method.c_str(), absl::StrFormat("%g", 100 * l.budget).c_str(),
+        static_cast<long long>(l.pairs), l.one_node, l.distributed, l.distributed - l.one_node,
+        static_cast<long long>(l.same), static_cast<long long>(l.rounds),
+        Bytes(l.bytes_from).c_str(), Bytes(l.bytes_to).c_str(), l.random_mean, l.random_sd);
+  }
+  // Herding both ways: the one-round form run, the exact form (k rounds) as one node's rows.
+  bool herding_header = false;
+  for (const Line& l : lines) {
+    if (l.method != "herding") continue;
+    if (!herding_header) {
+      std::printf(
+          "\nHerding, one round vs exact (k rounds = one node's rows): |mean(subset) - "
+          "mean(pool)| and the proxy, the better one marked *.\n\n| budget | pairs | distance one "
+          "round | distance exact | proxy one round | proxy exact | proxy diff / random sd "
+          "|\n|---|---|---|---|---|---|---|\n");
+      herding_header = true;
+    }
+    const bool round_better = l.distributed > l.one_node;
+    const bool exact_better = l.one_node > l.distributed;
+    std::printf("| %s%% | %lld | %.4g%s | %.4g%s | %.3f%s | %.3f%s | %+.1f |\n",
+                absl::StrFormat("%g", 100 * l.budget).c_str(), static_cast<long long>(l.pairs),
+                l.distance_distributed, l.distance_distributed < l.distance_one_node ? "*" : "",
+                l.distance_one_node, l.distance_one_node < l.distance_distributed ? "*" : "",
+                l.distributed, round_better ? "*" : "", l.one_node, exact_better ? "*" : "",
+                l.random_sd > 0 ? (l.distributed - l.one_node) / l.random_sd : 0.0);
   }
   std::fflush(stdout);
   return absl::OkStatus();

@@ -24,7 +24,7 @@ def matrix(path):
     one exactly, so dedup has near-duplicates to drop, across partitions as within them."""
     rng = random.Random(7)
     centres = [[rng.gauss(0, 1) for _ in range(DIM)] for _ in range(6)]
-    pref = [rng.gauss(0, 0.3) for _ in range(DIM)]
+    pref = [rng.gauss(0, 0.08) for _ in range(DIM)]
     chosen, rejected = [], []
     for i in range(PAIRS):
         if i % 25 == 24:
