@@ -248,6 +248,18 @@ class LocalPartition final : public Partition {
 // ---------------------------------------------------------------------------------------------
 // The coordinator.
 
+// A partition's answer with one key (and, when asked, dim values) per row; a remote partition
+// that sends less is reported rather than read past.
+absl::Status CheckRows(const PartitionRows& r, int64_t dim, bool with_values) {
+  if (r.keys.size() != r.rows.size() ||
+      (with_values && r.values.size() != r.rows.size() * static_cast<size_t>(dim))) {
+    return absl::InternalError(absl::StrCat("a partition sent ", r.rows.size(), " rows with ",
+                                            r.keys.size(), " keys and ", r.values.size(),
+                                            " values (dimension ", dim, ")"));
+  }
+  return absl::OkStatus();
+}
+
 int64_t RowsBytes(const PartitionRows& r) {
   return static_cast<int64_t>(8 * (r.rows.size() + r.scores.size() + r.keys.size()) +
                               4 * r.values.size());
@@ -416,9 +428,10 @@ absl::StatusOr<DistributedResult> SelectRandom(Driver& driver, const Pool& pool,
                        }));
   std::vector<std::pair<HashedRow, int>> merged;
   for (int p = 0; p < driver.size(); ++p) {
-    driver.To(17);
     if (!want[p]) continue;
+    driver.To(17);
     driver.From(RowsBytes(offered[p]));
+    RETURN_IF_ERROR(CheckRows(offered[p], pool.dim, false));
     const PartitionRows& r = offered[p];
     for (size_t i = 0; i < r.rows.size(); ++i) {
       merged.push_back({{KeyedHash(seed, r.keys[i]), r.rows[i]}, p});
@@ -471,6 +484,7 @@ absl::StatusOr<DistributedResult> SelectDedup(Driver& driver, const Pool& pool,
       if (!want[p]) continue;
       driver.To(25);
       driver.From(RowsBytes(answers[p]));
+      RETURN_IF_ERROR(CheckRows(answers[p], pool.dim, true));
       offered[p] = std::move(answers[p]);
       // Fewer than asked: the partition has no more duplicate-free rows.
       exhausted[p] =
@@ -551,48 +565,68 @@ absl::StatusOr<DistributedResult> SelectHerding(Driver& driver, const Pool& pool
     // by for the ones the merge drops.
     asked[p] = dedup ? std::min(capacity[p], 2 * quota[p] + 4) : quota[p];
   }
-  RETURN_IF_ERROR(driver.Progress(0.1));
-  ASSIGN_OR_RETURN(std::vector<PartitionRows> picks,
-                   driver.template Round<PartitionRows>(
-                       want, [&](int p, Partition& part) -> absl::StatusOr<PartitionRows> {
-                         LocalSelectRequest request;
-                         request.k = asked[p];
-                         request.seed = seed;
-                         request.herding_target = mu;
-                         return part.SelectLocal(request);
-                       }));
-  struct Pick {
-    int partition;
-    int64_t m;
-  };
-  std::vector<Pick> order;
-  for (int p = 0; p < n; ++p) {
-    if (!want[p]) continue;
-    driver.To(25 + 8 * pool.dim);
-    driver.From(RowsBytes(picks[p]));
-    for (size_t m = 0; m < picks[p].rows.size(); ++m) {
-      order.push_back({p, static_cast<int64_t>(m)});
-    }
-  }
-  // The m-th pick of partition p sits at (m + 1/2) / quota[p] (as SelectWithQuotas
-  // interleaves groups), compared exactly; ties to the lower partition.
-  std::sort(order.begin(), order.end(), [&](const Pick& a, const Pick& b) {
-    const __int128 l = static_cast<__int128>(2 * a.m + 1) * quota[b.partition];
-    const __int128 r = static_cast<__int128>(2 * b.m + 1) * quota[a.partition];
-    return l < r || (l == r && a.partition < b.partition);
-  });
+  // Behind the pre-filter, when the merge runs short, the partitions that may have more
+  // picks are asked again for twice as many (herding's picks for k are a prefix of those
+  // for more).
+  std::vector<PartitionRows> picks(n);
   std::vector<Candidate> candidates;
-  for (const Pick& pk : order) {
-    const PartitionRows& r = picks[pk.partition];
-    candidates.push_back(
-        {pk.partition, r.rows[pk.m], r.keys[pk.m], 0.0, &r.values[pk.m * pool.dim]});
-  }
-  std::vector<size_t> chosen(candidates.size());
-  std::iota(chosen.begin(), chosen.end(), 0);
-  if (dedup) chosen = FilterDuplicates(candidates, pool.dim, spec.dedup_threshold, k);
-  if (static_cast<int64_t>(chosen.size()) < k) {
-    return TooFewAfterDedup(static_cast<int64_t>(chosen.size()), pool.rows, spec.dedup_threshold,
-                            k);
+  std::vector<size_t> chosen;
+  for (int attempt = 0;; ++attempt) {
+    RETURN_IF_ERROR(driver.Progress(0.1 + 0.8 * attempt / (attempt + 2.0)));
+    ASSIGN_OR_RETURN(std::vector<PartitionRows> answers,
+                     driver.template Round<PartitionRows>(
+                         want, [&](int p, Partition& part) -> absl::StatusOr<PartitionRows> {
+                           LocalSelectRequest request;
+                           request.k = asked[p];
+                           request.seed = seed;
+                           request.herding_target = mu;
+                           return part.SelectLocal(request);
+                         }));
+    struct Pick {
+      int partition;
+      int64_t m;
+    };
+    std::vector<Pick> order;
+    for (int p = 0; p < n; ++p) {
+      if (want[p]) {
+        driver.To(25 + 8 * pool.dim);
+        driver.From(RowsBytes(answers[p]));
+        RETURN_IF_ERROR(CheckRows(answers[p], pool.dim, true));
+        picks[p] = std::move(answers[p]);
+      }
+      if (quota[p] == 0) continue;
+      for (size_t m = 0; m < picks[p].rows.size(); ++m) {
+        order.push_back({p, static_cast<int64_t>(m)});
+      }
+    }
+    // The m-th pick of partition p sits at (m + 1/2) / quota[p] (as SelectWithQuotas
+    // interleaves groups), compared exactly; ties to the lower partition.
+    std::sort(order.begin(), order.end(), [&](const Pick& a, const Pick& b) {
+      const __int128 l = static_cast<__int128>(2 * a.m + 1) * quota[b.partition];
+      const __int128 r = static_cast<__int128>(2 * b.m + 1) * quota[a.partition];
+      return l < r || (l == r && a.partition < b.partition);
+    });
+    candidates.clear();
+    for (const Pick& pk : order) {
+      const PartitionRows& r = picks[pk.partition];
+      candidates.push_back(
+          {pk.partition, r.rows[pk.m], r.keys[pk.m], 0.0, &r.values[pk.m * pool.dim]});
+    }
+    chosen.resize(candidates.size());
+    std::iota(chosen.begin(), chosen.end(), 0);
+    if (dedup) chosen = FilterDuplicates(candidates, pool.dim, spec.dedup_threshold, k);
+    if (static_cast<int64_t>(chosen.size()) >= k) break;
+    bool more = false;
+    for (int p = 0; p < n; ++p) {
+      want[p] = quota[p] > 0 && static_cast<int64_t>(picks[p].rows.size()) == asked[p] &&
+                asked[p] < capacity[p];
+      if (want[p]) asked[p] = std::min(capacity[p], 2 * asked[p]);
+      more = more || want[p];
+    }
+    if (!more) {
+      return TooFewAfterDedup(static_cast<int64_t>(chosen.size()), pool.rows, spec.dedup_threshold,
+                              k);
+    }
   }
   chosen.resize(k);
   // Scores as one node defines them, |mean(prefix) - mu|, from the values sent.
@@ -636,6 +670,7 @@ absl::StatusOr<DistributedResult> SelectTwoRound(Driver& driver, const Pool& poo
     if (!want[p]) continue;
     driver.To(25);
     driver.From(RowsBytes(picks[p]));
+    RETURN_IF_ERROR(CheckRows(picks[p], pool.dim, true));
     const PartitionRows& r = picks[p];
     values.insert(values.end(), r.values.begin(), r.values.end());
     keys.insert(keys.end(), r.keys.begin(), r.keys.end());
@@ -683,9 +718,10 @@ absl::StatusOr<DistributedResult> SelectIsa(Driver& driver, const Pool& pool,
   };
   std::vector<Sampled> merged;
   for (int p = 0; p < n; ++p) {
-    driver.To(17);
     if (!want[p]) continue;
+    driver.To(17);
     driver.From(RowsBytes(offered[p]));
+    RETURN_IF_ERROR(CheckRows(offered[p], pool.dim, true));
     for (size_t i = 0; i < offered[p].rows.size(); ++i) {
       merged.push_back({KeyedHash(options.seed, offered[p].keys[i]), p, i});
     }
@@ -774,8 +810,11 @@ absl::StatusOr<DistributedResult> SelectIsa(Driver& driver, const Pool& pool,
       lo = std::min(lo, t.min_log_likelihood);
       hi = std::max(hi, t.max_log_likelihood);
       sum += t.sum_log_likelihood;
-      if (dedup && t.values.size() != t.rows.size() * pool.dim) {
-        return absl::InternalError("a partition behind the dedup pre-filter sent no values");
+      if (t.log_likelihoods.size() != t.rows.size() ||
+          (dedup && t.values.size() != t.rows.size() * pool.dim)) {
+        return absl::InternalError(
+            "a partition's likelihood tail lacks log-likelihoods or (behind the dedup "
+            "pre-filter) values");
       }
       for (size_t i = 0; i < t.rows.size(); ++i) {
         candidates.push_back(

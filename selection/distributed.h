@@ -19,10 +19,17 @@
 //                      on the coordinator, EM on all rows sums the partitions' sufficient
 //                      statistics, the rows are scored on the partitions, and the global min and
 //                      max log-likelihood and a top-k merge give one node's Deltas and rows.
+//                      Diagonal and spherical covariances only, no PCA (INVALID_ARGUMENT naming
+//                      isa.covariance or isa.pca_dim). Rounds: 3 + the EM iterations on all
+//                      rows (summed over n_init).
 //   herding            the global mean from the partitions' sums; each partition herds toward
-//                      that global target for its share of k, and the coordinator interleaves
-//                      the picks (one round). Exact herding would need k rounds (see
-//                      DistributedHerdingExactRounds in the cost model).
+//                      that global target (HerdingOptions::target) for its share of k (largest
+//                      remainder by rows), and the coordinator interleaves the picks, the m-th
+//                      of partition p at (m + 1/2) / share_p, ties to the lower partition (one
+//                      round). Scores are one node's, |mean(prefix) - mu|, recomputed from the
+//                      values sent. Each partition's residual is bounded as one node's is, so
+//                      |mean - mu| is within about P times one node's; exact herding would need
+//                      k rounds (see DistributedHerdingExactRounds in the cost model).
 //   facility_location  two-round GreeDi (Mirzasoleiman et al., NeurIPS 2013): greedy on each
 //                      partition for k candidates, greedy again on the union of candidates.
 //   kcenter            two-round farthest-first (Malkomes et al., NeurIPS 2015): farthest-first
@@ -31,8 +38,17 @@
 //                      order, a candidate dropped when it is a near-duplicate of an earlier pick
 //                      from any partition: no two picked rows are near-duplicates, across
 //                      partitions as within them.
-// A dedup pre-filter (SelectorSpec::dedup_threshold) runs on each partition and again over the
-// merged candidates. Constraints and rankings are not distributed (INVALID_ARGUMENT).
+// The coordinator's own costs: the union of candidates (P * k rows for the two-round methods),
+// and for the dedup filter O(k^2 * dim) cosines between candidates of different partitions.
+//
+// A dedup pre-filter (SelectorSpec::dedup_threshold) runs on each partition (whose steps then
+// see only the rows it keeps, as one node runs the method on the kept rows) and again over
+// the merged candidates: isa, random and herding drop a candidate that is a near-duplicate
+// (cosine >= threshold) of an earlier pick from another partition, asking the partitions for
+// more when the merge runs short (FAILED_PRECONDITION, as one node's, when the pool cannot
+// give k); facility location and kcenter run the filter again with the method on the union.
+// With one partition every method but the two-round ones selects one node's rows. Constraints
+// and rankings are not distributed (INVALID_ARGUMENT). Partitions with no rows take no part.
 #pragma once
 
 #include <cstdint>
@@ -126,7 +142,10 @@ class Partition {
 };
 
 // In-process partition over `units` (which must outlive it), with one key per row and the
-// method `spec` for SelectLocal. INVALID_ARGUMENT from the calls if keys.size() != rows.
+// method `spec` for SelectLocal. INVALID_ARGUMENT from the calls if keys.size() != rows. The
+// dedup filter (if any) runs on the first call that needs it and its kept rows are gathered
+// once as float32; without one, the rows are read in place for sums and hashes and decoded
+// once for the mixture steps.
 std::unique_ptr<Partition> MakeLocalPartition(Rows units, std::vector<uint64_t> keys,
                                               SelectorSpec spec);
 
@@ -142,17 +161,21 @@ struct DistributedResult {
   std::vector<double> scores;      // the method's scores, as on one node
   std::optional<MixtureFitSummary> fit;
   // What the run cost, for the cost model: coordinator rounds (a round calls every partition
-  // once, in parallel in the service) and the bytes of rows and statistics the partitions
-  // sent (values, keys, scores, sums).
+  // once, in parallel) and the bytes a wire encoding of what crossed would take: 4 per float
+  // value, 8 per double, key or row number (values, keys, scores, sums, statistics one way;
+  // parameters, targets and requests the other).
   int64_t rounds = 0;
   int64_t bytes_from_partitions = 0;
   int64_t bytes_to_partitions = 0;
 };
 
 // Runs `spec`'s method over the union of `partitions` for k rows (0 < k <= total rows), in
-// the method's distributed form above. `options.seed` seeds it; `options.progress` as
-// Selector::Select. Errors: INVALID_ARGUMENT for k out of range, constraints, rankings or an
-// option the distributed form lacks (naming it); the partitions' failures as they are.
+// the method's distributed form above. The partitions must have been made with the same spec.
+// `options.seed` seeds it; `options.progress` is called on this thread between rounds and EM
+// iterations (a round's partition calls run on threads of their own, one per partition).
+// Errors: INVALID_ARGUMENT for k out of range, constraints, rankings or an option the
+// distributed form lacks (naming it); FAILED_PRECONDITION when fewer than k rows survive the
+// dedup filters; CANCELLED; the partitions' failures as they are.
 absl::StatusOr<DistributedResult> SelectDistributed(const SelectorSpec& spec,
                                                     std::span<Partition* const> partitions,
                                                     int64_t k, const SelectOptions& options);

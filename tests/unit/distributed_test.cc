@@ -140,6 +140,43 @@ TEST(RandomKeyed, IsTheSmallestHashesAndRanksEveryRow) {
   EXPECT_NE(unkeyed->rows, top.rows);
 }
 
+TEST(RandomKeyed, KeysPassThroughTheWrappers) {
+  const int64_t n = 400, dim = 4;
+  const std::vector<float> x = Clustered(n, dim, 2, 21);
+  const std::vector<uint64_t> keys = Keys(n);
+  const MatrixView view{x.data(), n, dim};
+  // Quotas: each group's picks are that group's rows of smallest hash under the group's seed.
+  SelectorSpec spec = Spec("random");
+  spec.constraint.emplace();
+  for (int64_t i = 0; i < n; ++i) spec.constraint->group.push_back(i % 3 == 0 ? 1 : 0);
+  const SelectionResult picked = OneNode(spec, view, keys, 30, 4);
+  for (int g = 0; g < 2; ++g) {
+    const uint64_t seed = 4 ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(g + 1));
+    std::vector<int64_t> members, mine;
+    for (int64_t i = 0; i < n; ++i) {
+      if (spec.constraint->group[i] == g) members.push_back(i);
+    }
+    for (int64_t row : picked.rows) {
+      if (spec.constraint->group[row] == g) mine.push_back(row);
+    }
+    std::sort(members.begin(), members.end(), [&](int64_t a, int64_t b) {
+      return KeyedHash(seed, keys[a]) < KeyedHash(seed, keys[b]);
+    });
+    members.resize(mine.size());
+    EXPECT_EQ(mine, members) << g;
+  }
+  // Keys that do not match the rows.
+  auto selector = MakeSelector("random");
+  ASSERT_TRUE(selector.ok());
+  SelectOptions bad;
+  const std::vector<uint64_t> few(3, 1);
+  bad.row_keys = few;
+  EXPECT_EQ((*selector)->Select(view, 5, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  auto isa = MakeSelector("isa");
+  ASSERT_TRUE(isa.ok());
+  EXPECT_EQ((*isa)->Select(view, 5, bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Distributed, RandomEqualsOneNode) {
   const int64_t n = 1000, dim = 8;
   const std::vector<float> x = Clustered(n, dim, 3, 2);
@@ -235,12 +272,52 @@ void CheckIsaAgrees(int64_t n, int64_t dim, const IsaOptions& isa,
   EXPECT_EQ(dist->fit->init_iterations, one.fit->init_iterations);
   EXPECT_NEAR(dist->fit->mean_log_likelihood, one.fit->mean_log_likelihood,
               1e-6 * std::abs(one.fit->mean_log_likelihood));
+  double weight_diff = 0, score_diff = 0;
+  for (size_t i = 0; i < one.fit->weights.size(); ++i) {
+    weight_diff = std::max(
+        weight_diff, std::abs(dist->fit->weights[i] - one.fit->weights[i]) / one.fit->weights[i]);
+  }
+  for (size_t i = 0; i < one.scores.size(); ++i) {
+    score_diff = std::max(score_diff, std::abs(dist->scores[i] - one.scores[i]));
+  }
+  std::printf(
+      "isa n=%lld P=%zu k=%lld: same rows, max weight rel diff %.2g, max Delta diff %.2g, "
+      "%d EM iterations, %lld rounds, %lld bytes from partitions (pool %lld bytes)\n",
+      static_cast<long long>(n), sizes.size(), static_cast<long long>(k), weight_diff, score_diff,
+      dist->fit->iterations, static_cast<long long>(dist->rounds),
+      static_cast<long long>(dist->bytes_from_partitions), static_cast<long long>(4 * n * dim));
   // Rounds: summaries, sample, one per EM iteration on all rows (of every initialisation),
   // tails.
   if (isa.mixture.n_init == 1) {
     EXPECT_EQ(dist->rounds, 3 + dist->fit->iterations);
   } else {
     EXPECT_GT(dist->rounds, 3 + dist->fit->iterations);
+  }
+}
+
+TEST(DistributedIsa, TheWarmStartSampleIsOneNodes) {
+  const int64_t n = 1000, dim = 4;
+  const std::vector<float> x = Clustered(n, dim, 2, 22);
+  const std::vector<uint64_t> keys = Keys(n);
+  for (const auto& sizes : kSplits) {
+    Split split(x, dim, keys, sizes, Spec("isa"));
+    std::vector<std::pair<uint64_t, int64_t>> merged, whole;
+    for (size_t p = 0; p < sizes.size(); ++p) {
+      auto part = split.partitions[p]->SmallestHashes(7, 64, true);
+      ASSERT_TRUE(part.ok()) << part.status();
+      ASSERT_EQ(part->values.size(), part->rows.size() * dim);
+      for (size_t i = 0; i < part->rows.size(); ++i) {
+        const int64_t row = split.offset[p] + part->rows[i];
+        EXPECT_EQ(part->values[i * dim], x[row * dim]);
+        merged.push_back({KeyedHash(7, part->keys[i]), row});
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) whole.push_back({KeyedHash(7, keys[i]), i});
+    std::sort(merged.begin(), merged.end());
+    std::sort(whole.begin(), whole.end());
+    merged.resize(64);
+    whole.resize(64);
+    EXPECT_EQ(merged, whole);
   }
 }
 
@@ -251,6 +328,12 @@ TEST(DistributedIsa, EqualsOneNodeOnAPoolInsideTheSample) {
   CheckIsaAgrees(3000, 16, isa, {400, 0, 2100, 500}, 250, 2);
   isa.mixture.covariance = Covariance::kSpherical;
   CheckIsaAgrees(3000, 16, isa, {1500, 1500}, 60, 3);
+  // Overlapping clusters in few dimensions: EM runs many iterations on all rows, and the
+  // partitions' sums, added in another order, must not drift from one node's.
+  isa.mixture.covariance = Covariance::kDiag;
+  isa.mixture.components = 5;
+  isa.mixture.tol = 1e-6;
+  CheckIsaAgrees(3000, 2, isa, {700, 1300, 1000}, 200, 6);
 }
 
 TEST(DistributedIsa, EqualsOneNodeOnAPoolAboveTheSample) {
@@ -524,6 +607,29 @@ TEST(Distributed, DedupPreFilterOnEveryMethod) {
   }
 }
 
+TEST(Distributed, HerdingBehindTheFilterRefillsWhenTheMergeRunsShort) {
+  // Three partitions holding the same 1000 directions: each herds the same rows, so the first
+  // oversampled picks overlap and the merge has to ask for more.
+  const int64_t base = 1000, dim = 24;
+  const std::vector<float> b = Clustered(base, dim, 4, 15);
+  Planted p{b, base, dim};
+  std::mt19937_64 rng(16);
+  std::normal_distribution<float> noise(0, 1e-4f);
+  for (int copy = 0; copy < 2; ++copy) {
+    for (float v : b) p.x.push_back(v + noise(rng));
+  }
+  p.n = 3 * base;
+  const std::vector<uint64_t> keys = Keys(p.n);
+  const SelectorSpec spec = Spec("herding", 0.999);
+  Split split(p.x, p.dim, keys, {base, base, base}, spec);
+  auto dist = Distributed(spec, split, 900, 0);
+  ASSERT_TRUE(dist.ok()) << dist.status();
+  ExpectNoNearDuplicates(p, split.Global(*dist), 0.999);
+  EXPECT_GT(dist->rounds, 2);  // summaries, picks, at least one refill
+  EXPECT_EQ(Distributed(spec, split, base + 1, 0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // ---- errors and cancellation
 
 #define RETURN_IF_FAILING() \
@@ -618,18 +724,19 @@ TEST(Distributed, Cancellation) {
   for (const std::string method : {"isa", "herding", "random", "facility_location", "dedup"}) {
     const SelectorSpec spec = Spec(method, method == "dedup" ? 0.9999 : 0);
     Split split(x, dim, keys, {1000, 2000}, spec);
-    // Every progress call of a whole run, answered false, cancels it.
-    int total = 0;
-    SelectOptions counting;
-    counting.progress = [&](double) { return ++total > 0; };
-    ASSERT_TRUE(SelectDistributed(spec, split.partitions, 100, counting).ok()) << method;
-    ASSERT_GE(total, 2) << method;
-    for (int allowed = 0; allowed < total; allowed += std::max(1, total / 5)) {
+    // Stops at the first call, at the second, and once the work has reached a share: before
+    // the partitions' local runs (0.1), or, for isa, in EM on all rows (any share above 0).
+    const double share = method == "isa" ? 1e-12 : method == "random" ? 1.0 : 0.1;
+    for (int stop_at : {0, 1, -1}) {
       int calls = 0;
       SelectOptions options;
-      options.progress = [&](double) { return calls++ < allowed; };
+      options.progress = [&](double done) {
+        const bool go = stop_at >= 0 ? calls < stop_at : done < share;
+        ++calls;
+        return go;
+      };
       auto result = SelectDistributed(spec, split.partitions, 100, options);
-      EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << method << " " << allowed;
+      EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << method << " " << stop_at;
     }
   }
 }
