@@ -23,9 +23,11 @@ def quotas(weights, k):
     return q
 
 
-def predict(method, n, d, k, K=2, iters=0, m=INIT_SAMPLE, concat=True, kept=None):
+def predict(method, n, d, k, K=2, iters=0, m=INIT_SAMPLE, concat=True, kept=None, refills=0):
     """Rounds, bytes from and to the partitions for one run. n: rows per partition; kept: the
-    rows each partition's dedup keeps (dedup only; default all)."""
+    rows each partition's dedup keeps (dedup only; default all); iters: EM iterations on all
+    rows (isa); refills: dedup's extra rounds when the cross-partition filter left fewer than k
+    (each asks the partitions that may hold more for twice as many, re-sent whole)."""
     P, N = len(n), sum(n)
     live = [x for x in n if x > 0]
     rounds, frm, to = 1, P * (24 + 8 * d), 0  # every method starts with Summarize
@@ -33,15 +35,21 @@ def predict(method, n, d, k, K=2, iters=0, m=INIT_SAMPLE, concat=True, kept=None
         rounds += 1
         to += 17 * P
         frm += 24 * sum(min(k, x) for x in live)
-    elif method == "dedup":  # no refill round: enough rows survive each partition's dedup
+    elif method == "dedup":
         kept = kept or n
-        rounds += 1
+        asked = []
         for x in kept:
-            if x == 0:
-                continue
             share = -(-k * x // sum(kept))
-            to += 25
-            frm += min(x, share + share // 4 + 8) * (24 + 4 * d)
+            asked.append(min(x, share + share // 4 + 8))
+        want = [x > 0 for x in kept]
+        for _ in range(1 + refills):
+            rounds += 1
+            for p, x in enumerate(kept):
+                if want[p]:
+                    to += 25
+                    frm += min(asked[p], x) * (24 + 4 * d)
+            want = [want[p] and asked[p] < x for p, x in enumerate(kept)]
+            asked = [min(x, 2 * a) if w else a for x, a, w in zip(kept, asked, want)]
     elif method == "herding":
         dh = 2 * d if concat else d  # [chosen, rejected] rows
         frm = P * (24 + 8 * dh)
@@ -102,7 +110,8 @@ def compare(path):
         if "method" not in l:
             continue
         r, f, t = predict(l["method"], n, d, l["pairs"], iters=l.get("iterations", 0),
-                          kept=l.get("partition_kept"))
+                          kept=l.get("partition_kept"),
+                          refills=max(0, l["rounds"] - 2) if l["method"] == "dedup" else 0)
         mr, mf, mt = l["rounds"], l["bytes_from_partitions"], l["bytes_to_partitions"]
         tag = " (modeled)" if l.get("modeled") else ""
         print(f"| {l['method']}{tag} | {l['pairs']} | {r} / {mr} | {f:,} / {mf:,} | {t:,} / {mt:,} |")
