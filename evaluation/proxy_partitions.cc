@@ -281,14 +281,17 @@ absl::Status RunPartitionTable(const ProxyEvaluator& ev, const PartitionTableOpt
       static_cast<long long>(t), parts, absl::StrJoin(sizes, "/").c_str(),
       static_cast<long long>(ev.test_pairs().size()), ev.options().random_seeds);
   std::printf(
-      "| method | budget | pairs | one node | %d partitions | diff | same pairs | rounds | bytes "
-      "from | bytes to | random |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+      "| method | budget | pairs | one node | %d partitions | diff | diff / random sd | same pairs "
+      "| rounds | bytes from | bytes to | random "
+      "|\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
       parts);
   for (const Line& l : lines) {
     std::printf(
-        "| %s | %s%% | %lld | %.3f | %.3f | %+.3f | %lld | %lld | %s | %s | %.3f (%.3f) |\n",
+        "| %s | %s%% | %lld | %.3f | %.3f | %+.3f | %+.1f | %lld | %lld | %s | %s | %.3f (%.3f) "
+        "|\n",
         l.method.c_str(), absl::StrFormat("%g", 100 * l.budget).c_str(),
         static_cast<long long>(l.pairs), l.one_node, l.distributed, l.distributed - l.one_node,
+        l.random_sd > 0 ? (l.distributed - l.one_node) / l.random_sd : 0.0,
         static_cast<long long>(l.same), static_cast<long long>(l.rounds),
         Bytes(l.bytes_from).c_str(), Bytes(l.bytes_to).c_str(), l.random_mean, l.random_sd);
   }
