@@ -741,6 +741,7 @@ class MixtureFitter {
 
   // Em with each E step's statistics from `all_rows` (summed elsewhere, about center_): the
   // same iteration, M step and convergence test.
+ public:
   absl::Status EmFromStatistics(int64_t rows, const GaussianMixture::StatisticsFn& all_rows,
                                 double done, GaussianMixture& g, int& iterations) {
     const int64_t dim = g.dim_;
@@ -784,6 +785,7 @@ class MixtureFitter {
     return absl::OkStatus();
   }
 
+ private:
   // One statistics pass over `data`: an E step with g, or hard `labels`. Once the totals are
   // known the heaviest component's sums are derived from them instead of accumulated.
   void Pass(Data& data, const GaussianMixture* g, const int32_t* labels, MixtureStats& stats) {
@@ -1158,6 +1160,47 @@ absl::StatusOr<GaussianMixture> GaussianMixture::FitFromSample(const MatrixView&
   }
   best->init_iterations_ = init_iterations;
   return std::move(*best);
+}
+
+absl::StatusOr<GaussianMixture> GaussianMixture::EmFromParameters(const MixtureParameters& start,
+                                                                  int64_t rows,
+                                                                  const StatisticsFn& all_rows,
+                                                                  const MixtureOptions& options,
+                                                                  const FitProgress& progress) {
+  if (start.covariance == Covariance::kFull || options.covariance == Covariance::kFull) {
+    return absl::InvalidArgumentError(
+        "EM over summed statistics needs diag or spherical covariances");
+  }
+  if (options.max_iter < 1) return absl::InvalidArgumentError("max_iter must be >= 1");
+  if (!(options.tol >= 0) || !std::isfinite(options.tol)) {
+    return absl::InvalidArgumentError("tol must be finite and >= 0");
+  }
+  if (!(options.reg_covar >= 0) || !std::isfinite(options.reg_covar)) {
+    return absl::InvalidArgumentError("reg_covar must be finite and >= 0");
+  }
+  absl::StatusOr<GaussianMixture> g =
+      FromParameters(start.weights, start.means, start.covariances, start.covariance);
+  if (!g.ok()) return g.status();
+  if (rows < g->components()) {
+    return absl::InvalidArgumentError("a mixture needs at least as many rows as components");
+  }
+  std::vector<double> center = start.center;
+  if (center.empty()) center.assign(g->dim(), 0.0);
+  if (static_cast<int64_t>(center.size()) != g->dim()) {
+    return absl::InvalidArgumentError("the mixture's center must have the rows' dimension");
+  }
+  MixtureOptions o = options;
+  o.components = g->components();
+  o.covariance = start.covariance;
+  o.n_init = 1;
+  internal::Cancel cancel(progress);
+  MixtureFitter fitter(o, cancel, std::move(center), /*kmeans_scale=*/1);
+  int iterations = 0;
+  if (absl::Status s = fitter.EmFromStatistics(rows, all_rows, 0, *g, iterations); !s.ok()) {
+    return s;
+  }
+  g->iterations_ = iterations;
+  return g;
 }
 
 MixtureParameters GaussianMixture::parameters() const {

@@ -373,8 +373,10 @@ TEST(ProxyEvaluatorTest, RandomBaselineIsSeededAndMatchesTheRandomSelector) {
   // Seed 2's draw is what the "random" selector picks on the pool's pair rows.
   const PoolMatrix units = ev->PoolUnits(Unit::kPair);
   ASSERT_EQ(units.rows, 240);
+  selection::SelectOptions seed2;
+  seed2.seed = 2;
   absl::StatusOr<selection::SelectionResult> rows =
-      selection::MakeRandomSelector()->Select(units.view(), 20, selection::SelectOptions{2, {}});
+      selection::MakeRandomSelector()->Select(units.view(), 20, seed2);
   ASSERT_TRUE(rows.ok());
   absl::StatusOr<SubsetScore> s =
       ev->EvaluateSubset(Unit::kPair, ev->PoolRowsToIds(Unit::kPair, rows->rows));
