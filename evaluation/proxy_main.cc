@@ -3,7 +3,7 @@
 //
 //   curation-proxy MATRIX.f32 DIM [--train-pairs 20000] [--test-pairs 5000]
 //       [--budgets 0.01,0.02,0.05,0.1] [--seeds 5] [--split-seed 1] [--methods m1,m2,...]
-//       [--curve METHOD] [--encoding float32|float16|sq8]
+//       [--curve METHOD] [--encoding float32|float16|sq8] [--partitions P]
 //
 // The split is proxy_table.py's (numpy's permutation with seed 1), so the ISA and facility
 // location rows score the same test pairs on the same pool; random rows use our own draws
@@ -14,6 +14,9 @@
 // --encoding first round-trips every vector through a dataset encoding (index/codec.h), so the
 // table measures what a dataset of that encoding gives: its selections and its proxy both see
 // the decoded vectors, as in the service.
+// --partitions P prints a different table instead: every method (random, isa, herding,
+// facility_location, kcenter, dedup; --methods picks among these names) on one node beside its
+// distributed form over the pool split into P partitions (evaluation/proxy_partitions.h).
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "evaluation/proxy.h"
+#include "evaluation/proxy_partitions.h"
 #include "index/codec.h"
 #include "selection/constraints.h"
 #include "selection/dedup.h"
@@ -138,7 +142,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: curation-proxy MATRIX.f32 DIM [--train-pairs N] [--test-pairs N] "
                  "[--budgets b1,b2,..] [--seeds N] [--split-seed N] [--methods m1,m2,..] "
-                 "[--curve METHOD] [--encoding float32|float16|sq8]\n");
+                 "[--curve METHOD] [--encoding float32|float16|sq8] [--partitions P]\n");
     return 2;
   }
   const std::string path = argv[1];
@@ -148,6 +152,7 @@ int main(int argc, char** argv) {
   std::vector<double> budgets = {0.01, 0.02, 0.05, 0.1};
   std::vector<std::string> wanted;
   std::string curve_method;
+  int partitions = 0;
   curation::index::Encoding encoding = curation::index::Encoding::kFloat32;
   for (int i = 3; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -167,6 +172,9 @@ int main(int argc, char** argv) {
       wanted = Split(value);
     } else if (flag == "--curve") {
       curve_method = value;
+    } else if (flag == "--partitions") {
+      partitions = std::atoi(value.c_str());
+      if (partitions < 1) Die("--partitions must be at least 1");
     } else if (flag == "--encoding") {
       const auto parsed = curation::index::ParseEncoding(value);
       if (!parsed) Die("--encoding must be float32, float16 or sq8");
@@ -206,6 +214,13 @@ int main(int argc, char** argv) {
               static_cast<long long>(t), static_cast<long long>(ev.test_pairs().size()),
               Fixed(full.accuracy).c_str(), Seconds(start));
   std::fflush(stdout);
+
+  if (partitions > 0) {
+    const absl::Status s = curation::evaluation::RunPartitionTable(
+        ev, {.partitions = partitions, .budgets = budgets, .methods = wanted});
+    if (!s.ok()) Die(s.ToString());
+    return 0;
+  }
 
   std::vector<Method> methods;
   for (Method& m : AllMethods()) {
