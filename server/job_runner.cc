@@ -256,6 +256,13 @@ double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
+// The examples the proxy holds in memory: a partitioned dataset's pairs are all gathered on
+// its home, and the partitions are about equal (placement by hash), so this partition's count
+// times their number; admission then refuses what the home could not hold.
+int64_t PoolExamples(const storage::DatasetRecord& dataset, const DatasetState& state) {
+  return state.index->examples() * std::max(1, dataset.partitions());
+}
+
 // The recommendation's budgets: the request's, or the defaults.
 absl::StatusOr<std::vector<double>> Budgets(const v1::RecommendBudgetRequest& request) {
   const bool defaults = request.budgets_percent().empty();
@@ -501,7 +508,7 @@ absl::StatusOr<JobCost> ServiceJobRunner::PrepareEvaluate(storage::OperationReco
     record->set_pool_seq(dataset.next_seq());
   }
   record->mutable_operation()->mutable_metadata()->set_dataset(dataset.dataset().name());
-  return jobs::EstimateEvaluation(state->index->examples(), state->index->dim(),
+  return jobs::EstimateEvaluation(PoolExamples(dataset, *state), state->index->dim(),
                                   2 * proxy.random_seeds + 2, selection_cost);
 }
 
@@ -645,7 +652,7 @@ absl::StatusOr<JobCost> ServiceJobRunner::PrepareRecommend(storage::OperationRec
   const int64_t points =
       static_cast<int64_t>(std::set<double>(budgets.begin(), budgets.end()).size());
   const int64_t fits = points * (1 + (request.with_random() ? proxy.random_seeds : 0));
-  return jobs::EstimateEvaluation(state->index->examples(), state->index->dim(), fits,
+  return jobs::EstimateEvaluation(PoolExamples(dataset, *state), state->index->dim(), fits,
                                   jobs::EstimateSelection(plan, shape, shape.rows));
 }
 

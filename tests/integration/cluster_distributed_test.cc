@@ -343,6 +343,32 @@ TEST_F(DistributedTest, EvaluationOfAPartitionedDatasetEqualsOneNodes) {
   EXPECT_GT(parts.full().accuracy(), 0.6);
 }
 
+TEST_F(DistributedTest, AnEvaluationIsAdmittedForTheWholeDatasetNotItsHomePartition) {
+  // The proxy gathers every partition's pairs on the home member: the admission estimate must
+  // be the whole dataset's, as one node's is, not the home partition's third of it.
+  auto estimate = [](const std::string& dataset) {
+    v1::Selection selection;
+    EXPECT_TRUE(Select(0, Request(dataset, v1::SELECTION_METHOD_RANDOM, 0.1), &selection).ok());
+    auto stub = cluster_->Data(1);
+    grpc::ClientContext context;
+    Authorize(&context, *token_);
+    v1::EvaluateSelectionRequest request;
+    request.set_selection_id(selection.id());
+    v1::Operation op;
+    grpc::Status s = stub->StartEvaluation(&context, request, &op);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    Wait(1, op.name());
+    return op.metadata().estimated_memory_bytes();
+  };
+  // jobs/cost.cc's fixed 16 MiB would hide the part that grows with the pairs.
+  const int64_t fixed = int64_t{16} << 20;
+  const int64_t whole = estimate("whole") - fixed;
+  const int64_t parts = estimate("parts") - fixed;
+  ASSERT_GT(whole, 0);
+  EXPECT_GT(parts, whole * 8 / 10) << parts << " vs one node's " << whole;
+  EXPECT_LT(parts, whole * 12 / 10) << parts << " vs one node's " << whole;
+}
+
 TEST_F(DistributedTest, BudgetRecommendationRunsOnAPartitionedDataset) {
   auto stub = cluster_->Data(0);
   grpc::ClientContext context;
