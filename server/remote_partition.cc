@@ -129,7 +129,9 @@ class RemotePartition final : public jobs::PoolPartition {
       const size_t floats = r.values().size() / sizeof(float);
       const size_t at = values->size();
       values->resize(at + floats);
-      std::memcpy(values->data() + at, r.values().data(), floats * sizeof(float));
+      if (floats > 0) {
+        std::memcpy(values->data() + at, r.values().data(), floats * sizeof(float));
+      }
       for (std::string& id : *r.mutable_ids()) ids->push_back(std::move(id));
       if (offset + kGatherChunk >= r.rows()) return absl::OkStatus();
     }
@@ -142,7 +144,9 @@ class RemotePartition final : public jobs::PoolPartition {
     out.scores.assign(r.scores().begin(), r.scores().end());
     out.keys.assign(r.keys().begin(), r.keys().end());
     out.values.resize(r.values().size() / sizeof(float));
-    std::memcpy(out.values.data(), r.values().data(), out.values.size() * sizeof(float));
+    if (!out.values.empty()) {
+      std::memcpy(out.values.data(), r.values().data(), out.values.size() * sizeof(float));
+    }
     for (int i = 0; i < r.row_numbers_size(); ++i) {
       jobs::SelectedUnit& unit = units_[r.row_numbers(i)];
       unit.id = r.ids(i);
