@@ -105,7 +105,9 @@ grpc::Status MemberService::PartitionStep(grpc::ServerContext* context,
         absl::StrCat("member ", node_->name(), " holds no partition ", request->internal_id(),
                      " of dataset '", request->dataset(), "'"));
   }
-  const int64_t pool_seq = request->pool_seq() > 0 ? request->pool_seq() : record.next_seq();
+  const int64_t pool_seq = request->pool_seq() > 0   ? request->pool_seq()
+                           : request->pool_seq() < 0 ? 0
+                                                     : record.next_seq();
   response->set_pool_seq(pool_seq);
 
   if (request->has_gather_pairs()) {

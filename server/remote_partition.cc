@@ -125,7 +125,8 @@ class RemotePartition final : public jobs::PoolPartition {
       request.mutable_gather_pairs()->set_offset(offset);
       request.mutable_gather_pairs()->set_limit(kGatherChunk);
       ASSIGN_OR_RETURN(PartitionStepResponse r, Call(request));
-      *dim = static_cast<int>(r.dim());
+      // An empty partition may not know its dimension; the others do.
+      if (r.dim() > 0) *dim = static_cast<int>(r.dim());
       const size_t floats = r.values().size() / sizeof(float);
       const size_t at = values->size();
       values->resize(at + floats);
@@ -161,7 +162,8 @@ class RemotePartition final : public jobs::PoolPartition {
     request.set_tenant(tenant_);
     request.set_dataset(dataset_);
     request.set_internal_id(placement_.internal_id());
-    request.set_pool_seq(pool_seq_);
+    // Pinned at 0 (the partition held nothing then) is sent as -1: 0 would mean "now".
+    request.set_pool_seq(!pinned_ ? 0 : (pool_seq_ == 0 ? -1 : pool_seq_));
     *request.mutable_select() = resolved_;
     const auto give_up = std::chrono::steady_clock::now() + retry_for_;
     auto pause = std::chrono::milliseconds(100);
@@ -176,7 +178,10 @@ class RemotePartition final : public jobs::PoolPartition {
         PartitionStepResponse response;
         grpc::Status s = stub->PartitionStep(&context, request, &response);
         if (s.ok()) {
-          if (pool_seq_ == 0) pool_seq_ = response.pool_seq();
+          if (!pinned_) {
+            pool_seq_ = response.pool_seq();
+            pinned_ = true;
+          }
           return response;
         }
         last = FromGrpc(s);
@@ -204,6 +209,7 @@ class RemotePartition final : public jobs::PoolPartition {
   const v1::SelectRequest resolved_;
   const std::chrono::milliseconds retry_for_;
   int64_t pool_seq_ = 0;
+  bool pinned_ = false;
   std::map<int64_t, jobs::SelectedUnit> units_;
 };
 

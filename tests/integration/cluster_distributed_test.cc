@@ -278,6 +278,34 @@ TEST_F(DistributedTest, AStoredSelectionExportsItsExamplesFromEveryPartition) {
   }
 }
 
+TEST_F(DistributedTest, APartitionWithNoExamplesTakesPartLikeTheOthers) {
+  // Two pairs over three partitions: at least one partition holds none.
+  Create("tiny", 3);
+  const std::vector<v1::Example> pairs = MakePairs();
+  {
+    auto stub = cluster_->Data(0);
+    grpc::ClientContext context;
+    Authorize(&context, *token_);
+    v1::IngestExamplesRequest request;
+    request.set_dataset("tiny");
+    *request.add_examples() = pairs[0];
+    *request.add_examples() = pairs[1];
+    v1::IngestExamplesResponse reply;
+    ASSERT_TRUE(stub->IngestExamples(&context, request, &reply).ok());
+    ASSERT_EQ(reply.accepted(), 2);
+  }
+  for (v1::SelectionMethod method :
+       {v1::SELECTION_METHOD_RANDOM, v1::SELECTION_METHOD_HERDING, v1::SELECTION_METHOD_KCENTER}) {
+    v1::SelectRequest request = Request("tiny", method);
+    request.mutable_budget()->set_count(2);
+    v1::Selection out;
+    grpc::Status s = Select(1, request, &out);
+    ASSERT_TRUE(s.ok()) << method << ": " << s.error_message();
+    EXPECT_EQ(std::set<std::string>({out.items(0).example_id(), out.items(1).example_id()}),
+              std::set<std::string>({PairId(0), PairId(1)}));
+  }
+}
+
 TEST_F(DistributedTest, WhatDoesNotDistributeIsRefusedNamingTheField) {
   v1::SelectRequest filtered = Request("parts", v1::SELECTION_METHOD_HERDING);
   (*filtered.mutable_filter()->mutable_metadata_equals())["source"] = "x";
