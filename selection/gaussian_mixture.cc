@@ -1078,6 +1078,23 @@ absl::StatusOr<GaussianMixture> GaussianMixture::FitWithSample(const MatrixView&
   return FitImpl(x, options, progress, &sample_rows);
 }
 
+// Runs `fit_once(init)` for init = 0 .. n_init - 1 and keeps the best fit by sklearn's rule
+// (the first, unless a later one has a strictly larger bound), with every init's iterations
+// counted.
+absl::StatusOr<GaussianMixture> GaussianMixture::BestOfInits(
+    int n_init, const std::function<absl::StatusOr<GaussianMixture>(int init)>& fit_once) {
+  std::optional<GaussianMixture> best;
+  int init_iterations = 0;
+  for (int init = 0; init < n_init; ++init) {
+    absl::StatusOr<GaussianMixture> g = fit_once(init);
+    if (!g.ok()) return g.status();
+    init_iterations += g->init_iterations_;
+    if (!best || g->lower_bound_ > best->lower_bound_) best = std::move(*g);
+  }
+  best->init_iterations_ = init_iterations;
+  return std::move(*best);
+}
+
 absl::StatusOr<GaussianMixture> GaussianMixture::FitImpl(
     const MatrixView& x, const MixtureOptions& options, const FitProgress& progress,
     const std::span<const int64_t>* given_sample) {
@@ -1112,18 +1129,9 @@ absl::StatusOr<GaussianMixture> GaussianMixture::FitImpl(
   }
 
   MixtureFitter fitter(options, cancel, std::move(scan.mean), scan.mean_variance);
-  std::optional<GaussianMixture> best;
-  int init_iterations = 0;
-  for (int init = 0; init < options.n_init; ++init) {
-    absl::StatusOr<GaussianMixture> g =
-        fitter.FitOnce(all, sample ? &*sample : nullptr, rng, fitter.ShareBefore(init));
-    if (!g.ok()) return g.status();
-    init_iterations += g->init_iterations_;
-    // sklearn's rule: keep the first init unless a later one has a strictly larger bound.
-    if (!best || g->lower_bound_ > best->lower_bound_) best = std::move(*g);
-  }
-  best->init_iterations_ = init_iterations;
-  return std::move(*best);
+  return BestOfInits(options.n_init, [&](int init) {
+    return fitter.FitOnce(all, sample ? &*sample : nullptr, rng, fitter.ShareBefore(init));
+  });
 }
 
 absl::StatusOr<GaussianMixture> GaussianMixture::FitFromSample(const MatrixView& sample,
@@ -1149,58 +1157,9 @@ absl::StatusOr<GaussianMixture> GaussianMixture::FitFromSample(const MatrixView&
     return absl::InvalidArgumentError("input matrix contains NaN or infinite values");
   }
   MixtureFitter fitter(options, cancel, std::move(scan.mean), scan.mean_variance);
-  std::optional<GaussianMixture> best;
-  int init_iterations = 0;
-  for (int init = 0; init < options.n_init; ++init) {
-    absl::StatusOr<GaussianMixture> g =
-        fitter.FitOnceFromSample(data, rows, all_rows, rng, fitter.ShareBefore(init));
-    if (!g.ok()) return g.status();
-    init_iterations += g->init_iterations_;
-    if (!best || g->lower_bound_ > best->lower_bound_) best = std::move(*g);
-  }
-  best->init_iterations_ = init_iterations;
-  return std::move(*best);
-}
-
-absl::StatusOr<GaussianMixture> GaussianMixture::EmFromParameters(const MixtureParameters& start,
-                                                                  int64_t rows,
-                                                                  const StatisticsFn& all_rows,
-                                                                  const MixtureOptions& options,
-                                                                  const FitProgress& progress) {
-  if (start.covariance == Covariance::kFull || options.covariance == Covariance::kFull) {
-    return absl::InvalidArgumentError(
-        "EM over summed statistics needs diag or spherical covariances");
-  }
-  if (options.max_iter < 1) return absl::InvalidArgumentError("max_iter must be >= 1");
-  if (!(options.tol >= 0) || !std::isfinite(options.tol)) {
-    return absl::InvalidArgumentError("tol must be finite and >= 0");
-  }
-  if (!(options.reg_covar >= 0) || !std::isfinite(options.reg_covar)) {
-    return absl::InvalidArgumentError("reg_covar must be finite and >= 0");
-  }
-  absl::StatusOr<GaussianMixture> g =
-      FromParameters(start.weights, start.means, start.covariances, start.covariance);
-  if (!g.ok()) return g.status();
-  if (rows < g->components()) {
-    return absl::InvalidArgumentError("a mixture needs at least as many rows as components");
-  }
-  std::vector<double> center = start.center;
-  if (center.empty()) center.assign(g->dim(), 0.0);
-  if (static_cast<int64_t>(center.size()) != g->dim()) {
-    return absl::InvalidArgumentError("the mixture's center must have the rows' dimension");
-  }
-  MixtureOptions o = options;
-  o.components = g->components();
-  o.covariance = start.covariance;
-  o.n_init = 1;
-  internal::Cancel cancel(progress);
-  MixtureFitter fitter(o, cancel, std::move(center), /*kmeans_scale=*/1);
-  int iterations = 0;
-  if (absl::Status s = fitter.EmFromStatistics(rows, all_rows, 0, *g, iterations); !s.ok()) {
-    return s;
-  }
-  g->iterations_ = iterations;
-  return g;
+  return BestOfInits(options.n_init, [&](int init) {
+    return fitter.FitOnceFromSample(data, rows, all_rows, rng, fitter.ShareBefore(init));
+  });
 }
 
 MixtureParameters GaussianMixture::parameters() const {

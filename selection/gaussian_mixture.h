@@ -191,17 +191,6 @@ class GaussianMixture {
                                                        const MixtureOptions& options,
                                                        const FitProgress& progress = nullptr);
 
-  // EM alone, from `start` (its center is the point the statistics are about; empty: the
-  // origin), on a pool of `rows` rows whose E steps `all_rows` computes: the iterations,
-  // M step (options.reg_covar), convergence test (options.tol, options.max_iter) and progress
-  // of Fit's EM on all rows. FitFromSample's last stage. Errors as FitFromSample's, and
-  // INVALID_ARGUMENT for parameters FromParameters rejects.
-  static absl::StatusOr<GaussianMixture> EmFromParameters(const MixtureParameters& start,
-                                                          int64_t rows,
-                                                          const StatisticsFn& all_rows,
-                                                          const MixtureOptions& options,
-                                                          const FitProgress& progress = nullptr);
-
   // The parameters, for FromParameters or an E step elsewhere (center left empty).
   MixtureParameters parameters() const;
 
@@ -261,6 +250,8 @@ class GaussianMixture {
                                                         int threads, const FitProgress& progress);
   GaussianMixture() = default;
 
+  static absl::StatusOr<GaussianMixture> BestOfInits(
+      int n_init, const std::function<absl::StatusOr<GaussianMixture>(int init)>& fit_once);
   static absl::StatusOr<GaussianMixture> FitImpl(const MatrixView& x, const MixtureOptions& options,
                                                  const FitProgress& progress,
                                                  const std::span<const int64_t>* sample_rows);

@@ -373,40 +373,19 @@ TEST(DistributedIsa, FitFromSampleEqualsFitWithSample) {
   ExpectRelativelyClose(dist->weights(), one->weights(), 1e-6);
   ExpectRelativelyClose(dist->means(), one->means(), 1e-6);
   ExpectRelativelyClose(dist->variances(), one->variances(), 1e-6);
-}
 
-TEST(DistributedIsa, EmFromParametersIsFitsLastStage) {
-  // EM from a fit's own parameters moves them no further than one more EM iteration would.
-  const int64_t n = 2000, dim = 6;
-  const std::vector<float> x = Clustered(n, dim, 3, 23);
-  MixtureOptions options = Components(3);
-  options.tol = 1e-6;
-  options.max_iter = 500;
-  auto fit = GaussianMixture::Fit({x.data(), n, dim}, options);
-  ASSERT_TRUE(fit.ok()) << fit.status();
-  ASSERT_TRUE(fit->converged());
-  MixtureParameters start = fit->parameters();
-  start.center.assign(dim, 0.5);
-  int calls = 0;
-  const auto all_rows = [&](const MixtureParameters& p) {
-    ++calls;
-    return MixtureEStep({x.data(), n, dim}, p);
-  };
-  auto em = GaussianMixture::EmFromParameters(start, n, all_rows, options);
-  ASSERT_TRUE(em.ok()) << em.status();
-  EXPECT_TRUE(em->converged());
-  EXPECT_EQ(em->iterations(), calls);
-  EXPECT_LE(em->iterations(), 3);
-  ExpectRelativelyClose(em->means(), fit->means(), 1e-5);
-  ExpectRelativelyClose(em->variances(), fit->variances(), 1e-5);
   // Statistics of the wrong shape, and full covariances, are refused.
   const auto wrong = [&](const MixtureParameters&) -> absl::StatusOr<MixtureStatistics> {
     return MixtureStatistics{};
   };
-  EXPECT_EQ(GaussianMixture::EmFromParameters(start, n, wrong, options).status().code(),
+  EXPECT_EQ(GaussianMixture::FitFromSample({gathered.data(), 400, dim}, n, wrong, options)
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
-  start.covariance = Covariance::kFull;
-  EXPECT_EQ(GaussianMixture::EmFromParameters(start, n, all_rows, options).status().code(),
+  options.covariance = Covariance::kFull;
+  EXPECT_EQ(GaussianMixture::FitFromSample({gathered.data(), 400, dim}, n, all_rows, options)
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
 }
 
